@@ -1,0 +1,48 @@
+// Deterministic object names. A Job's name carries a short hash of everything that defines its work,
+// so `pulumi preview` shows a replace exactly when a stage's inputs changed, and a hard-killed
+// `pulumi up` can never start the same work twice under a new random name.
+import { createHash } from "crypto";
+
+/** Stable JSON: object keys sorted, so the hash depends on content, not insertion order. */
+export function stableJson(v: unknown): string {
+    return JSON.stringify(v, (_k, val) =>
+        val && typeof val === "object" && !Array.isArray(val)
+            ? Object.fromEntries(Object.entries(val).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+            : val,
+    );
+}
+
+/** First 8 hex digits of the sha256 of the stable JSON of `parts`. */
+export function shortHash(...parts: unknown[]): string {
+    return createHash("sha256").update(stableJson(parts)).digest("hex").slice(0, 8);
+}
+
+/** `<run>-<stage>[-<variant>]-<hash>`; at most 63 characters (a label value). */
+export function jobName(run: string, stage: string, variant: string | undefined, hash: string): string {
+    const name = [run, stage, variant, hash].filter(Boolean).join("-");
+    if (name.length > 63) throw new Error(`object name ${name} is longer than 63 characters; shorten cot-vr:run or the variant name`);
+    return name;
+}
+
+export const LABELS = {
+    partOf: "app.kubernetes.io/part-of",
+    instance: "app.kubernetes.io/instance",
+    component: "app.kubernetes.io/component",
+    managedBy: "app.kubernetes.io/managed-by",
+    run: "cot-vr/run",
+    stage: "cot-vr/stage",
+    variant: "cot-vr/variant",
+    hash: "cot-vr/config-hash",
+} as const;
+
+export function labels(run: string, stage: string, variant?: string, hash?: string): Record<string, string> {
+    return {
+        [LABELS.partOf]: "cot-vr",
+        [LABELS.instance]: run,
+        [LABELS.managedBy]: "pulumi",
+        [LABELS.run]: run,
+        [LABELS.stage]: stage,
+        ...(variant ? { [LABELS.variant]: variant } : {}),
+        ...(hash ? { [LABELS.hash]: hash } : {}),
+    };
+}

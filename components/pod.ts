@@ -1,0 +1,169 @@
+// Pod-spec helpers shared by every stage: volumes, secret env, GPU requests, the ROCm pod settings and
+// the Job skeleton. Pure functions returning plain Kubernetes argument objects.
+import * as pulumi from "@pulumi/pulumi";
+import * as k8s from "@pulumi/kubernetes";
+import { durationSeconds, Settings, StageName } from "../config";
+import { HF_HOME, MOUNTS } from "./paths";
+
+type Input<T> = pulumi.Input<T>;
+type PodSpec = k8s.types.input.core.v1.PodSpec;
+type Container = k8s.types.input.core.v1.Container;
+type Volume = k8s.types.input.core.v1.Volume;
+type VolumeMount = k8s.types.input.core.v1.VolumeMount;
+type EnvVar = k8s.types.input.core.v1.EnvVar;
+
+export type VolumeName = "models" | "data" | "checkpoints" | "results";
+
+/** Claim names of the shared volumes (created by SharedVolumes or existing ones). */
+export type ClaimNames = Record<VolumeName, Input<string>>;
+
+/** What every stage component receives besides its own settings. */
+export interface StageContext {
+    readonly settings: Settings;
+    readonly namespace: Input<string>;
+    readonly claims: ClaimNames;
+    /** Secret holding HF_TOKEN (and WANDB_API_KEY when set). */
+    readonly secretName: Input<string>;
+    /** Image references (pushed digests when images are built). */
+    readonly images: { trainer: Input<string>; datagen: Input<string>; vllm: Input<string> };
+    /** Plain identities of the images (config ref, or repo:content-hash when built), for Job hashes. */
+    readonly imageIds: { trainer: string; datagen: string; vllm: string };
+    /** Pull secrets: the stack's plus the registry secret when images are built. */
+    readonly imagePullSecrets: Input<string>[];
+}
+
+/** Volumes and mounts for the shared claims a container uses, plus its ConfigMap and /dev/shm. */
+export function storageVolumes(
+    ctx: StageContext,
+    use: Partial<Record<VolumeName, "ro" | "rw">>,
+    extra: { configMap?: Input<string>; shmSize?: string } = {},
+): { volumes: Volume[]; volumeMounts: VolumeMount[] } {
+    const volumes: Volume[] = [];
+    const volumeMounts: VolumeMount[] = [];
+    for (const name of ["models", "data", "checkpoints", "results"] as VolumeName[]) {
+        const mode = use[name];
+        if (!mode) continue;
+        volumes.push({ name, persistentVolumeClaim: { claimName: ctx.claims[name] } });
+        volumeMounts.push({ name, mountPath: MOUNTS[name], readOnly: mode === "ro" });
+    }
+    if (extra.configMap) {
+        volumes.push({ name: "config", configMap: { name: extra.configMap } });
+        volumeMounts.push({ name: "config", mountPath: MOUNTS.config, readOnly: true });
+    }
+    if (extra.shmSize) {
+        // The container runtime's 64 MB /dev/shm starves PyTorch data loaders and vLLM workers.
+        volumes.push({ name: "dshm", emptyDir: { medium: "Memory", sizeLimit: extra.shmSize } });
+        volumeMounts.push({ name: "dshm", mountPath: MOUNTS.shm });
+    }
+    return { volumes, volumeMounts };
+}
+
+/** Env var from a key of the stack's Secret (never a plain value in the spec). */
+export function secretEnv(ctx: StageContext, name: string, key = name, optional = false): EnvVar {
+    return { name, valueFrom: { secretKeyRef: { name: ctx.secretName, key, optional } } };
+}
+
+/** Hugging Face env: cache on the data volume, token from the Secret under both names tools read. */
+export function hfEnv(ctx: StageContext): EnvVar[] {
+    return [
+        { name: "HF_HOME", value: HF_HOME },
+        secretEnv(ctx, "HF_TOKEN", "HF_TOKEN", true),
+        secretEnv(ctx, "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN", true),
+    ];
+}
+
+/** Requests and limits; GPUs counted by the configured extended resource (requests must equal limits). */
+export function resources(s: Settings, r: { gpus?: number; cpu: string; memory: string }) {
+    const gpu = r.gpus ? { [s.cluster.gpuResource]: String(r.gpus) } : {};
+    return {
+        requests: { cpu: r.cpu, memory: r.memory, ...gpu },
+        limits: { memory: r.memory, ...gpu },
+    };
+}
+
+/**
+ * Pod fields for a GPU workload on ROCm: node selection (configurable; the GPU request alone is
+ * enough where `amd.com/gpu.product-name` is missing), tolerations, the video group that opens
+ * /dev/kfd and /dev/dri (which the device plugin mounts: no hostPath), unconfined seccomp.
+ */
+export function gpuPodFields(s: Settings): Partial<PodSpec> {
+    return {
+        nodeSelector: Object.keys(s.cluster.nodeSelector).length ? s.cluster.nodeSelector : undefined,
+        tolerations: s.cluster.tolerations,
+        hostIPC: s.cluster.hostIPC || undefined,
+        securityContext: {
+            supplementalGroups: s.cluster.supplementalGroups,
+            seccompProfile: { type: "Unconfined" },
+        },
+    };
+}
+
+/** Container security for GPU containers (ROCm debuggers and RCCL use ptrace). */
+export const GPU_CONTAINER_SECURITY = { capabilities: { add: ["SYS_PTRACE"] } };
+
+/** Exit codes of this project's programs that mean "bad input": retrying cannot help. */
+export const FATAL_EXIT_CODES = [2, 3, 4, 5, 6];
+
+export interface JobSpecInput {
+    readonly name: string;
+    readonly stage: StageName;
+    readonly labels: Record<string, string>;
+    readonly container: Container;
+    readonly volumes: Volume[];
+    /** GPU pods get the ROCm pod fields. */
+    readonly gpu: boolean;
+    readonly serviceAccountName?: Input<string>;
+}
+
+/** Seconds `pulumi up` waits for a stage; also the Job's activeDeadlineSeconds. */
+export function stageTimeoutSeconds(s: Settings, stage: StageName): number {
+    return durationSeconds(s.timing[stage].timeout);
+}
+
+/**
+ * A Job that runs once: no TTL (a TTL-deleted Job is re-created, i.e. re-run, by the next `up`),
+ * bounded by activeDeadlineSeconds, failing at once on bad-input exit codes, and not counting
+ * evictions or node loss (DisruptionTarget) against its retries.
+ */
+export function jobArgs(ctx: StageContext, j: JobSpecInput): k8s.batch.v1.JobArgs {
+    const s = ctx.settings;
+    const timing = s.timing[j.stage];
+    const timeout = stageTimeoutSeconds(s, j.stage);
+    const annotations: Record<string, string> = { "pulumi.com/timeoutSeconds": String(timeout) };
+    if (timing.await) {
+        // A Job that failed at the last update is re-created by the next one.
+        annotations["pulumi.com/replaceUnready"] = "true";
+    } else {
+        annotations["pulumi.com/skipAwait"] = "true";
+    }
+    return {
+        metadata: { name: j.name, namespace: ctx.namespace, labels: j.labels, annotations },
+        spec: {
+            backoffLimit: timing.retries,
+            activeDeadlineSeconds: timeout,
+            podFailurePolicy: {
+                rules: [
+                    { action: "FailJob", onExitCodes: { containerName: "main", operator: "In", values: FATAL_EXIT_CODES } },
+                    { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
+                ],
+            },
+            template: {
+                metadata: { labels: j.labels },
+                spec: {
+                    restartPolicy: "Never",
+                    serviceAccountName: j.serviceAccountName,
+                    imagePullSecrets: ctx.imagePullSecrets.map((name) => ({ name })),
+                    ...(j.gpu ? gpuPodFields(s) : {}),
+                    containers: [{ ...j.container, name: "main", imagePullPolicy: s.images.pullPolicy }],
+                    volumes: j.volumes,
+                },
+            },
+        },
+    };
+}
+
+/** Resource options of an awaited Job: the stage's timeout, never the provider's 10-minute default. */
+export function jobTimeouts(s: Settings, stage: StageName): pulumi.CustomTimeouts {
+    const t = `${Math.ceil(stageTimeoutSeconds(s, stage) / 60)}m`;
+    return { create: t, update: t };
+}

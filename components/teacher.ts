@@ -1,0 +1,117 @@
+// The vLLM teacher: Llama 3.2 90B Vision served from the models volume on one MI300X. It exists only
+// while the stack enables it, so the GPU goes back as soon as a later update drops the stage.
+import * as pulumi from "@pulumi/pulumi";
+import * as k8s from "@pulumi/kubernetes";
+import { Settings } from "../config";
+import { labels, LABELS } from "./naming";
+import { modelDir } from "./paths";
+import { GPU_CONTAINER_SECURITY, gpuPodFields, resources, stageTimeoutSeconds, StageContext, storageVolumes } from "./pod";
+
+export const TEACHER_PORT_NAME = "http";
+
+export function teacherName(s: Settings): string {
+    return `${s.run}-teacher`;
+}
+
+export function teacherSelector(s: Settings): Record<string, string> {
+    return { [LABELS.run]: s.run, [LABELS.stage]: "teacher" };
+}
+
+/** OpenAI-compatible base URL of the teacher inside the cluster. */
+export function teacherApiBase(s: Settings): string {
+    return `http://${teacherName(s)}.${s.cluster.namespace}.svc.cluster.local:${s.teacher.port}/v1`;
+}
+
+/** `vllm serve` arguments. The rocm/vllm images have no entrypoint, so the command is explicit. */
+export function teacherArgs(s: Settings): string[] {
+    const t = s.teacher;
+    return [
+        "serve", modelDir(s, "90b"),
+        "--served-model-name", t.servedModelName,
+        "--host", "0.0.0.0",
+        "--port", String(t.port),
+        "--max-model-len", String(t.maxModelLen),
+        "--max-num-seqs", String(t.maxNumSeqs),
+        "--tensor-parallel-size", String(t.gpus),
+        "--gpu-memory-utilization", String(t.gpuMemoryUtilization),
+        ...t.extraArgs,
+    ];
+}
+
+export function teacherDeploymentArgs(ctx: StageContext): k8s.apps.v1.DeploymentArgs {
+    const s = ctx.settings;
+    const t = s.teacher;
+    const name = teacherName(s);
+    const lbl = labels(s.run, "teacher");
+    const { volumes, volumeMounts } = storageVolumes(ctx, { models: "ro" }, { shmSize: t.shmSize });
+    // Loading 165 GiB of weights takes long: the startup probe allows the whole teacher timeout,
+    // after which readiness on /health decides.
+    const period = 10;
+    const startupFailures = Math.max(1, Math.ceil(stageTimeoutSeconds(s, "teacher") / period));
+    return {
+        metadata: { name, namespace: ctx.namespace, labels: lbl },
+        spec: {
+            replicas: 1,
+            // Never two teachers on GPUs at once: the old pod goes before the new one starts.
+            strategy: { type: "Recreate" },
+            selector: { matchLabels: teacherSelector(s) },
+            template: {
+                metadata: { labels: lbl },
+                spec: {
+                    ...gpuPodFields(s),
+                    imagePullSecrets: ctx.imagePullSecrets.map((n) => ({ name: n })),
+                    containers: [{
+                        name: "vllm",
+                        image: ctx.images.vllm,
+                        imagePullPolicy: s.images.pullPolicy,
+                        command: ["vllm"],
+                        args: teacherArgs(s),
+                        ports: [{ name: TEACHER_PORT_NAME, containerPort: t.port }],
+                        env: [{ name: "HF_HUB_OFFLINE", value: "1" }],
+                        resources: resources(s, { gpus: t.gpus, cpu: t.cpu, memory: t.memory }),
+                        securityContext: GPU_CONTAINER_SECURITY,
+                        volumeMounts,
+                        startupProbe: { httpGet: { path: "/health", port: TEACHER_PORT_NAME }, periodSeconds: period, failureThreshold: startupFailures },
+                        readinessProbe: { httpGet: { path: "/health", port: TEACHER_PORT_NAME }, periodSeconds: 10, failureThreshold: 3 },
+                        livenessProbe: { httpGet: { path: "/health", port: TEACHER_PORT_NAME }, periodSeconds: 30, failureThreshold: 5 },
+                    }],
+                    volumes,
+                },
+            },
+        },
+    };
+}
+
+export function teacherServiceArgs(ctx: StageContext): k8s.core.v1.ServiceArgs {
+    const s = ctx.settings;
+    return {
+        metadata: { name: teacherName(s), namespace: ctx.namespace, labels: labels(s.run, "teacher") },
+        spec: {
+            selector: teacherSelector(s),
+            ports: [{ name: TEACHER_PORT_NAME, port: s.teacher.port, targetPort: TEACHER_PORT_NAME }],
+        },
+    };
+}
+
+export class Teacher extends pulumi.ComponentResource {
+    public readonly deployment: k8s.apps.v1.Deployment;
+    public readonly service: k8s.core.v1.Service;
+    /** OpenAI-compatible base URL, e.g. http://blog-teacher.cot-vr.svc.cluster.local:8000/v1 */
+    public readonly apiBase: string;
+
+    constructor(name: string, ctx: StageContext, opts?: pulumi.ComponentResourceOptions) {
+        super("cot-vr:stages:Teacher", name, {}, opts);
+        const t = `${Math.ceil(stageTimeoutSeconds(ctx.settings, "teacher") / 60)}m`;
+        this.deployment = new k8s.apps.v1.Deployment(`${name}-deployment`, teacherDeploymentArgs(ctx), {
+            parent: this,
+            customTimeouts: { create: t, update: t },
+        });
+        // After the Deployment: the provider waits for a Service's endpoints, which only a ready pod gives.
+        this.service = new k8s.core.v1.Service(`${name}-service`, teacherServiceArgs(ctx), {
+            parent: this,
+            dependsOn: [this.deployment],
+        });
+        this.apiBase = teacherApiBase(ctx.settings);
+        this.registerOutputs({ apiBase: this.apiBase });
+    }
+}

@@ -1,0 +1,531 @@
+// The only reader of stack configuration. Every key the stack file may set is declared here, with
+// its default (the blog's experiment, with the blog's mistakes corrected) and a doc line. The README's
+// config table is written from this file.
+import { z } from "zod";
+
+/** Pulumi config namespace of this project (the `name` in Pulumi.yaml). */
+export const PROJECT = "cot-vr";
+
+// ---------------------------------------------------------------------------------------------------
+// Value types
+
+const QUANTITY_RE = /^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|k|K|M|G|T|P)?$/;
+const UNIT_BYTES: Record<string, number> = {
+    "": 1, k: 1e3, K: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15,
+    Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50,
+};
+
+/** Bytes in a Kubernetes quantity such as "800Gi"; NaN when it is not one. */
+export function quantityBytes(q: string): number {
+    const m = QUANTITY_RE.exec(q);
+    return m ? Number(m[1]) * UNIT_BYTES[m[2] ?? ""] : NaN;
+}
+
+const quantity = z.string().refine((q) => quantityBytes(q) > 0, {
+    message: 'must be a positive Kubernetes quantity such as "500Gi"',
+});
+
+const DURATION_RE = /^([0-9]+)(s|m|h)$/;
+/** Seconds in a duration such as "90m", "36h", "600s". */
+export function durationSeconds(d: string): number {
+    const m = DURATION_RE.exec(d);
+    if (!m) return NaN;
+    return Number(m[1]) * { s: 1, m: 60, h: 3600 }[m[2] as "s" | "m" | "h"];
+}
+const duration = z.string().refine((d) => durationSeconds(d) > 0, {
+    message: 'must be a positive duration such as "600s", "90m" or "36h"',
+});
+
+/** An image reference pinned to a tag other than `latest`, or to a digest. */
+export function isPinnedImage(ref: string): boolean {
+    if (/@sha256:[0-9a-f]{64}$/.test(ref)) return true;
+    const lastSlash = ref.lastIndexOf("/");
+    const colon = ref.indexOf(":", lastSlash + 1);
+    if (colon < 0) return false;
+    const tag = ref.slice(colon + 1);
+    return tag.length > 0 && tag !== "latest";
+}
+const image = z.string().refine(isPinnedImage, {
+    message: 'must be pinned: a tag other than "latest" (repo:tag) or a digest (repo@sha256:...)',
+});
+
+const dnsLabel = (max: number) =>
+    z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, {
+        message: "must be lowercase letters, digits and '-', starting and ending with a letter or digit",
+    }).max(max);
+
+const posInt = z.number().int().positive();
+const nonNegInt = z.number().int().nonnegative();
+
+// ---------------------------------------------------------------------------------------------------
+// Sections
+
+export const MODEL_SIZES = ["11b", "90b"] as const;
+export type ModelSize = (typeof MODEL_SIZES)[number];
+
+const clusterSchema = z.strictObject({
+    /** Path to a kubeconfig file, or its contents. @default the ambient kubeconfig */
+    kubeconfig: z.string().min(1).optional(),
+    /** kubeconfig context. @default the current context */
+    context: z.string().min(1).optional(),
+    /** Namespace of every object. @default "cot-vr" */
+    namespace: dnsLabel(63).default("cot-vr"),
+    /** Create the namespace (kept on destroy: deleting it would delete the volumes). false = it exists. @default true */
+    createNamespace: z.boolean().default(true),
+    /** Extended resource that counts GPUs. @default "amd.com/gpu" */
+    gpuResource: z.string().min(1).default("amd.com/gpu"),
+    /** Node selector for GPU pods. Empty: the GPU request alone selects nodes (works where
+     * `amd.com/gpu.product-name` is missing). E.g. {"amd.com/gpu.device-id": "74a1"}. @default {} */
+    nodeSelector: z.record(z.string(), z.string()).default({}),
+    /** Tolerations for GPU pods. @default tolerate the `amd.com/gpu` NoSchedule taint */
+    tolerations: z.array(z.strictObject({
+        key: z.string().min(1),
+        operator: z.enum(["Exists", "Equal"]).default("Exists"),
+        value: z.string().optional(),
+        effect: z.enum(["NoSchedule", "PreferNoSchedule", "NoExecute"]).optional(),
+    })).default([{ key: "amd.com/gpu", operator: "Exists", effect: "NoSchedule" }]),
+    /** Existing image pull Secrets in the namespace. @default [] */
+    imagePullSecrets: z.array(dnsLabel(253)).default([]),
+    /** Supplemental groups of GPU pods: `video` (44) opens /dev/kfd and /dev/dri. @default [44] */
+    supplementalGroups: z.array(nonNegInt).default([44]),
+    /** Share the host IPC namespace (some AMD examples do; /dev/shm is enough for vLLM and torchtune). @default false */
+    hostIPC: z.boolean().default(false),
+}).prefault({});
+
+const volumeSchema = (size: string) => z.strictObject({
+    /** Requested size. */
+    size: quantity.default(size),
+    /** Access mode; ReadWriteMany lets Jobs on different nodes share the volume. */
+    accessMode: z.enum(["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"]).default("ReadWriteMany"),
+    /** Use this existing claim instead of creating one (e.g. a sweep stack sharing a blog stack's volume). */
+    existingClaim: dnsLabel(253).optional(),
+}).prefault({});
+
+const storageSchema = z.strictObject({
+    /** StorageClass of created claims. @default the cluster default */
+    storageClass: z.string().min(1).optional(),
+    /** Keep created claims (and a created namespace) when the stack is destroyed. @default true */
+    retainOnDestroy: z.boolean().default(true),
+    /** Downloaded weights: 11B ~21 GB, 90B ~177 GB. */
+    models: volumeSchema("250Gi"),
+    /** CoT dataset and the Hugging Face datasets cache. */
+    data: volumeSchema("50Gi"),
+    /** Fine-tune outputs, `<run>/<variant>/epoch_N`: 11B ~21 GB, 90B ~178 GB per epoch. */
+    checkpoints: volumeSchema("800Gi"),
+    /** Evaluation JSON, samples, report. */
+    results: volumeSchema("5Gi"),
+}).prefault({});
+
+const imagesSchema = z.strictObject({
+    /** vLLM image for the teacher: must still serve Mllama (vLLM <= 0.10.2). */
+    vllm: image.default("rocm/vllm:rocm6.4.1_vllm_0.10.1_20250909"),
+    /** Trainer/evaluator image built from images/trainer (used when build is false). */
+    trainer: image.default("cot-vr-trainer:0.1.0"),
+    /** CoT generation image built from images/datagen (used when build is false). */
+    datagen: image.default("cot-vr-datagen:0.1.0"),
+    /** Image pull policy. @default "IfNotPresent" */
+    pullPolicy: z.enum(["IfNotPresent", "Always", "Never"]).default("IfNotPresent"),
+    /** Build images/trainer and images/datagen with @pulumi/docker, push them to `registry`, run the digests. @default false */
+    build: z.boolean().default(false),
+    /** Registry to push to when build is true; password from `pulumi config set --secret cot-vr:registryPassword`. */
+    registry: z.strictObject({
+        /** Registry host, e.g. "ghcr.io". */
+        server: z.string().min(1),
+        /** Repository prefix, e.g. "ghcr.io/my-team". Images are <repository>/cot-vr-trainer. */
+        repository: z.string().min(1),
+        /** Registry user name. */
+        username: z.string().min(1),
+    }).optional(),
+}).prefault({});
+
+const modelsSchema = z.strictObject({
+    /** Hugging Face repo of the 11B model (5 safetensors shards). */
+    "11b": z.string().min(1).default("meta-llama/Llama-3.2-11B-Vision-Instruct"),
+    /** Hugging Face repo of the 90B model (37 safetensors shards). */
+    "90b": z.string().min(1).default("meta-llama/Llama-3.2-90B-Vision-Instruct"),
+}).prefault({});
+
+const stagesSchema = z.strictObject({
+    /** Download every model the enabled stages read. @default true */
+    download: z.boolean().default(true),
+    /** Serve the 90B teacher with vLLM (holds a GPU while enabled). @default true */
+    teacher: z.boolean().default(true),
+    /** Generate the CoT dataset from the teacher. @default true */
+    generate: z.boolean().default(true),
+    /** Run the enabled fine-tunes of `train.variants`. @default true */
+    train: z.boolean().default(true),
+    /** Sample one answer per `sample.variants`. @default true */
+    sample: z.boolean().default(true),
+    /** Evaluate every `evaluate.variants`. @default true */
+    evaluate: z.boolean().default(true),
+    /** Build the report from the evaluations. @default true */
+    report: z.boolean().default(true),
+}).prefault({});
+
+const STAGE_NAMES = ["download", "teacher", "generate", "train", "sample", "evaluate", "report"] as const;
+export type StageName = (typeof STAGE_NAMES)[number];
+
+const stageTimingSchema = (timeout: string) => z.strictObject({
+    /** How long `pulumi up` waits for the stage (also its Kubernetes activeDeadlineSeconds). */
+    timeout: duration.default(timeout),
+    /** Wait for completion. false submits the Job and returns (pulumi.com/skipAwait); nothing in the same update may depend on it. */
+    await: z.boolean().default(true),
+    /** Pod retries after a failure that is not a bad input (eviction and node loss never count). */
+    retries: nonNegInt.default(2),
+}).prefault({});
+
+const timingSchema = z.strictObject({
+    download: stageTimingSchema("4h"),
+    teacher: stageTimingSchema("90m"),
+    generate: stageTimingSchema("24h"),
+    train: stageTimingSchema("48h"),
+    sample: stageTimingSchema("2h"),
+    evaluate: stageTimingSchema("24h"),
+    report: stageTimingSchema("30m"),
+}).prefault({});
+
+const teacherSchema = z.strictObject({
+    /** Name vLLM serves the model under; the generator's `api-endpoint.model` is derived from it. */
+    servedModelName: z.string().min(1).default("meta-llama/Llama-3.2-90B-Vision-Instruct"),
+    /** --max-model-len (the blog's 8129 is a typo for 8192). */
+    maxModelLen: posInt.default(8192),
+    /** --max-num-seqs. */
+    maxNumSeqs: posInt.default(16),
+    /** --gpu-memory-utilization. */
+    gpuMemoryUtilization: z.number().gt(0).lte(1).default(0.95),
+    /** Further `vllm serve` arguments. */
+    extraArgs: z.array(z.string()).default(["--enforce-eager", "--limit-mm-per-prompt", '{"image": 1}']),
+    /** GPUs for the teacher (tensor parallel size). */
+    gpus: posInt.default(1),
+    /** Size of the memory-backed /dev/shm. */
+    shmSize: quantity.default("64Gi"),
+    /** CPU request. */
+    cpu: quantity.default("16"),
+    /** Memory request (and limit). */
+    memory: quantity.default("256Gi"),
+    /** Service port. */
+    port: z.number().int().min(1).max(65535).default(8000),
+}).prefault({});
+
+const generateSchema = z.strictObject({
+    /** Source dataset (Hugging Face id). */
+    source: z.string().min(1).default("HuggingFaceM4/ChartQA"),
+    /** Split the CoT is generated for. */
+    inputSplit: z.string().min(1).default("train"),
+    /** Split name of the written dataset. */
+    outputSplit: z.string().min(1).default("train"),
+    /** Folder on the data volume; stacks that must not share a dataset use different names. */
+    datasetName: z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/, { message: "must be a folder name: lowercase letters, digits, '_', '.', '-'" }).max(63).default("cot_chartqa"),
+    /** Only the first N samples (smoke runs). @default all */
+    limit: posInt.optional(),
+    temperature: z.number().min(0).max(2).default(0.2),
+    topP: z.number().gt(0).lte(1).default(0.95),
+    maxTokens: posInt.default(4092),
+    /** Concurrent requests to the teacher. */
+    batchSize: posInt.default(32),
+    maxRetries: nonNegInt.default(3),
+    retryDelay: z.number().nonnegative().default(1.0),
+    /** System prompt; default: the blog's CoT prompt (manifests/synthetic-data-kit/config.yaml). */
+    prompt: z.string().trim().min(1).optional(),
+}).prefault({});
+
+const trainVariantSchema = z.strictObject({
+    /** Run this fine-tune in this update. false: defined only so evaluations can read its checkpoints from the volume. */
+    enabled: z.boolean().default(true),
+    /** Base model. */
+    model: z.enum(MODEL_SIZES),
+    /** lora (11B, single device recipe config) or qlora (NF4 base; the 90B_qlora config). */
+    method: z.enum(["lora", "qlora"]),
+    loraRank: posInt.default(16),
+    loraAlpha: z.number().positive().default(32),
+    loraDropout: z.number().min(0).lt(1).default(0.0),
+    epochs: posInt,
+    /** null runs whole epochs. */
+    maxStepsPerEpoch: posInt.nullable().default(null),
+    batchSize: posInt,
+    gradientAccumulationSteps: posInt,
+    learningRate: z.number().positive().default(1e-4),
+    warmupSteps: nonNegInt.default(100),
+    seed: nonNegInt.default(42),
+    compile: z.boolean().default(false),
+    activationCheckpointing: z.boolean().default(true),
+    activationOffloading: z.boolean().default(false),
+    /** Metric logger: disk (DiskLogger under the output dir) or wandb (key: `cot-vr:wandbApiKey` secret). */
+    metricLogger: z.enum(["disk", "wandb"]).default("disk"),
+    /** W&B project when metricLogger is wandb. */
+    wandbProject: z.string().min(1).default("vision_llama_reasoning"),
+    cpu: quantity.default("16"),
+    memory: quantity.default("256Gi"),
+    shmSize: quantity.default("64Gi"),
+});
+export type TrainVariant = z.infer<typeof trainVariantSchema>;
+
+const trainSchema = z.strictObject({
+    /** Fine-tunes by name. Names appear in paths and Job names. */
+    variants: z.record(dnsLabel(24), trainVariantSchema).default({
+        "lora-11b": trainVariantSchema.parse({ model: "11b", method: "lora", epochs: 10, batchSize: 16, gradientAccumulationSteps: 1 }),
+        "qlora-90b": trainVariantSchema.parse({ model: "90b", method: "qlora", epochs: 3, batchSize: 2, gradientAccumulationSteps: 8 }),
+    }),
+}).prefault({});
+
+/** base-11b / base-90b, or the name of a train variant (its last epoch). */
+const evalVariant = z.string().regex(/^(base-11b|base-90b|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$/, {
+    message: 'must be "base-11b", "base-90b" or the name of a train variant',
+});
+
+const sampleSchema = z.strictObject({
+    /** Models to sample: base-11b, base-90b or train variant names. */
+    variants: z.array(evalVariant).default(["base-11b", "lora-11b", "base-90b", "qlora-90b"]),
+    /** The question asked (the blog's, about ChartQA train[27901]). */
+    question: z.string().trim().min(1).default("How many monthly sessions per user did Netflix have?"),
+    /** Where the image comes from: a dataset row (default the blog's) ... */
+    imageDataset: z.string().min(1).default("HuggingFaceM4/ChartQA"),
+    imageSplit: z.string().min(1).default("train"),
+    imageIndex: nonNegInt.default(27901),
+    /** ... or a path/URL the container can read (overrides the dataset row). */
+    imagePath: z.string().min(1).optional(),
+    maxNewTokens: posInt.default(200),
+    temperature: z.number().min(0).max(2).default(0.6),
+    topK: posInt.default(300),
+    /** System prompt; default: the ChartQA answer rules the blog uses (manifests/prompts/chartqa-system.txt). */
+    systemPrompt: z.string().trim().min(1).optional(),
+}).prefault({});
+
+const evaluateSchema = z.strictObject({
+    /** Models to evaluate: base-11b, base-90b or train variant names. */
+    variants: z.array(evalVariant).default(["base-11b", "lora-11b", "base-90b", "qlora-90b"]),
+    /** lm-eval tasks. */
+    tasks: z.array(z.string().min(1)).min(1).default(["chartqa"]),
+    /** Samples per task. @default the whole test split */
+    limit: posInt.optional(),
+    /** Image side the patched recipe passes to lm-eval's resize. */
+    imageSize: posInt.default(560),
+    maxSeqLength: posInt.default(8192),
+}).prefault({});
+
+export const configSchema = z.strictObject({
+    /** Run name: prefixes Job names and the checkpoints/results folders. @default the stack name */
+    run: dnsLabel(20).optional(),
+    /** Hugging Face token (secret) with access to the gated Llama 3.2 Vision models. Required when stages.download is on. */
+    hfToken: z.string().min(1).optional(),
+    /** W&B API key (secret); required when a train variant logs to wandb. */
+    wandbApiKey: z.string().min(1).optional(),
+    /** Registry password (secret); required when images.build is true. */
+    registryPassword: z.string().min(1).optional(),
+    cluster: clusterSchema,
+    storage: storageSchema,
+    images: imagesSchema,
+    models: modelsSchema,
+    stages: stagesSchema,
+    timing: timingSchema,
+    teacher: teacherSchema,
+    generate: generateSchema,
+    train: trainSchema,
+    sample: sampleSchema,
+    evaluate: evaluateSchema,
+});
+export type RawSettings = z.infer<typeof configSchema>;
+
+/** The keys that must be set with `pulumi config set --secret`. */
+export const SECRET_KEYS = ["hfToken", "wandbApiKey", "registryPassword"] as const;
+
+// ---------------------------------------------------------------------------------------------------
+// Derived settings
+
+/** Bytes the stages write: UPSTREAM.md sizes with ~10% headroom. */
+export const MODEL_BYTES: Record<ModelSize, number> = { "11b": 23e9, "90b": 195e9 };
+export const EPOCH_BYTES: Record<ModelSize, number> = { "11b": 23e9, "90b": 195e9 };
+export const MODEL_SHARDS: Record<ModelSize, number> = { "11b": 5, "90b": 37 };
+
+/** What one evaluation or sample reads. */
+export interface ModelRef {
+    /** "base-11b", "base-90b" or a train variant name. */
+    readonly name: string;
+    readonly size: ModelSize;
+    /** The train variant, for tuned models. */
+    readonly trainVariant?: string;
+}
+
+export interface Settings extends Omit<RawSettings, "run"> {
+    readonly stack: string;
+    readonly run: string;
+    /** Models the enabled stages read (download these). */
+    readonly neededModels: ModelSize[];
+    readonly evaluations: ModelRef[];
+    readonly samples: ModelRef[];
+    /** Enabled train variants, by name. */
+    readonly trainings: [string, TrainVariant][];
+}
+
+export class ConfigError extends Error {
+    constructor(public readonly problems: string[], source?: string) {
+        super(`Invalid stack configuration${source ? ` (${source})` : ""}:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+        this.name = "ConfigError";
+    }
+}
+
+function key(path: PropertyKey[]): string {
+    return `${PROJECT}:${path.map(String).join(".")}`;
+}
+
+function modelRef(name: string, variants: Record<string, TrainVariant>): ModelRef | undefined {
+    if (name === "base-11b") return { name, size: "11b" };
+    if (name === "base-90b") return { name, size: "90b" };
+    const v = variants[name];
+    return v ? { name, size: v.model, trainVariant: name } : undefined;
+}
+
+/**
+ * Validates raw stack config (`cot-vr:*` keys, values already JSON-decoded) and derives the settings.
+ * Throws one ConfigError listing every bad field by path and what is allowed.
+ */
+export function parseSettings(
+    raw: Record<string, unknown>,
+    opts: { stack: string; secretKeys?: string[]; source?: string },
+): Settings {
+    const parsed = configSchema.safeParse(raw);
+    if (!parsed.success) {
+        const problems = parsed.error.issues.map((i) => {
+            if (i.code === "unrecognized_keys") {
+                return i.keys.map((k) => `${key([...i.path, k])}: unknown key`).join("\n  - ");
+            }
+            return `${key(i.path)}: ${i.message}`;
+        });
+        throw new ConfigError(problems, opts.source);
+    }
+    const c = parsed.data;
+    const problems: string[] = [];
+    const p = (path: string, msg: string) => problems.push(`${PROJECT}:${path}: ${msg}`);
+
+    // Secrets must be secret.
+    if (opts.secretKeys) {
+        for (const s of SECRET_KEYS) {
+            if (c[s] !== undefined && !opts.secretKeys.includes(`${PROJECT}:${s}`)) {
+                p(s, `must be set as a secret: pulumi config set --secret ${PROJECT}:${s} <value>`);
+            }
+        }
+    }
+
+    const run = c.run ?? opts.stack.toLowerCase().replace(/[^a-z0-9-]/g, "-").slice(0, 20).replace(/^-+|-+$/g, "");
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(run)) {
+        p("run", `the stack name "${opts.stack}" does not make a valid run name; set ${PROJECT}:run (lowercase letters, digits, '-', at most 20)`);
+    }
+
+    const st = c.stages;
+    const variants = c.train.variants;
+    const trainings = st.train ? Object.entries(variants).filter(([, v]) => v.enabled) : [];
+
+    // Variants: method and model fit, epochs.
+    for (const [name, v] of Object.entries(variants)) {
+        if (v.method === "lora" && v.model === "90b") {
+            p(`train.variants.${name}.method`, 'the 90B model fits one GPU only with "qlora"');
+        }
+        if (v.metricLogger === "wandb" && v.enabled && st.train && !c.wandbApiKey) {
+            p("wandbApiKey", `required by train.variants.${name}.metricLogger "wandb": pulumi config set --secret ${PROJECT}:wandbApiKey <key>`);
+        }
+    }
+
+    const refs = (list: string[], section: "sample" | "evaluate", enabled: boolean): ModelRef[] => {
+        if (!enabled) return [];
+        const seen = new Set<string>();
+        return list.flatMap((name, i) => {
+            if (seen.has(name)) {
+                p(`${section}.variants[${i}]`, `"${name}" is listed twice`);
+                return [];
+            }
+            seen.add(name);
+            const r = modelRef(name, variants);
+            if (!r) {
+                p(`${section}.variants[${i}]`, `"${name}" is neither base-11b, base-90b nor a train variant (${Object.keys(variants).join(", ") || "none defined"}): its fine-tune is not in the stack`);
+                return [];
+            }
+            return [r];
+        });
+    };
+    const evaluations = refs(c.evaluate.variants, "evaluate", st.evaluate);
+    const samples = refs(c.sample.variants, "sample", st.sample);
+
+    // Stage order contradictions.
+    if (st.generate && !st.teacher) p("stages.generate", "needs stages.teacher in the same update (the generator calls the teacher)");
+    if (st.report && !st.evaluate) p("stages.report", "needs stages.evaluate in the same update");
+    if (st.report && evaluations.length === 0) p("stages.report", "needs at least one evaluate.variants entry");
+
+    // Nothing in the same update may depend on a stage submitted without waiting.
+    const dependents: Record<StageName, StageName[]> = {
+        download: ["teacher", "train", "sample", "evaluate"],
+        teacher: ["generate"],
+        generate: ["train"],
+        train: ["sample", "evaluate"],
+        sample: ["report"],
+        evaluate: ["report"],
+        report: [],
+    };
+    for (const stage of STAGE_NAMES) {
+        if (!st[stage] || c.timing[stage].await) continue;
+        if (stage === "teacher") {
+            p("timing.teacher.await", "the teacher Deployment must be awaited (the generator needs it ready)");
+            continue;
+        }
+        const blocked = dependents[stage].filter((d) => st[d]);
+        if (blocked.length > 0) {
+            p(`timing.${stage}.await`, `false submits ${stage} without waiting, but ${blocked.join(", ")} in the same update would run before it finishes; disable them until a later update`);
+        }
+    }
+
+    // Models the enabled stages read.
+    const needed = new Set<ModelSize>();
+    if (st.teacher) needed.add("90b");
+    for (const [, v] of trainings) needed.add(v.model);
+    for (const r of [...evaluations, ...samples]) needed.add(r.size);
+    const neededModels = MODEL_SIZES.filter((m) => needed.has(m));
+    if (st.download && neededModels.length > 0 && !c.hfToken) {
+        p("hfToken", `required to download ${neededModels.join(", ")}: pulumi config set --secret ${PROJECT}:hfToken <token>`);
+    }
+
+    if (c.images.build && !c.images.registry) p("images.registry", "required when images.build is true: {server, repository, username}");
+    if (c.images.build && !c.registryPassword) p("registryPassword", `required when images.build is true: pulumi config set --secret ${PROJECT}:registryPassword <password>`);
+
+    // Volume sizes against what the stages write (only claims this stack creates).
+    const gib = (b: number) => `${Math.ceil(b / 2 ** 30)}Gi`;
+    const checkSize = (vol: "models" | "checkpoints", bytes: number, what: string) => {
+        const v = c.storage[vol];
+        if (v.existingClaim || bytes === 0) return;
+        if (quantityBytes(v.size) < bytes) {
+            p(`storage.${vol}.size`, `${v.size} is too small: ${what} need at least ${gib(bytes)}`);
+        }
+    };
+    checkSize("models", neededModels.reduce((s, m) => s + MODEL_BYTES[m], 0), `the models ${neededModels.join(" + ")}`);
+    checkSize(
+        "checkpoints",
+        trainings.reduce((s, [, v]) => s + v.epochs * EPOCH_BYTES[v.model], 0),
+        `the epochs kept (${trainings.map(([n, v]) => `${n}: ${v.epochs} x ${gib(EPOCH_BYTES[v.model])}`).join(", ")})`,
+    );
+
+    if (problems.length > 0) throw new ConfigError(problems, opts.source);
+    return { ...c, stack: opts.stack, run, neededModels, evaluations, samples, trainings };
+}
+
+/** Decodes a Pulumi config value: structured values arrive as JSON strings. */
+export function decodeConfigValue(v: string): unknown {
+    try {
+        return JSON.parse(v);
+    } catch {
+        return v;
+    }
+}
+
+/**
+ * Reads every `cot-vr:*` key of a flat Pulumi config map ("project:key" -> string) and parses it.
+ */
+export function settingsFromConfigMap(
+    all: Record<string, string>,
+    opts: { stack: string; secretKeys: string[]; source?: string },
+): Settings {
+    const raw: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(all)) {
+        if (!k.startsWith(`${PROJECT}:`)) continue;
+        const name = k.slice(PROJECT.length + 1);
+        raw[name] = (SECRET_KEYS as readonly string[]).includes(name) ? v : decodeConfigValue(v);
+    }
+    return parseSettings(raw, opts);
+}

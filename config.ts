@@ -298,8 +298,6 @@ const evaluateSchema = z.strictObject({
     tasks: z.array(z.string().min(1)).min(1).default(["chartqa"]),
     /** Samples per task. @default the whole test split */
     limit: posInt.optional(),
-    /** Image side the patched recipe passes to lm-eval's resize. */
-    imageSize: posInt.default(560),
     maxSeqLength: posInt.default(8192),
 }).prefault({});
 

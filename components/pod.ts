@@ -108,11 +108,15 @@ export interface JobSpecInput {
     readonly name: string;
     readonly stage: StageName;
     readonly labels: Record<string, string>;
-    readonly container: Container;
+    readonly container: Omit<Container, "name">;
     readonly volumes: Volume[];
     /** GPU pods get the ROCm pod fields. */
     readonly gpu: boolean;
     readonly serviceAccountName?: Input<string>;
+}
+
+export function pullSecretRefs(ctx: StageContext) {
+    return ctx.imagePullSecrets.length ? ctx.imagePullSecrets.map((name) => ({ name })) : undefined;
 }
 
 /** Seconds `pulumi up` waits for a stage; also the Job's activeDeadlineSeconds. */
@@ -152,7 +156,7 @@ export function jobArgs(ctx: StageContext, j: JobSpecInput): k8s.batch.v1.JobArg
                 spec: {
                     restartPolicy: "Never",
                     serviceAccountName: j.serviceAccountName,
-                    imagePullSecrets: ctx.imagePullSecrets.map((name) => ({ name })),
+                    imagePullSecrets: pullSecretRefs(ctx),
                     ...(j.gpu ? gpuPodFields(s) : {}),
                     containers: [{ ...j.container, name: "main", imagePullPolicy: s.images.pullPolicy }],
                     volumes: j.volumes,

@@ -5,7 +5,7 @@ import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
 import { labels, LABELS } from "./naming";
 import { modelDir } from "./paths";
-import { GPU_CONTAINER_SECURITY, gpuPodFields, resources, stageTimeoutSeconds, StageContext, storageVolumes } from "./pod";
+import { GPU_CONTAINER_SECURITY, gpuPodFields, pullSecretRefs, resources, stageTimeoutSeconds, StageContext, storageVolumes } from "./pod";
 
 export const TEACHER_PORT_NAME = "http";
 
@@ -59,7 +59,7 @@ export function teacherDeploymentArgs(ctx: StageContext): k8s.apps.v1.Deployment
                 metadata: { labels: lbl },
                 spec: {
                     ...gpuPodFields(s),
-                    imagePullSecrets: ctx.imagePullSecrets.map((n) => ({ name: n })),
+                    imagePullSecrets: pullSecretRefs(ctx),
                     containers: [{
                         name: "vllm",
                         image: ctx.images.vllm,

@@ -1,0 +1,130 @@
+// torchtune 0.6.1 recipe configs rendered from the upstream templates in manifests/torchtune/ with the
+// stack's settings. Paths come from paths.ts, so a fine-tune and the evaluation that reads it agree.
+import { MODEL_SHARDS, ModelRef, ModelSize, Settings, TrainVariant } from "../config";
+import { readManifest, renderTemplate } from "./manifests";
+import { checkpointOf, datasetDir, modelDir, trainOutputDir } from "./paths";
+
+/** `max_filename` must stay a string: an unquoted 00037 would be read as the integer 37. */
+export function maxFilename(size: ModelSize): string {
+    return String(MODEL_SHARDS[size]).padStart(5, "0");
+}
+
+export function tokenizerPath(s: Settings, size: ModelSize): string {
+    return `${modelDir(s, size)}/original/tokenizer.model`;
+}
+
+/** Base (non-LoRA) model builder: there is no 90B generation/eval config upstream, so it is derived. */
+export function baseModelComponent(size: ModelSize): string {
+    return `torchtune.models.llama3_2_vision.llama3_2_vision_${size}`;
+}
+
+/** Upstream template and recipe of a fine-tune. */
+export function trainTemplate(v: TrainVariant): { template: string; recipe: string; component: string } {
+    const recipe = "lora_finetune_single_device";
+    if (v.model === "90b") {
+        // 90B_qlora is registered for the distributed recipe, but runs on one device with this one.
+        return { template: "torchtune/90B_qlora.yaml", recipe, component: "torchtune.models.llama3_2_vision.qlora_llama3_2_vision_90b" };
+    }
+    return {
+        template: "torchtune/11B_lora_single_device.yaml",
+        recipe,
+        component: `torchtune.models.llama3_2_vision.${v.method}_llama3_2_vision_11b`,
+    };
+}
+
+/** The CoT dataset as torchtune's vqa_dataset reads it (label is a string: synthetic-data-kit made it one). */
+export function datasetConfig(s: Settings) {
+    return {
+        _component_: "torchtune.datasets.multimodal.vqa_dataset",
+        source: datasetDir(s),
+        split: s.generate.outputSplit,
+        column_map: { input: "query", image: "image", output: "label" },
+        // vqa_dataset raises on packed=True.
+        packed: false,
+    };
+}
+
+function metricLogger(v: TrainVariant) {
+    if (v.metricLogger === "wandb") {
+        return { _component_: "torchtune.training.metric_logging.WandBLogger", project: v.wandbProject, log_dir: "${output_dir}/logs" };
+    }
+    return { _component_: "torchtune.training.metric_logging.DiskLogger", log_dir: "${output_dir}/logs" };
+}
+
+/** The fine-tune config (train.yaml). */
+export function trainConfig(s: Settings, name: string, v: TrainVariant): string {
+    const t = trainTemplate(v);
+    const dir = modelDir(s, v.model);
+    return renderTemplate(t.template, {
+        output_dir: trainOutputDir(s, name),
+        "model._component_": t.component,
+        "model.lora_rank": v.loraRank,
+        "model.lora_alpha": v.loraAlpha,
+        "model.lora_dropout": v.loraDropout,
+        "tokenizer.path": tokenizerPath(s, v.model),
+        "checkpointer.checkpoint_dir": dir,
+        "checkpointer.checkpoint_files.max_filename": maxFilename(v.model),
+        // train.py turns this on when it resumes after a pod restart.
+        resume_from_checkpoint: false,
+        dataset: datasetConfig(s),
+        seed: v.seed,
+        shuffle: true,
+        collate_fn: "torchtune.data.padded_collate_tiled_images_and_mask",
+        epochs: v.epochs,
+        max_steps_per_epoch: v.maxStepsPerEpoch,
+        batch_size: v.batchSize,
+        gradient_accumulation_steps: v.gradientAccumulationSteps,
+        "optimizer.lr": v.learningRate,
+        "lr_scheduler.num_warmup_steps": v.warmupSteps,
+        compile: v.compile,
+        enable_activation_checkpointing: v.activationCheckpointing,
+        enable_activation_offloading: v.activationOffloading,
+        metric_logger: metricLogger(v),
+    });
+}
+
+/** Settings shared by the generation and evaluation configs of one (base or tuned) model. */
+function modelOverrides(s: Settings, ref: ModelRef) {
+    return {
+        "model._component_": baseModelComponent(ref.size),
+        "tokenizer.path": tokenizerPath(s, ref.size),
+        "checkpointer.checkpoint_dir": checkpointOf(s, ref).dir,
+        "checkpointer.checkpoint_files.max_filename": maxFilename(ref.size),
+    };
+}
+
+/** Where sample.py writes the image it takes from the dataset row. */
+export const SAMPLE_IMAGE_PATH = "/tmp/cotvr/sample-image.png";
+
+export function chartqaSystemPrompt(s: Settings): string {
+    return s.sample.systemPrompt ?? readManifest("prompts/chartqa-system.txt").trimEnd();
+}
+
+/** The generate_v2 config (generate.yaml). */
+export function generationConfig(s: Settings, ref: ModelRef): string {
+    const x = s.sample;
+    return renderTemplate("torchtune/11B_generation_v2.yaml", {
+        output_dir: "/tmp/cotvr/generate",
+        ...modelOverrides(s, ref),
+        "prompt.system": chartqaSystemPrompt(s),
+        "prompt.user.image": x.imagePath ?? SAMPLE_IMAGE_PATH,
+        "prompt.user.text": x.question,
+        max_new_tokens: x.maxNewTokens,
+        temperature: x.temperature,
+        top_k: x.topK,
+    });
+}
+
+/** The eleuther_eval config (eval.yaml). */
+export function evaluationConfig(s: Settings, ref: ModelRef): string {
+    const e = s.evaluate;
+    return renderTemplate("torchtune/11B_evaluation.yaml", {
+        output_dir: "/tmp/cotvr/eval",
+        ...modelOverrides(s, ref),
+        tasks: e.tasks,
+        limit: e.limit ?? null,
+        // The wrapper around vision models is greedy and batch size 1 only.
+        batch_size: 1,
+        max_seq_length: e.maxSeqLength,
+    });
+}

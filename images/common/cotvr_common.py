@@ -1,0 +1,152 @@
+"""Helpers shared by every program in the cot-vr images.
+
+Copied into each image as /opt/cotvr/cotvr_common.py. Standard library only, so that
+every program can import it before its heavy dependencies (torch, datasets, ...).
+
+Exit codes (the contract in images/README.md):
+  0 ok, 1 failed (the upstream tool failed), 2 bad arguments (argparse's own code),
+  3 missing input / unreachable dependency, 4 incomplete download, 5 no or malformed
+  metrics, 6 dataset check failed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_ARGS = 2
+EXIT_MISSING_INPUT = 3
+EXIT_INCOMPLETE = 4
+EXIT_NO_METRICS = 5
+EXIT_CHECK_FAILED = 6
+
+MARKER_NAME = ".complete.json"
+
+
+class CotvrError(Exception):
+    """An expected failure: printed as one clear line, mapped to an exit code."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def log(message: str) -> None:
+    """Progress line on stderr (stdout is kept for results such as the report table)."""
+    print(f"[cotvr] {message}", file=sys.stderr, flush=True)
+
+
+def run_main(prog: str, main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
+    """Run `main`, turning expected errors into a message plus exit code.
+
+    Unexpected exceptions still print their traceback (for debugging) but end with one
+    summary line and exit code 1, so the Job log always ends with what went wrong.
+    """
+    try:
+        return main(argv)
+    except CotvrError as err:
+        print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr, flush=True)
+        return 130
+    except Exception as err:  # noqa: BLE001 - last-resort reporting
+        traceback.print_exc()
+        print(f"{prog}: error: unexpected {type(err).__name__}: {err}", file=sys.stderr, flush=True)
+        return EXIT_FAILED
+
+
+def utc_now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> Path:
+    """Write `data` to a temp file in the same folder, fsync, then rename over `path`."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return target
+
+
+def atomic_write_text(path: Path | str, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path | str, obj: Any) -> Path:
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def write_marker(folder: Path | str, **info: Any) -> Path:
+    """Write `<folder>/.complete.json` last, atomically."""
+    payload = {"completed_at": utc_now(), **info}
+    return atomic_write_json(Path(folder) / MARKER_NAME, payload)
+
+
+def read_marker(folder: Path | str) -> dict[str, Any] | None:
+    path = Path(folder) / MARKER_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def require_paths(paths: Iterable[str | Path], what: str = "required input") -> None:
+    """Fail with exit code 3 naming every missing path."""
+    missing = [str(p) for p in paths if not Path(p).exists()]
+    if missing:
+        raise CotvrError(
+            f"{what} missing: {', '.join(missing)} (did the stage that produces it run and complete?)",
+            EXIT_MISSING_INPUT,
+        )
+
+
+def sha256_file(path: Path | str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_json_file(path: Path | str, what: str, exit_code: int = EXIT_MISSING_INPUT) -> Any:
+    p = Path(path)
+    if not p.is_file():
+        raise CotvrError(f"{what} not found: {p}", EXIT_MISSING_INPUT)
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise CotvrError(f"{what} is not valid JSON: {p}: {err}", exit_code) from err
+
+
+def dig(mapping: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
+    """`dig(cfg, "a.b.c")` for plain nested dicts."""
+    node: Any = mapping
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node

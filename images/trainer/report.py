@@ -1,0 +1,383 @@
+#!/usr/bin/env python3
+"""Build the experiment report: exact_match per variant (the blog's Figure 2), the headline
+ratio (tuned 11B / base 90B; the blog claims 2.3x) and the GPU time of every stage.
+
+Inputs: the spec the Pulumi program renders (`/etc/cotvr/report.json`:
+`{run, namespace, jobSelector, gpuResource, tasks, metric, variants: [{name, size, tuned}],
+headline: {numerator, denominator} | null}`), one evaluate.py JSON per variant in
+`--eval-dir` (`<variant>.json`), and the run's Jobs read from the Kubernetes API with the
+pod's service account token over plain HTTPS (no client library).
+
+Outputs in `--out`: report.json, report.md, exact_match.png (each written tmp + rename);
+the Markdown is also printed to stdout.
+
+Exit codes: 0 ok, 2 bad arguments, 3 missing input (spec or an expected eval JSON),
+5 malformed metrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import io
+import json
+import math
+import os
+import ssl
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+_HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(p) for p in (_HERE, _HERE.parent / "common") if (p / "cotvr_common.py").is_file()]
+from cotvr_common import (  # noqa: E402
+    EXIT_BAD_ARGS,
+    EXIT_MISSING_INPUT,
+    EXIT_NO_METRICS,
+    EXIT_OK,
+    CotvrError,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    load_json_file,
+    log,
+    run_main,
+    utc_now,
+)
+
+SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+STAGE_LABEL = "cot-vr/stage"
+VARIANT_LABEL = "cot-vr/variant"
+METRIC_COLUMNS = ("exact_match", "relaxed_accuracy", "anywhere_accuracy")
+
+
+# ---------------------------------------------------------------- spec and metrics
+
+
+def load_spec(path: Path) -> dict[str, Any]:
+    spec = load_json_file(path, "report spec", EXIT_BAD_ARGS)
+    if not isinstance(spec, dict):
+        raise CotvrError(f"report spec {path} must be a JSON object", EXIT_BAD_ARGS)
+    variants = spec.get("variants")
+    if not isinstance(variants, list) or not variants:
+        raise CotvrError(f"report spec {path} lists no variants", EXIT_BAD_ARGS)
+    for v in variants:
+        if not isinstance(v, dict) or not isinstance(v.get("name"), str):
+            raise CotvrError(f"report spec {path}: every variant needs a name: {v!r}", EXIT_BAD_ARGS)
+    spec.setdefault("metric", "exact_match")
+    spec.setdefault("tasks", ["chartqa"])
+    return spec
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        return None
+    return float(value)
+
+
+def load_eval(path: Path, task: str, metric: str) -> dict[str, Any]:
+    """One evaluate.py JSON, checked: raises CotvrError(3) if absent, (5) if malformed."""
+    if not path.is_file():
+        raise CotvrError(f"evaluation result missing: {path}", EXIT_MISSING_INPUT)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise CotvrError(f"{path} is not valid JSON: {err}", EXIT_NO_METRICS) from err
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, dict) or not isinstance(results.get(task), dict):
+        raise CotvrError(f"{path} has no results for task '{task}'", EXIT_NO_METRICS)
+    values = results[task]
+    if _num(values.get(metric)) is None:
+        raise CotvrError(f"{path}: results.{task}.{metric} is missing or not a number: {values.get(metric)!r}", EXIT_NO_METRICS)
+    return data
+
+
+# ---------------------------------------------------------------- Kubernetes Jobs
+
+
+def _parse_time(value: Any) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return dt.datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return None
+
+
+def _parse_quantity(value: Any) -> float:
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(str(value))
+    except ValueError:
+        return 0.0
+
+
+def fetch_jobs(api: str, namespace: str, selector: str, token: str | None, ca_file: str | None, timeout: float = 30.0) -> list[dict[str, Any]]:
+    query = urllib.parse.urlencode({"labelSelector": selector}) if selector else ""
+    url = f"{api.rstrip('/')}/apis/batch/v1/namespaces/{urllib.parse.quote(namespace)}/jobs" + (f"?{query}" if query else "")
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    context = None
+    if url.startswith("https://"):
+        context = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310
+        body = json.loads(response.read().decode("utf-8"))
+    items = body.get("items", [])
+    return [item for item in items if isinstance(item, dict)]
+
+
+def job_timings(jobs: Sequence[Mapping[str, Any]], gpu_resource: str, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Per Job: stage, variant, start, completion, wall seconds, GPUs, GPU hours."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    rows = []
+    for job in jobs:
+        meta = job.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        status = job.get("status") or {}
+        spec = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
+        gpus = 0.0
+        for container in spec.get("containers") or []:
+            resources = container.get("resources") or {}
+            amount = (resources.get("limits") or {}).get(gpu_resource) or (resources.get("requests") or {}).get(gpu_resource)
+            gpus += _parse_quantity(amount) if amount is not None else 0.0
+        start = _parse_time(status.get("startTime"))
+        end = _parse_time(status.get("completionTime"))
+        state = "complete" if end else ("failed" if status.get("failed") and not status.get("active") else "running")
+        if end is None and state == "failed":
+            # A failed Job has no completionTime; its Failed condition carries the time.
+            for cond in status.get("conditions") or []:
+                if cond.get("type") == "Failed" and cond.get("status") == "True":
+                    end = _parse_time(cond.get("lastTransitionTime"))
+        seconds = None
+        if start is not None:
+            seconds = max(0.0, ((end or now) - start).total_seconds())
+        rows.append(
+            {
+                "job": meta.get("name"),
+                "stage": labels.get(STAGE_LABEL, "unknown"),
+                "variant": labels.get(VARIANT_LABEL),
+                "status": state,
+                "start": status.get("startTime"),
+                "completion": status.get("completionTime"),
+                "seconds": seconds,
+                "gpus": gpus,
+                "gpu_hours": round(seconds * gpus / 3600.0, 3) if seconds is not None else None,
+            }
+        )
+    rows.sort(key=lambda r: (r["start"] or "", r["job"] or ""))
+    return rows
+
+
+def stage_totals(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
+    totals: dict[str, dict[str, float]] = {}
+    for row in rows:
+        entry = totals.setdefault(row["stage"], {"seconds": 0.0, "gpu_hours": 0.0, "jobs": 0})
+        entry["jobs"] += 1
+        entry["seconds"] += row["seconds"] or 0.0
+        entry["gpu_hours"] = round(entry["gpu_hours"] + (row["gpu_hours"] or 0.0), 3)
+    return totals
+
+
+def in_cluster_api() -> tuple[str | None, str | None, str | None]:
+    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    api = f"https://{host}:{port}" if host else None
+    token_file, ca_file = SA_DIR / "token", SA_DIR / "ca.crt"
+    token = token_file.read_text(encoding="utf-8").strip() if token_file.is_file() else None
+    return api, token, str(ca_file) if ca_file.is_file() else None
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _fmt(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def _hours(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds / 3600.0:.2f}"
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    task, metric = report["task"], report["metric"]
+    lines = [f"# Report: run `{report['run']}` ({task}, {metric})", ""]
+    lines.append(f"| variant | size | tuned | {' | '.join(METRIC_COLUMNS)} | samples |")
+    lines.append("|---|---|---|" + "---:|" * (len(METRIC_COLUMNS) + 1))
+    for row in report["variants"]:
+        cells = []
+        for name in METRIC_COLUMNS:
+            value, err = row["metrics"].get(name), row["metrics"].get(f"{name}_stderr")
+            cells.append(_fmt(value) + (f" ± {err:.4f}" if err is not None and value is not None else ""))
+        lines.append(
+            f"| {row['name']} | {row.get('size') or ''} | {'yes' if row.get('tuned') else 'no'} | "
+            + " | ".join(cells)
+            + f" | {row.get('samples') if row.get('samples') is not None else 'n/a'} |"
+        )
+    headline = report.get("headline")
+    lines.append("")
+    if headline and headline.get("ratio") is not None:
+        lines.append(
+            f"**Headline:** {headline['numerator']} / {headline['denominator']} {metric} = "
+            f"{headline['numerator_value']:.4f} / {headline['denominator_value']:.4f} = **{headline['ratio']:.2f}x** "
+            "(the blog reports 2.3x)"
+        )
+    elif headline:
+        lines.append(f"**Headline:** {headline['numerator']} / {headline['denominator']}: n/a ({headline.get('note')})")
+    if report.get("stages"):
+        lines += ["", "| stage | jobs | wall hours | GPU hours |", "|---|---:|---:|---:|"]
+        for stage, total in report["stages"].items():
+            lines.append(f"| {stage} | {int(total['jobs'])} | {_hours(total['seconds'])} | {total['gpu_hours']:.2f} |")
+        lines.append(f"| **total** | | | **{report['total_gpu_hours']:.2f}** |")
+    for warning in report.get("warnings", []):
+        lines.append(f"\n> warning: {warning}")
+    return "\n".join(lines) + "\n"
+
+
+def render_chart(report: Mapping[str, Any]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [row["name"] for row in report["variants"]]
+    values = [row["metrics"].get(report["metric"]) or 0.0 for row in report["variants"]]
+    errors = [row["metrics"].get(f"{report['metric']}_stderr") or 0.0 for row in report["variants"]]
+    colors = ["#d62728" if row.get("tuned") else "#7f7f7f" for row in report["variants"]]
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.6 * len(names)), 4.0), dpi=120)
+    bars = ax.bar(names, values, yerr=errors, color=colors, capsize=4)
+    for bar, value in zip(bars, values):
+        ax.annotate(f"{value:.3f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom", fontsize=9)
+    ax.set_ylabel(f"{report['metric']} ({report['task']})")
+    ax.set_ylim(0, max(1e-6, max(values) * 1.25 if values else 1.0))
+    ax.set_title(f"ChartQA {report['metric']} per model (grey: base, red: fine-tuned)")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+# ---------------------------------------------------------------- main
+
+
+def build_report(spec: Mapping[str, Any], eval_dir: Path, run: str, jobs: Sequence[Mapping[str, Any]] | None, warnings: list[str]) -> dict[str, Any]:
+    task = str(spec["tasks"][0])
+    metric = str(spec["metric"])
+    rows = []
+    for variant in spec["variants"]:
+        data = load_eval(eval_dir / f"{variant['name']}.json", task, metric)
+        values = data["results"][task]
+        metrics = {k: _num(v) for k, v in values.items()}
+        samples = (data.get("n_samples") or {}).get(task)
+        if isinstance(samples, dict):
+            samples = samples.get("effective", samples.get("original"))
+        rows.append(
+            {
+                "name": variant["name"],
+                "size": variant.get("size"),
+                "tuned": bool(variant.get("tuned")),
+                "metrics": metrics,
+                "samples": samples,
+                "limit": data.get("limit"),
+                "checkpoint_dir": data.get("checkpoint_dir"),
+                "evaluated_at": data.get("evaluated_at"),
+            }
+        )
+    limits = {row["limit"] for row in rows}
+    if len(limits) > 1:
+        warnings.append(f"variants were evaluated with different limits {sorted(map(str, limits))}: not comparable")
+
+    headline = None
+    pair = spec.get("headline")
+    if isinstance(pair, Mapping) and pair.get("numerator") and pair.get("denominator"):
+        by_name = {row["name"]: row for row in rows}
+        num, den = by_name.get(pair["numerator"]), by_name.get(pair["denominator"])
+        headline = {"numerator": pair["numerator"], "denominator": pair["denominator"], "ratio": None}
+        if num is None or den is None:
+            headline["note"] = "variant not evaluated"
+        else:
+            headline["numerator_value"] = num["metrics"][metric]
+            headline["denominator_value"] = den["metrics"][metric]
+            if den["metrics"][metric]:
+                headline["ratio"] = round(num["metrics"][metric] / den["metrics"][metric], 4)
+            else:
+                headline["note"] = f"{pair['denominator']} scored 0"
+
+    report: dict[str, Any] = {
+        "run": run,
+        "namespace": spec.get("namespace"),
+        "task": task,
+        "metric": metric,
+        "generated_at": utc_now(),
+        "variants": rows,
+        "headline": headline,
+        "jobs": [],
+        "stages": {},
+        "total_gpu_hours": None,
+        "warnings": warnings,
+    }
+    if jobs is not None:
+        timings = job_timings(jobs, str(spec.get("gpuResource") or "amd.com/gpu"))
+        report["jobs"] = timings
+        report["stages"] = stage_totals(timings)
+        report["total_gpu_hours"] = round(sum(t["gpu_hours"] for t in report["stages"].values()), 3)
+    return report
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="report.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--eval-dir", required=True, type=Path)
+    parser.add_argument("--spec", required=True, type=Path, help="report spec JSON rendered by the Pulumi program")
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--run", required=True)
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--api", default=None, help="Kubernetes API URL (default: in-cluster)")
+    parser.add_argument("--token-file", type=Path, default=None)
+    parser.add_argument("--ca-file", default=None)
+    parser.add_argument("--no-jobs", action="store_true", help="skip reading Jobs (no GPU time in the report)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    spec = load_spec(args.spec)
+    if not args.eval_dir.is_dir():
+        raise CotvrError(f"evaluation folder missing: {args.eval_dir}", EXIT_MISSING_INPUT)
+    warnings: list[str] = []
+
+    jobs: list[dict[str, Any]] | None = None
+    if not args.no_jobs:
+        api, token, ca_file = in_cluster_api()
+        api = args.api or api
+        if args.token_file:
+            token = args.token_file.read_text(encoding="utf-8").strip()
+        ca_file = args.ca_file or ca_file
+        selector = str(spec.get("jobSelector") or f"cot-vr/run={args.run}")
+        if not api:
+            warnings.append("not running in a cluster and no --api given: GPU time not reported")
+        else:
+            try:
+                jobs = fetch_jobs(api, args.namespace, selector, token, ca_file)
+                log(f"read {len(jobs)} Jobs ({selector}) from {api}")
+            except (urllib.error.URLError, OSError, ValueError) as err:
+                warnings.append(f"could not read Jobs from {api}: {err}; GPU time not reported")
+    for warning in warnings:
+        log(f"warning: {warning}")
+
+    report = build_report(spec, args.eval_dir, args.run, jobs, warnings)
+    markdown = render_markdown(report)
+    png = render_chart(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(args.out / "exact_match.png", png)
+    atomic_write_text(args.out / "report.md", markdown)
+    atomic_write_json(args.out / "report.json", report)  # last: its presence means the set is complete
+    print(markdown, flush=True)
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(run_main("report.py", main))

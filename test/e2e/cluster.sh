@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# A local Kubernetes control plane with simulated TensorWave MI300X nodes, on loopback.
+#
+#   bash test/e2e/cluster.sh start DIR   start etcd, kube-apiserver, kube-controller-manager,
+#                                        kube-scheduler, kwok and a PV provisioner; write DIR/kubeconfig
+#   bash test/e2e/cluster.sh stop DIR    stop what `start` started (by the pids in DIR/pids)
+#   bash test/e2e/cluster.sh status DIR
+#
+# Binaries come from PATH (see toolchain.sh). Certificates, keys and the kubeconfig are made here,
+# in DIR. Nodes: test/e2e/kwok/nodes.yaml (2 x MI300X with 8 amd.com/gpu each, 1 CPU-only node).
+# Volumes: a default StorageClass `standard` (and `local-path`, `nfs-rwx`) served by
+# test/e2e/provisioner.mjs, which makes a Retain PV for each pending claim of an existing class and
+# hands a Released PV back to a new claim of the same namespace/name (data kept across `destroy`).
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+cmd="${1:-}"; DIR="${2:-}"
+[[ -n "$cmd" && -n "$DIR" ]] || { echo "usage: $0 start|stop|status DIR" >&2; exit 2; }
+mkdir -p "$DIR"
+DIR="$(cd "$DIR" && pwd)"
+log() { printf '[cluster] %s\n' "$*" >&2; }
+
+free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
+
+stop_all() {
+  [[ -f "$DIR/pids" ]] || return 0
+  # Stop in reverse start order; each pid is one we started and recorded.
+  local pids; pids=$(tac "$DIR/pids" | awk '{print $1}')
+  local p
+  for p in $pids; do kill "$p" 2>/dev/null || true; done
+  for _ in $(seq 1 50); do
+    local alive=0
+    for p in $pids; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [[ $alive == 0 ]] && break
+    sleep 0.2
+  done
+  for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
+  rm -f "$DIR/pids"
+  log "stopped (logs in $DIR/logs)"
+}
+
+start_bg() { # name cmd...
+  local name="$1"; shift
+  "$@" >"$DIR/logs/$name.log" 2>&1 &
+  echo "$! $name" >>"$DIR/pids"
+}
+
+wait_for() { # description seconds cmd...
+  local what="$1" secs="$2"; shift 2
+  local end=$((SECONDS + secs))
+  until "$@" >/dev/null 2>&1; do
+    if (( SECONDS > end )); then log "timed out waiting for $what"; return 1; fi
+    sleep 0.3
+  done
+}
+
+certs() {
+  local c="$DIR/pki"; mkdir -p "$c"; cd "$c"
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 2 -subj "/CN=cot-vr-e2e-ca" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,IP:10.96.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc\nextendedKeyUsage=serverAuth\n' >apiserver.ext
+  openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 2 -extfile apiserver.ext 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -keyout admin.key -out admin.csr -subj "/O=system:masters/CN=e2e-admin" 2>/dev/null
+  printf 'extendedKeyUsage=clientAuth\n' >client.ext
+  openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out admin.crt -days 2 -extfile client.ext 2>/dev/null
+  openssl genrsa -out sa.key 2048 2>/dev/null
+  openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+  cd - >/dev/null
+}
+
+kubeconfig() { # port
+  cat >"$DIR/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: e2e
+  cluster:
+    server: https://127.0.0.1:$1
+    certificate-authority: $DIR/pki/ca.crt
+users:
+- name: e2e-admin
+  user:
+    client-certificate: $DIR/pki/admin.crt
+    client-key: $DIR/pki/admin.key
+contexts:
+- name: e2e
+  context: {cluster: e2e, user: e2e-admin}
+current-context: e2e
+EOF
+}
+
+start_all() {
+  local b
+  for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok node openssl; do
+    command -v "$b" >/dev/null || { log "$b is not on PATH (run: eval \"\$(bash test/e2e/toolchain.sh --env)\")"; exit 1; }
+  done
+  [[ -f "$DIR/pids" ]] && { log "a cluster is already recorded in $DIR/pids; stop it first"; exit 1; }
+  mkdir -p "$DIR/logs" "$DIR/etcd"
+  local t0=$SECONDS
+  certs
+  local etcd_port etcd_peer api_port kcm_port sched_port kwok_port
+  etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port)
+  kcm_port=$(free_port); sched_port=$(free_port); kwok_port=$(free_port)
+  kubeconfig "$api_port"
+  export KUBECONFIG="$DIR/kubeconfig"
+
+  start_bg etcd etcd --name e2e --data-dir "$DIR/etcd" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer" \
+    --initial-cluster "e2e=http://127.0.0.1:$etcd_peer" --unsafe-no-fsync --log-level warn
+  wait_for etcd 30 curl -fsS "http://127.0.0.1:$etcd_port/health"
+
+  local p="$DIR/pki"
+  start_bg kube-apiserver kube-apiserver --etcd-servers "http://127.0.0.1:$etcd_port" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
+    --tls-cert-file "$p/apiserver.crt" --tls-private-key-file "$p/apiserver.key" --client-ca-file "$p/ca.crt" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$p/sa.pub" --service-account-signing-key-file "$p/sa.key" \
+    --service-cluster-ip-range 10.96.0.0/16 --authorization-mode RBAC --allow-privileged=true \
+    --endpoint-reconciler-type none --enable-priority-and-fairness=false --profiling=false
+  wait_for kube-apiserver 90 kubectl get --raw /readyz
+
+  start_bg kube-controller-manager kube-controller-manager --kubeconfig "$KUBECONFIG" \
+    --authentication-kubeconfig "$KUBECONFIG" --authorization-kubeconfig "$KUBECONFIG" \
+    --bind-address 127.0.0.1 --secure-port "$kcm_port" --leader-elect=false \
+    --controllers '*,-node-lifecycle-controller,-node-ipam-controller,-cloud-node-lifecycle-controller,-service-lb-controller,-node-route-controller' \
+    --service-account-private-key-file "$p/sa.key" --root-ca-file "$p/ca.crt" \
+    --use-service-account-credentials=false --concurrent-job-syncs 10 --profiling=false
+  start_bg kube-scheduler kube-scheduler --kubeconfig "$KUBECONFIG" \
+    --authentication-kubeconfig "$KUBECONFIG" --authorization-kubeconfig "$KUBECONFIG" \
+    --bind-address 127.0.0.1 --secure-port "$sched_port" --leader-elect=false --profiling=false
+
+  start_bg kwok kwok --kubeconfig "$KUBECONFIG" --config "$HERE/kwok/stages.yaml" \
+    --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+    --node-ip 10.0.0.1 --cidr 10.0.0.1/16 --server-address "127.0.0.1:$kwok_port"
+  start_bg provisioner node "$HERE/provisioner.mjs" "$KUBECONFIG"
+
+  kubectl apply -f "$HERE/kwok/storageclasses.yaml" >/dev/null
+  kubectl create -f "$HERE/kwok/nodes.yaml" >/dev/null
+  wait_for "nodes Ready" 60 kubectl wait --for=condition=Ready node --all --timeout=2s
+  wait_for "default ServiceAccount" 60 kubectl -n default get serviceaccount default
+  log "up in $((SECONDS - t0))s: KUBECONFIG=$KUBECONFIG"
+}
+
+case "$cmd" in
+  start)
+    # Anything that fails half-way stops what was already started.
+    trap 'rc=$?; if [[ $rc != 0 ]]; then log "start failed; logs:"; tail -n 20 "$DIR"/logs/*.log >&2 || true; stop_all; fi' EXIT
+    start_all
+    trap - EXIT
+    ;;
+  stop) stop_all ;;
+  status)
+    export KUBECONFIG="$DIR/kubeconfig"
+    cat "$DIR/pids" 2>/dev/null || echo "not running"
+    kubectl get nodes -o wide 2>/dev/null || true
+    ;;
+  *) echo "usage: $0 start|stop|status DIR" >&2; exit 2 ;;
+esac

@@ -89,6 +89,8 @@ export class CotGeneration extends pulumi.ComponentResource {
         }, { parent: this });
         this.job = new k8s.batch.v1.Job(`${name}-job`, generateJobArgs(ctx, cm.metadata.name), {
             parent: this,
+            // Components do not pass their dependsOn to children: the workload itself waits.
+            dependsOn: opts?.dependsOn,
             customTimeouts: jobTimeouts(s, "generate"),
         });
         this.marker = `${datasetDir(s)}/${COMPLETE}`;

@@ -44,21 +44,22 @@ export function downloadJobArgs(ctx: StageContext, size: ModelSize): k8s.batch.v
     });
 }
 
-export class ModelDownloads extends pulumi.ComponentResource {
-    /** Download Job per model; stages that read a model depend on its Job. */
-    public readonly jobs: Partial<Record<ModelSize, k8s.batch.v1.Job>> = {};
-    /** Marker path per model, checked by readers. */
-    public readonly markers: Partial<Record<ModelSize, string>> = {};
+/** The download Job of one model. */
+export class ModelDownload extends pulumi.ComponentResource {
+    public readonly job: k8s.batch.v1.Job;
+    /** Marker path that readers check. */
+    public readonly marker: string;
 
-    constructor(name: string, ctx: StageContext, opts?: pulumi.ComponentResourceOptions) {
-        super("cot-vr:stages:ModelDownloads", name, {}, opts);
-        for (const size of ctx.settings.neededModels) {
-            this.jobs[size] = new k8s.batch.v1.Job(`${name}-${size}`, downloadJobArgs(ctx, size), {
-                parent: this,
-                customTimeouts: jobTimeouts(ctx.settings, "download"),
-            });
-            this.markers[size] = `${modelDir(ctx.settings, size)}/${COMPLETE}`;
-        }
-        this.registerOutputs({});
+    constructor(name: string, args: { ctx: StageContext; size: ModelSize }, opts?: pulumi.ComponentResourceOptions) {
+        super("cot-vr:stages:ModelDownload", name, {}, opts);
+        const { ctx, size } = args;
+        this.job = new k8s.batch.v1.Job(`${name}-job`, downloadJobArgs(ctx, size), {
+            parent: this,
+            // Components do not pass their dependsOn to children: the workload itself waits.
+            dependsOn: opts?.dependsOn,
+            customTimeouts: jobTimeouts(ctx.settings, "download"),
+        });
+        this.marker = `${modelDir(ctx.settings, size)}/${COMPLETE}`;
+        this.registerOutputs({ marker: this.marker });
     }
 }

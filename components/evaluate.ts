@@ -85,6 +85,8 @@ export class ModelRead extends pulumi.ComponentResource {
         this.jobName = (jargs.metadata as { name: string }).name;
         this.job = new k8s.batch.v1.Job(`${name}-job`, jargs, {
             parent: this,
+            // Components do not pass their dependsOn to children: the workload itself waits.
+            dependsOn: opts?.dependsOn,
             customTimeouts: jobTimeouts(s, stage),
         });
         this.output = outputPath(s, stage, model);

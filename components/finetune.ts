@@ -70,6 +70,8 @@ export class FineTune extends pulumi.ComponentResource {
         }, { parent: this });
         this.job = new k8s.batch.v1.Job(`${name}-job`, trainJobArgs(ctx, variant, v, cm.metadata.name), {
             parent: this,
+            // Components do not pass their dependsOn to children: the workload itself waits.
+            dependsOn: opts?.dependsOn,
             customTimeouts: jobTimeouts(s, "train"),
         });
         this.marker = `${trainOutputDir(s, variant)}/${COMPLETE}`;

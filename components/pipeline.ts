@@ -6,11 +6,12 @@
 // completion marker and fails at once if it is missing).
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
-import { ModelRef, Settings } from "../config";
+import { ModelSize, Settings } from "../config";
 import { CotGeneration } from "./cotDataset";
-import { ModelDownloads } from "./download";
+import { ModelDownload } from "./download";
 import { ModelRead } from "./evaluate";
 import { FineTune } from "./finetune";
+import { stageGraph } from "./graph";
 import { configuredImages, ImageRefs, ProjectImages } from "./images";
 import { labels } from "./naming";
 import { StageContext } from "./pod";
@@ -48,7 +49,7 @@ export function dockerConfigJson(server: string, username: string, password: pul
 export class Pipeline extends pulumi.ComponentResource {
     public readonly namespace: string;
     public readonly claims: SharedVolumes["claims"];
-    public readonly teacherUrl?: string;
+    public readonly teacherUrl?: string = undefined;
     /** Job names per stage, for `kubectl get jobs`. */
     public readonly jobs: pulumi.Output<string>[] = [];
 
@@ -103,41 +104,59 @@ export class Pipeline extends pulumi.ComponentResource {
             imageIds: images.ids,
             imagePullSecrets: pullSecrets,
         };
-        const st = s.stages;
-        const after = (...deps: (pulumi.Resource | undefined)[]) => o({ dependsOn: deps.filter((d): d is pulumi.Resource => d !== undefined) });
-
-        const downloads = st.download ? new ModelDownloads(`${name}-download`, ctx, o()) : undefined;
-        const dl = (size: "11b" | "90b") => downloads?.jobs[size];
-
-        const teacher = st.teacher ? new Teacher(`${name}-teacher`, ctx, after(dl("90b"))) : undefined;
-        this.teacherUrl = teacher?.apiBase;
-
-        const generation = st.generate ? new CotGeneration(`${name}-generate`, ctx, after(teacher)) : undefined;
-
-        const fineTunes: Record<string, FineTune> = {};
-        for (const [variant, v] of s.trainings) {
-            fineTunes[variant] = new FineTune(`${name}-train-${variant}`, { ctx, variant, settings: v }, after(generation?.job, dl(v.model)));
+        // Stages in DAG order (Map insertion order is topological); each waits for its graph edges.
+        const nodes = new Map<string, pulumi.Resource>();
+        const after = (id: string) => o({ dependsOn: graph.get(id)!.map((d) => nodes.get(d)!) });
+        const graph = stageGraph(s);
+        const jobs: k8s.batch.v1.Job[] = [];
+        const reads: ModelRead[] = [];
+        for (const id of graph.keys()) {
+            const [kind, arg] = id.split(":");
+            switch (kind) {
+                case "download": {
+                    const size = arg as ModelSize;
+                    const d = new ModelDownload(`${name}-download-${size}`, { ctx, size }, after(id));
+                    nodes.set(id, d.job);
+                    jobs.push(d.job);
+                    break;
+                }
+                case "teacher": {
+                    const t = new Teacher(`${name}-teacher`, ctx, after(id));
+                    this.teacherUrl = t.apiBase;
+                    nodes.set(id, t.service);
+                    break;
+                }
+                case "generate": {
+                    const g = new CotGeneration(`${name}-generate`, ctx, after(id));
+                    nodes.set(id, g.job);
+                    jobs.push(g.job);
+                    break;
+                }
+                case "train": {
+                    const f = new FineTune(`${name}-train-${arg}`, { ctx, variant: arg, settings: s.train.variants[arg] }, after(id));
+                    nodes.set(id, f.job);
+                    jobs.push(f.job);
+                    break;
+                }
+                case "sample":
+                case "evaluate": {
+                    const list = kind === "sample" ? s.samples : s.evaluations;
+                    const model = list.find((r) => r.name === arg)!;
+                    const r = new ModelRead(`${name}-${kind === "sample" ? "sample" : "eval"}-${arg}`, { ctx, stage: kind, model }, after(id));
+                    nodes.set(id, r.job);
+                    jobs.push(r.job);
+                    reads.push(r);
+                    break;
+                }
+                case "report": {
+                    const rep = new Report(`${name}-report`, { ctx, inputs: reads }, after(id));
+                    nodes.set(id, rep.job);
+                    break;
+                }
+            }
         }
 
-        // Base models need only their download; tuned ones wait for their fine-tune if it runs in this update.
-        const producer = (ref: ModelRef) => (ref.trainVariant ? fineTunes[ref.trainVariant]?.job : dl(ref.size));
-        const samples = s.samples.map((ref) =>
-            new ModelRead(`${name}-sample-${ref.name}`, { ctx, stage: "sample", model: ref }, after(producer(ref))));
-        const evaluations = s.evaluations.map((ref) =>
-            new ModelRead(`${name}-eval-${ref.name}`, { ctx, stage: "evaluate", model: ref }, after(producer(ref))));
-
-        if (st.report) {
-            new Report(`${name}-report`, { ctx, inputs: [...evaluations, ...samples] }, o());
-        }
-
-        const all = [
-            ...Object.values(downloads?.jobs ?? {}),
-            generation?.job,
-            ...Object.values(fineTunes).map((f) => f.job),
-            ...samples.map((x) => x.job),
-            ...evaluations.map((x) => x.job),
-        ].filter((j): j is k8s.batch.v1.Job => j !== undefined);
-        this.jobs = all.map((j) => j.metadata.name);
+        this.jobs = jobs.map((j) => j.metadata.name);
         this.registerOutputs({ namespace: this.namespace, claims: this.claims, teacherUrl: this.teacherUrl, jobs: this.jobs });
     }
 }

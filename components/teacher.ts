@@ -104,6 +104,8 @@ export class Teacher extends pulumi.ComponentResource {
         const t = `${Math.ceil(stageTimeoutSeconds(ctx.settings, "teacher") / 60)}m`;
         this.deployment = new k8s.apps.v1.Deployment(`${name}-deployment`, teacherDeploymentArgs(ctx), {
             parent: this,
+            // Components do not pass their dependsOn to children: the workload itself waits.
+            dependsOn: opts?.dependsOn,
             customTimeouts: { create: t, update: t },
         });
         // After the Deployment: the provider waits for a Service's endpoints, which only a ready pod gives.

@@ -1,0 +1,317 @@
+// The e2e suite: the real Pulumi engine, the real Kubernetes provider and a real kube-apiserver
+// (test/e2e/cluster.sh: kwok nodes that look like TensorWave MI300X nodes). Run by test/e2e/run.sh.
+// The tests of the smoke stack run in order and share its state, as a user's runs would.
+import * as fs from "fs";
+import * as path from "path";
+import * as YAML from "yaml";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import {
+    gpuRequest, initStack, KUBECONFIG, kubectl, kubectlJson, must, PodMonitor, requireCluster, ROOT, run, Stack, ts,
+    useE2eCluster, WORK,
+} from "./helpers";
+
+const NS = "cot-vr-e2e-smoke";
+const GPU = "amd.com/gpu";
+
+interface StateResource {
+    urn: string;
+    type: string;
+    parent?: string;
+    dependencies?: string[];
+    outputs?: any;
+    inputs?: any;
+}
+
+function exportState(st: Stack): StateResource[] {
+    return JSON.parse(must(st.pulumi("stack", "export"), "pulumi stack export").stdout).deployment.resources ?? [];
+}
+
+/** For each Job in the state: the Jobs it waits for (through dependsOn on Jobs, components or services). */
+function jobDependencies(resources: StateResource[]): Map<string, Set<string>> {
+    const byUrn = new Map(resources.map((r) => [r.urn, r]));
+    const children = new Map<string, string[]>();
+    for (const r of resources) if (r.parent) children.set(r.parent, [...(children.get(r.parent) ?? []), r.urn]);
+    const jobName = (r: StateResource) => r.outputs?.metadata?.name as string;
+    const isJob = (r?: StateResource) => r?.type === "kubernetes:batch/v1:Job";
+    // everything under a resource (a component stands for its children)
+    const expand = (urn: string, acc: Set<string>) => {
+        if (acc.has(urn)) return;
+        acc.add(urn);
+        for (const c of children.get(urn) ?? []) expand(c, acc);
+    };
+    const deps = new Map<string, Set<string>>();
+    const direct = (urn: string): Set<string> => {
+        const out = new Set<string>();
+        for (const d of byUrn.get(urn)?.dependencies ?? []) expand(d, out);
+        return out;
+    };
+    // transitive closure over dependencies
+    const closure = (urn: string): Set<string> => {
+        const seen = new Set<string>();
+        const stack = [...direct(urn)];
+        while (stack.length) {
+            const u = stack.pop()!;
+            if (seen.has(u)) continue;
+            seen.add(u);
+            stack.push(...direct(u));
+        }
+        return seen;
+    };
+    for (const r of resources) {
+        if (!isJob(r)) continue;
+        const jobs = new Set<string>();
+        for (const u of closure(r.urn)) if (isJob(byUrn.get(u)) && u !== r.urn) jobs.add(jobName(byUrn.get(u)!));
+        deps.set(jobName(r), jobs);
+    }
+    return deps;
+}
+
+function objectsInNamespace(ns: string): Map<string, string> {
+    const kinds = "deployments,services,jobs,pods,persistentvolumeclaims,configmaps,secrets,serviceaccounts";
+    const r = kubectl("-n", ns, "get", kinds, "-o", "json");
+    const m = new Map<string, string>();
+    if (r.code !== 0) return m;
+    for (const o of JSON.parse(r.stdout).items) {
+        if (o.kind === "ConfigMap" && o.metadata.name === "kube-root-ca.crt") continue;
+        if (o.kind === "ServiceAccount" && o.metadata.name === "default") continue;
+        m.set(`${o.kind}/${o.metadata.name}`, o.metadata.resourceVersion);
+    }
+    return m;
+}
+
+function previewSteps(st: Stack, ...extra: string[]): { op: string; urn: string; type: string; name?: string }[] {
+    const r = must(st.pulumi("preview", "--json", ...extra), "pulumi preview --json");
+    const j = JSON.parse(r.stdout);
+    return (j.steps ?? []).map((s: any) => ({
+        op: s.op,
+        urn: s.urn,
+        type: s.newState?.type ?? s.oldState?.type ?? "",
+        name: s.newState?.outputs?.metadata?.name ?? s.newState?.inputs?.metadata?.name ?? s.oldState?.outputs?.metadata?.name,
+    }));
+}
+
+const stateNow = () => ({
+    jobs: kubectlJson("-n", NS, "get", "jobs").items as any[],
+    deployments: kubectlJson("-n", NS, "get", "deployments").items as any[],
+    pvcs: kubectlJson("-n", NS, "get", "pvc").items as any[],
+    pods: kubectlJson("-n", NS, "get", "pods").items as any[],
+});
+
+const complete = (job: any) => (job.status?.conditions ?? []).some((c: any) => c.type === "Complete" && c.status === "True");
+const skipAwait = (o: any) => o.metadata?.annotations?.["pulumi.com/skipAwait"] === "true";
+
+describe("smoke stack on a real engine and API server", () => {
+    let st: Stack;
+    const monitor = new PodMonitor(NS);
+    let nodes: any[];
+
+    beforeAll(() => {
+        requireCluster();
+        nodes = kubectlJson("get", "nodes").items;
+        st = initStack("smoke", { from: "smoke" });
+        useE2eCluster(st, NS);
+    });
+    afterAll(() => monitor.stop());
+
+    test("pulumi up with every stage: accepted, scheduled on GPU nodes, Jobs in DAG order, awaited", async () => {
+        monitor.start();
+        const up = await st.pulumiAsync("up", "--yes", "--skip-preview");
+        monitor.stop();
+        const returnedAt = Date.now();
+        must(up, "pulumi up (smoke)");
+
+        const now = stateNow();
+        expect(now.jobs.length).toBeGreaterThan(0);
+
+        // Every awaited Job had completed when `pulumi up` returned.
+        for (const job of now.jobs) {
+            if (skipAwait(job)) continue;
+            expect(complete(job), `Job ${job.metadata.name} complete`).toBe(true);
+            expect(ts(job.status.completionTime)).toBeLessThanOrEqual(returnedAt);
+        }
+        // The teacher Deployment is available.
+        for (const d of now.deployments) {
+            expect((d.status?.conditions ?? []).some((c: any) => c.type === "Available" && c.status === "True"), d.metadata.name).toBe(true);
+        }
+        // Claims bound.
+        for (const pvc of now.pvcs) expect(pvc.status.phase, pvc.metadata.name).toBe("Bound");
+
+        // Scheduling: GPU pods only on nodes with amd.com/gpu, never more GPUs on a node than it has.
+        const capacity = new Map(nodes.map((n) => [n.metadata.name, Number(n.status.allocatable[GPU] ?? 0)]));
+        const pods = monitor.allPods().concat(now.pods);
+        expect(pods.length).toBeGreaterThan(0);
+        for (const p of pods) {
+            const unsched = (p.status?.conditions ?? []).find((c: any) => c.type === "PodScheduled" && c.reason === "Unschedulable");
+            expect(unsched, `pod ${p.metadata.name} unschedulable: ${unsched?.message}`).toBeUndefined();
+            if (gpuRequest(p) > 0 && p.spec.nodeName) {
+                expect(capacity.get(p.spec.nodeName), `GPU pod ${p.metadata.name} on ${p.spec.nodeName}`).toBeGreaterThan(0);
+            }
+        }
+        for (const sample of monitor.samples) {
+            const perNode = new Map<string, number>();
+            for (const p of sample.pods) {
+                if (!p.spec.nodeName || ["Succeeded", "Failed"].includes(p.status?.phase)) continue;
+                perNode.set(p.spec.nodeName, (perNode.get(p.spec.nodeName) ?? 0) + gpuRequest(p));
+            }
+            for (const [node, used] of perNode) expect(used, `GPUs in use on ${node}`).toBeLessThanOrEqual(capacity.get(node) ?? 0);
+        }
+        expect(pods.some((p) => gpuRequest(p) > 0), "some pod asks for amd.com/gpu").toBe(true);
+
+        // DAG order: a Job is created only after every awaited Job it depends on completed.
+        const deps = jobDependencies(exportState(st));
+        const byName = new Map(now.jobs.map((j) => [j.metadata.name, j]));
+        let edges = 0;
+        for (const [job, before] of deps) {
+            const j = byName.get(job);
+            expect(j, `Job ${job} in the cluster`).toBeDefined();
+            for (const b of before) {
+                const bj = byName.get(b);
+                if (!bj || skipAwait(bj)) continue;
+                edges++;
+                expect(ts(j.metadata.creationTimestamp), `${job} created after ${b} completed`)
+                    .toBeGreaterThanOrEqual(ts(bj.status.completionTime));
+            }
+        }
+        expect(edges, "Job-to-Job edges checked").toBeGreaterThan(0);
+    });
+
+    test("a second pulumi up changes nothing", () => {
+        must(st.pulumi("preview", "--expect-no-changes"), "pulumi preview --expect-no-changes");
+        const before = objectsInNamespace(NS);
+        must(st.pulumi("up", "--yes", "--expect-no-changes", "--skip-preview"), "pulumi up --expect-no-changes");
+        expect(objectsInNamespace(NS)).toEqual(before);
+    });
+
+    test("changing a generation setting replaces only the generation Job and what depends on it", () => {
+        const resources = exportState(st);
+        const deps = jobDependencies(resources);
+        const genJobs = stateNow().jobs.filter((j) => j.metadata.labels?.["app.kubernetes.io/component"] === "generate"
+            || /generat/.test(j.metadata.name));
+        expect(genJobs.length, "a generation Job").toBe(1);
+        const gen = genJobs[0].metadata.name as string;
+        const dependents = new Set([...deps].filter(([, before]) => before.has(gen)).map(([j]) => j));
+
+        st.setConfig("generate.temperature", "0.3", { path: true });
+        const steps = previewSteps(st);
+        const changed = steps.filter((s) => !["same", "read"].includes(s.op));
+        const replacedJobs = new Set(changed.filter((s) => s.type === "kubernetes:batch/v1:Job").map((s) => s.name ?? s.urn));
+        const genReplaced = changed.some((s) => s.type === "kubernetes:batch/v1:Job" && (s.name === gen || s.urn.includes("generate")));
+        expect(genReplaced, `generation Job replaced; changes: ${JSON.stringify(changed.map((s) => [s.op, s.urn]))}`).toBe(true);
+        for (const s of changed) {
+            if (s.type === "pulumi:pulumi:Stack") continue;
+            const ok = s.type === "kubernetes:batch/v1:Job"
+                ? s.name === gen || dependents.has(s.name ?? "") || s.urn.includes("generate") || [...dependents].some((d) => s.urn.endsWith(d))
+                : s.type === "kubernetes:core/v1:ConfigMap" && /generat|cot|sdk/i.test(s.urn);
+            expect(ok, `unexpected ${s.op} of ${s.urn} (${s.name})`).toBe(true);
+        }
+        expect(replacedJobs.size).toBeGreaterThan(0);
+        must(st.pulumi("up", "--yes", "--skip-preview"), "pulumi up after the generation change");
+        must(st.pulumi("preview", "--expect-no-changes"), "no changes after it");
+    });
+
+    test("teardown after a run: GPU workloads gone, claims and volumes stay; destroy keeps them; a new up reuses them", () => {
+        const claimsBefore = new Map(stateNow().pvcs.map((p) => [p.metadata.name, p.spec.volumeName]));
+        expect(claimsBefore.size).toBeGreaterThan(0);
+
+        // What a user does after a run: switch the GPU stages off and update.
+        for (const stage of ["download", "teacher", "generate", "train", "sample", "evaluate", "report"]) {
+            st.setConfig(`stages.${stage}`, "false", { path: true });
+        }
+        must(st.pulumi("up", "--yes", "--skip-preview"), "pulumi up with the stages off");
+        let now = stateNow();
+        expect(now.jobs.map((j) => j.metadata.name)).toEqual([]);
+        expect(now.deployments.map((d) => d.metadata.name)).toEqual([]);
+        expect(now.pods.filter((p) => gpuRequest(p) > 0).map((p) => p.metadata.name)).toEqual([]);
+        expect(new Map(now.pvcs.map((p) => [p.metadata.name, p.spec.volumeName]))).toEqual(claimsBefore);
+
+        must(st.pulumi("destroy", "--yes", "--skip-preview"), "pulumi destroy");
+        now = stateNow();
+        expect(new Map(now.pvcs.map((p) => [p.metadata.name, p.spec.volumeName])), "claims kept by destroy").toEqual(claimsBefore);
+        const pvs = kubectlJson("get", "pv").items as any[];
+        for (const v of claimsBefore.values()) expect(pvs.some((pv) => pv.metadata.name === v), `PV ${v} kept`).toBe(true);
+
+        // A new up of the same stack finds the same volumes.
+        for (const stage of ["download", "teacher", "generate", "train", "sample", "evaluate", "report"]) {
+            st.setConfig(`stages.${stage}`, "true", { path: true });
+        }
+        must(st.pulumi("up", "--yes", "--skip-preview"), "pulumi up after destroy");
+        now = stateNow();
+        expect(new Map(now.pvcs.map((p) => [p.metadata.name, p.spec.volumeName])), "same volumes after a new up").toEqual(claimsBefore);
+        for (const job of now.jobs) if (!skipAwait(job)) expect(complete(job), job.metadata.name).toBe(true);
+    });
+});
+
+describe("bad stack files fail before anything is created", () => {
+    const smokeText = () => fs.readFileSync(path.join(ROOT, "stacks", "Pulumi.smoke.yaml"), "utf8");
+    const variants: Record<string, (doc: any) => void> = {
+        "unknown key": (d) => { d.config["cot-vr:generate"].temprature = 0.3; },
+        "bad volume size": (d) => { d.config["cot-vr:storage"].models.size = "lots"; },
+        "latest image": (d) => { d.config["cot-vr:images"] = { vllm: "rocm/vllm:latest" }; },
+        "report without evaluate": (d) => { d.config["cot-vr:stages"] = { evaluate: false }; },
+    };
+    beforeAll(() => requireCluster());
+
+    for (const [what, mutate] of Object.entries(variants)) {
+        test(what, () => {
+            const doc = YAML.parse(smokeText());
+            mutate(doc);
+            const name = `bad-${what.replace(/[^a-z]+/g, "-")}`;
+            const ns = `cot-vr-e2e-${name}`.slice(0, 63);
+            const st = initStack(name, { stackFileText: YAML.stringify(doc) });
+            useE2eCluster(st, ns);
+            const r = st.pulumi("up", "--yes", "--skip-preview");
+            expect(r.code, r.out.slice(-2000)).not.toBe(0);
+            expect(kubectl("get", "namespace", ns).code, `namespace ${ns} must not exist`).not.toBe(0);
+            const res = JSON.parse(must(st.pulumi("stack", "export"), "export").stdout).deployment.resources ?? [];
+            expect(res.filter((x: any) => x.type.startsWith("kubernetes:") && !x.type.startsWith("pulumi:providers")), "no Kubernetes object in the state").toEqual([]);
+        });
+    }
+
+    test("a bad change to a deployed stack leaves its namespace unchanged", () => {
+        const ns = "cot-vr-e2e-badchange";
+        const st = initStack("badchange", { from: "smoke" });
+        useE2eCluster(st, ns);
+        for (const stage of ["download", "teacher", "generate", "train", "sample", "evaluate", "report"]) {
+            st.setConfig(`stages.${stage}`, "false", { path: true });
+        }
+        must(st.pulumi("up", "--yes", "--skip-preview"), "pulumi up (storage only)");
+        const before = objectsInNamespace(ns);
+        expect(before.size).toBeGreaterThan(0);
+        st.setConfig("storage.checkpoints.size", "1Mi", { path: true });
+        st.setConfig("stages.train", "true", { path: true });
+        const r = st.pulumi("up", "--yes", "--skip-preview");
+        expect(r.code, r.out.slice(-2000)).not.toBe(0);
+        expect(objectsInNamespace(ns)).toEqual(before);
+    });
+});
+
+describe("rendered manifests", () => {
+    beforeAll(() => requireCluster());
+    const stacks = fs.readdirSync(path.join(ROOT, "stacks")).map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1]).filter((s): s is string => !!s);
+
+    test("there are shipped stacks", () => expect(stacks).toContain("smoke"));
+
+    for (const stack of stacks) {
+        test(`${stack}: every object passes kubectl apply --dry-run=server`, () => {
+            const out = path.join(WORK, "render", stack);
+            fs.rmSync(out, { recursive: true, force: true });
+            must(run("npm", ["run", "--silent", "render", "--", "--stack", stack, "--out", out], { cwd: ROOT }), `npm run render ${stack}`);
+            const files = fs.readdirSync(out).filter((f) => /\.ya?ml$/.test(f));
+            expect(files.length).toBeGreaterThan(0);
+            // Server-side dry-run of a namespaced object needs its namespace to exist.
+            const namespaces = new Set<string>();
+            for (const f of files) {
+                for (const d of YAML.parseAllDocuments(fs.readFileSync(path.join(out, f), "utf8"))) {
+                    const o = d.toJS();
+                    if (o?.kind === "Namespace") namespaces.add(o.metadata.name);
+                    else if (o?.metadata?.namespace) namespaces.add(o.metadata.namespace);
+                }
+            }
+            for (const ns of namespaces) if (kubectl("get", "namespace", ns).code !== 0) must(kubectl("create", "namespace", ns), `create ${ns}`);
+            const r = kubectl("apply", "--dry-run=server", "-f", out);
+            expect(r.code, r.out).toBe(0);
+        });
+    }
+});
+
+export const _kubeconfig = KUBECONFIG;

@@ -130,13 +130,23 @@ start_all() {
     --authentication-kubeconfig "$KUBECONFIG" --authorization-kubeconfig "$KUBECONFIG" \
     --bind-address 127.0.0.1 --secure-port "$sched_port" --leader-elect=false --profiling=false
 
-  start_bg kwok kwok --kubeconfig "$KUBECONFIG" --config "$HERE/kwok/stages.yaml" \
+  # Job pods run for COT_E2E_JOB_MS before they succeed (0: at once), so that an update that did
+  # not wait for a Job would be seen returning before the Job completed.
+  local job_ms="${COT_E2E_JOB_MS:-1500}"
+  awk -v ms="$job_ms" '{print} /^  name: pod-complete$/ {inpc=1} inpc && /^spec:$/ && ms>0 {print "  delay:\n    durationMilliseconds: " ms; inpc=0}' \
+    "$HERE/kwok/stages.yaml" >"$DIR/stages.yaml"
+  start_bg kwok kwok --kubeconfig "$KUBECONFIG" --config "$DIR/stages.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
     --node-ip 10.0.0.1 --cidr 10.0.0.1/16 --server-address "127.0.0.1:$kwok_port"
   start_bg provisioner node "$HERE/provisioner.mjs" "$KUBECONFIG"
 
   kubectl apply -f "$HERE/kwok/storageclasses.yaml" >/dev/null
   kubectl create -f "$HERE/kwok/nodes.yaml" >/dev/null
+  # COT_E2E_GPU_NODES > 2 adds copies of mi300x-1 (no product-name label).
+  local n
+  for ((n = 2; n < ${COT_E2E_GPU_NODES:-2}; n++)); do
+    awk -v RS='---\n' -v ORS='' '/name: mi300x-1\n/ {print}' "$HERE/kwok/nodes.yaml" | sed "s/mi300x-1/mi300x-$n/g" | kubectl create -f - >/dev/null
+  done
   wait_for "nodes Ready" 60 kubectl wait --for=condition=Ready node --all --timeout=2s
   wait_for "default ServiceAccount" 60 kubectl -n default get serviceaccount default
   log "up in $((SECONDS - t0))s: KUBECONFIG=$KUBECONFIG"

@@ -271,6 +271,10 @@ for t in "${want[@]}"; do
   paths+=("$d/bin")
 done
 
+# The engine looks for the language host beside the pulumi binary first (no "from $PATH" warning).
+pl="$(tool_dir pulumi)/bin"; lh="$(tool_dir langhost)/bin/pulumi-language-nodejs"
+if [[ -x "$pl/pulumi" && -x "$lh" && ! -e "$pl/pulumi-language-nodejs" ]]; then ln -s "$lh" "$pl/pulumi-language-nodejs"; fi
+
 newpath=$(IFS=:; echo "${paths[*]}")
 if [[ "$mode" == env ]]; then
   [[ -n "$newpath" ]] && printf 'export PATH=%q\n' "$newpath:$PATH"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The README's test command (`npm test`): every tier, in order of speed.
+#   1. type check + unit tests (vitest, Pulumi mocks)
+#   2. images and upstream checks (pytest against torchtune, synthetic-data-kit, lm-eval from PyPI)
+#   3. end-to-end: real Pulumi engine + Kubernetes provider against a local control plane with kwok MI300X nodes
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== type check"
+npx tsc --noEmit -p .
+
+echo "== unit tests"
+npx vitest run
+
+for tier in python e2e; do
+    if [ -f "test/$tier/run.sh" ]; then
+        echo "== $tier tests"
+        bash "test/$tier/run.sh"
+    fi
+done

@@ -1,0 +1,180 @@
+import * as YAML from "yaml";
+import { describe, expect, it } from "vitest";
+import { argOf, container, render, settings, TOKEN } from "./helpers";
+
+describe("storage", async () => {
+    const r = await render(settings());
+    it("creates four claims with the configured size, access mode and class", () => {
+        const pvcs = r.byKind("PersistentVolumeClaim");
+        expect(pvcs.map((p) => p.metadata.name)).toEqual(["blog-models", "blog-data", "blog-checkpoints", "blog-results"]);
+        expect(pvcs[2].spec).toMatchObject({ accessModes: ["ReadWriteMany"], resources: { requests: { storage: "800Gi" } } });
+        // Not awaited for Bound: WaitForFirstConsumer classes bind only when a pod mounts the claim.
+        expect(pvcs[0].metadata.annotations["pulumi.com/skipAwait"]).toBe("true");
+    });
+    it("uses existing claims without creating them", async () => {
+        const r2 = await render(settings({ storage: { models: { existingClaim: "shared-models" } }, cluster: { createNamespace: false } }));
+        expect(r2.byKind("PersistentVolumeClaim").map((p) => p.metadata.name)).not.toContain("blog-models");
+        expect(r2.byKind("Namespace")).toEqual([]);
+        const dl = r2.job("download", "11b");
+        expect(dl.spec.template.spec.volumes.find((v: any) => v.name === "models").persistentVolumeClaim.claimName).toBe("shared-models");
+    });
+});
+
+describe("secrets", async () => {
+    const r = await render(settings());
+    it("the HF token reaches pods only through the Secret, never in plain text", () => {
+        const text = JSON.stringify(r.objects);
+        expect(text).not.toContain(TOKEN);
+        const secret = r.byKind("Secret")[0];
+        expect(secret.stringData).toEqual({ HF_TOKEN: "<redacted>" }); // recorded as a Pulumi secret
+        const env = container(r.job("download", "90b")).env;
+        expect(env).toContainEqual({ name: "HF_TOKEN", valueFrom: { secretKeyRef: { name: "blog-secrets", key: "HF_TOKEN", optional: true } } });
+        expect(env.filter((e: any) => "value" in e && /hf_/.test(e.value))).toEqual([]);
+    });
+});
+
+describe("model downloads", async () => {
+    const r = await render(settings());
+    it("downloads each needed model once, skipping the consolidated .pth files", () => {
+        const jobs = r.byKind("Job").filter((j) => j.metadata.labels["cot-vr/stage"] === "download");
+        expect(jobs.map((j) => j.metadata.labels["cot-vr/variant"])).toEqual(["11b", "90b"]);
+        const args = container(jobs[1]).args;
+        expect(argOf(args, "--repo-id")).toBe("meta-llama/Llama-3.2-90B-Vision-Instruct");
+        expect(argOf(args, "--dest")).toBe("/models/Llama-3.2-90B-Vision-Instruct");
+        expect(argOf(args, "--ignore")).toBe("original/consolidated*.pth");
+        expect(args.filter((_: string, i: number) => args[i - 1] === "--require")).toEqual(["config.json", "original/tokenizer.model"]);
+        expect(argOf(args, "--shards")).toBe("37");
+        expect(container(jobs[1]).resources.limits).not.toHaveProperty("amd.com/gpu");
+    });
+    it("downloads only the 11B model when nothing reads the 90B one", async () => {
+        const r2 = await render(settings({
+            stages: { teacher: false, generate: false },
+            train: { variants: { "lora-11b": { model: "11b", method: "lora", epochs: 1, batchSize: 1, gradientAccumulationSteps: 1 } } },
+            evaluate: { variants: ["base-11b", "lora-11b"] }, sample: { variants: ["lora-11b"] },
+        }));
+        expect(r2.byKind("Job").filter((j) => j.metadata.labels["cot-vr/stage"] === "download").map((j) => j.metadata.labels["cot-vr/variant"])).toEqual(["11b"]);
+        expect(r2.byKind("Deployment")).toEqual([]);
+    });
+});
+
+describe("teacher", async () => {
+    const r = await render(settings());
+    const dep = r.byKind("Deployment")[0];
+    const c = container(dep);
+    const pod = dep.spec.template.spec;
+    it("serves the 90B model from the models volume with vllm serve", () => {
+        expect(c.image).toBe("rocm/vllm:rocm6.4.1_vllm_0.10.1_20250909");
+        expect(c.command).toEqual(["vllm"]);
+        expect(c.args.slice(0, 2)).toEqual(["serve", "/models/Llama-3.2-90B-Vision-Instruct"]);
+        expect(argOf(c.args, "--served-model-name")).toBe("meta-llama/Llama-3.2-90B-Vision-Instruct");
+        expect(argOf(c.args, "--max-model-len")).toBe("8192");
+        expect(argOf(c.args, "--max-num-seqs")).toBe("16");
+        expect(c.volumeMounts).toContainEqual({ name: "models", mountPath: "/models", readOnly: true });
+    });
+    it("takes one GPU with the ROCm pod settings and no hostPath devices", () => {
+        expect(c.resources.limits["amd.com/gpu"]).toBe("1");
+        expect(c.resources.requests["amd.com/gpu"]).toBe("1");
+        expect(pod.securityContext).toEqual({ supplementalGroups: [44], seccompProfile: { type: "Unconfined" } });
+        expect(c.securityContext.capabilities.add).toEqual(["SYS_PTRACE"]);
+        expect(JSON.stringify(pod.volumes)).not.toContain("hostPath");
+        expect(pod.volumes).toContainEqual({ name: "dshm", emptyDir: { medium: "Memory", sizeLimit: "64Gi" } });
+        expect(pod.tolerations).toEqual([{ key: "amd.com/gpu", operator: "Exists", effect: "NoSchedule" }]);
+    });
+    it("has a startup probe as long as the teacher timeout, then readiness on /health", () => {
+        expect(c.startupProbe.httpGet.path).toBe("/health");
+        expect(c.startupProbe.periodSeconds * c.startupProbe.failureThreshold).toBe(90 * 60);
+        expect(c.readinessProbe.httpGet.path).toBe("/health");
+    });
+    it("is selected by a Service on the configured port", () => {
+        const svc = r.byKind("Service")[0];
+        expect(svc.metadata.name).toBe("blog-teacher");
+        expect(svc.spec.selector).toEqual(dep.spec.selector.matchLabels);
+        expect(svc.spec.ports[0].port).toBe(8000);
+    });
+    it("honours a GPU resource name, node selector and pull secrets from config", async () => {
+        const r2 = await render(settings({ cluster: { gpuResource: "gpu.example/mi300x", nodeSelector: { "amd.com/gpu.device-id": "74b5" }, imagePullSecrets: ["regcred"] } }));
+        const d = r2.byKind("Deployment")[0];
+        expect(container(d).resources.limits["gpu.example/mi300x"]).toBe("1");
+        expect(d.spec.template.spec.nodeSelector).toEqual({ "amd.com/gpu.device-id": "74b5" });
+        expect(d.spec.template.spec.imagePullSecrets).toEqual([{ name: "regcred" }]);
+        expect(r2.job("train", "lora-11b").spec.template.spec.nodeSelector).toEqual({ "amd.com/gpu.device-id": "74b5" });
+    });
+    it("is absent when the stack disables it", async () => {
+        const r2 = await render(settings({ stages: { teacher: false, generate: false } }));
+        expect(r2.byKind("Deployment")).toEqual([]);
+        expect(r2.byKind("Service")).toEqual([]);
+    });
+});
+
+describe("CoT generation", async () => {
+    const s = settings({ generate: { limit: 100, temperature: 0.3 } });
+    const r = await render(s);
+    const job = r.job("generate");
+    const sdk = YAML.parse(r.configOf(job)["sdk.yaml"]);
+    it("asks the teacher by its served name at its Service", () => {
+        expect(sdk.llm.provider).toBe("api-endpoint");
+        expect(sdk["api-endpoint"].model).toBe(s.teacher.servedModelName);
+        expect(sdk["api-endpoint"].api_base).toBe("http://blog-teacher.cot-vr.svc.cluster.local:8000/v1");
+    });
+    it("sends the blog's CoT prompt as the top-level prompt (not prompts.xqa_add_reasoning)", () => {
+        expect(sdk.prompt).toMatch(/^You are an AI with an IQ of 170/);
+        expect(sdk.prompt).toMatch(/Final answer: \{answer\}/);
+        expect(sdk.prompts).toBeUndefined();
+        expect(sdk.input_split).toBe("train");
+        expect(sdk.output_split).toBe("train");
+    });
+    it("takes the sampling settings from config", () => {
+        expect(sdk.generation).toEqual({ temperature: 0.3, top_p: 0.95, max_tokens: 4092, batch_size: 32 });
+    });
+    it("writes cot_chartqa on the data volume, with the sample limit", () => {
+        const args = container(job).args;
+        expect(argOf(args, "--out")).toBe("/data/cot_chartqa");
+        expect(argOf(args, "--limit")).toBe("100");
+        expect(argOf(args, "--source")).toBe("HuggingFaceM4/ChartQA");
+        expect(container(job).command).toEqual(["python", "/opt/cotvr/generate_cot.py"]);
+    });
+    it("takes a stack's own prompt", async () => {
+        const r2 = await render(settings({ generate: { prompt: "Think step by step." } }));
+        expect(YAML.parse(r2.configOf(r2.job("generate"))["sdk.yaml"]).prompt).toBe("Think step by step.");
+    });
+});
+
+describe("Jobs", async () => {
+    const r = await render(settings({ timing: { evaluate: { timeout: "7h", retries: 5 } } }));
+    it("have no TTL, a deadline and a timeout from config, and fail at once on bad input", () => {
+        for (const j of r.byKind("Job")) {
+            expect(j.spec.ttlSecondsAfterFinished).toBeUndefined();
+            expect(j.spec.template.spec.restartPolicy).toBe("Never");
+            expect(Number(j.metadata.annotations["pulumi.com/timeoutSeconds"])).toBe(j.spec.activeDeadlineSeconds);
+            expect(j.spec.podFailurePolicy.rules[0]).toMatchObject({ action: "FailJob", onExitCodes: { operator: "In", values: [2, 3, 4, 5, 6] } });
+        }
+        const ev = r.job("evaluate", "base-11b");
+        expect(ev.spec.activeDeadlineSeconds).toBe(7 * 3600);
+        expect(ev.spec.backoffLimit).toBe(5);
+    });
+    it("do not count evictions and node loss against retries, so a fine-tune resumes", () => {
+        const t = r.job("train", "qlora-90b");
+        expect(t.spec.podFailurePolicy.rules).toContainEqual({ action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] });
+        expect(t.spec.backoffLimit).toBe(2);
+    });
+    it("submit without waiting when a stage is not awaited", async () => {
+        const r2 = await render(settings({ timing: { train: { await: false } }, stages: { sample: false, evaluate: false, report: false } }));
+        const t = r2.job("train", "lora-11b");
+        expect(t.metadata.annotations["pulumi.com/skipAwait"]).toBe("true");
+        expect(t.metadata.annotations["pulumi.com/replaceUnready"]).toBeUndefined();
+    });
+    it("request one GPU for each fine-tune, sample and evaluation, none for downloads, generation and report", () => {
+        for (const j of r.byKind("Job")) {
+            const stage = j.metadata.labels["cot-vr/stage"];
+            const gpus = container(j).resources.limits["amd.com/gpu"];
+            expect([stage, gpus]).toEqual([stage, ["train", "sample", "evaluate"].includes(stage) ? "1" : undefined]);
+        }
+    });
+    it("are named <run>-<stage>-<variant>-<hash> within 63 characters", () => {
+        for (const j of r.byKind("Job")) {
+            expect(j.metadata.name).toMatch(/^blog-[a-z]+(-[a-z0-9-]+)?-[0-9a-f]{8}$/);
+            expect(j.metadata.name.length).toBeLessThanOrEqual(63);
+            expect(j.metadata.name.endsWith(j.metadata.labels["cot-vr/config-hash"])).toBe(true);
+        }
+    });
+});

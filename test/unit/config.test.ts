@@ -1,0 +1,138 @@
+import { describe, expect, it } from "vitest";
+import { ConfigError, isPinnedImage, parseSettings, quantityBytes } from "../../config";
+import { settings, TOKEN } from "./helpers";
+
+function problems(raw: Record<string, unknown>, secretKeys = ["cot-vr:hfToken"]): string[] {
+    try {
+        parseSettings({ hfToken: TOKEN, ...raw }, { stack: "blog", secretKeys });
+    } catch (e) {
+        expect(e).toBeInstanceOf(ConfigError);
+        return (e as ConfigError).problems;
+    }
+    throw new Error("expected a ConfigError");
+}
+
+describe("defaults reproduce the blog's experiment, corrected", () => {
+    const s = settings();
+    it("serves the 90B teacher with max-model-len 8192 (not the blog's 8129) and 16 sequences", () => {
+        expect(s.teacher.maxModelLen).toBe(8192);
+        expect(s.teacher.maxNumSeqs).toBe(16);
+        expect(s.teacher.servedModelName).toBe("meta-llama/Llama-3.2-90B-Vision-Instruct");
+    });
+    it("pins a vLLM image that still serves Mllama", () => {
+        expect(s.images.vllm).toMatch(/^rocm\/vllm:rocm[\d.]+_vllm_0\.(8|9|10)\./);
+    });
+    it("generates with the blog's sampling settings", () => {
+        expect(s.generate).toMatchObject({ source: "HuggingFaceM4/ChartQA", temperature: 0.2, topP: 0.95, maxTokens: 4092, inputSplit: "train", outputSplit: "train" });
+    });
+    it("fine-tunes 11B LoRA r16/a32, 10 epochs, batch 16 and 90B QLoRA 3 epochs, batch 2, accumulation 8", () => {
+        expect(s.train.variants["lora-11b"]).toMatchObject({ model: "11b", method: "lora", loraRank: 16, loraAlpha: 32, epochs: 10, batchSize: 16, gradientAccumulationSteps: 1 });
+        expect(s.train.variants["qlora-90b"]).toMatchObject({ model: "90b", method: "qlora", epochs: 3, batchSize: 2, gradientAccumulationSteps: 8 });
+    });
+    it("evaluates base and tuned 11B and 90B on chartqa over the whole test split", () => {
+        expect(s.evaluations.map((r) => r.name)).toEqual(["base-11b", "lora-11b", "base-90b", "qlora-90b"]);
+        expect(s.evaluate.tasks).toEqual(["chartqa"]);
+        expect(s.evaluate.limit).toBeUndefined();
+    });
+    it("derives the run from the stack and the models from the stages", () => {
+        expect(s.run).toBe("blog");
+        expect(s.neededModels).toEqual(["11b", "90b"]);
+    });
+});
+
+describe("bad stack files fail with every bad field named", () => {
+    it("reports a wrong type, an unknown key, a zero size and a bad GPU count together", () => {
+        const p = problems({
+            teacher: { maxModelLen: "8192", gpus: 1.5, colour: "red" },
+            storage: { data: { size: "0Gi" } },
+            bogus: 1,
+        });
+        expect(p).toEqual(expect.arrayContaining([
+            expect.stringMatching(/^cot-vr:teacher\.maxModelLen: .*number/),
+            expect.stringMatching(/^cot-vr:teacher\.gpus: .*int/),
+            "cot-vr:teacher.colour: unknown key",
+            expect.stringMatching(/^cot-vr:storage\.data\.size: must be a positive Kubernetes quantity/),
+            "cot-vr:bogus: unknown key",
+        ]));
+        expect(p).toHaveLength(5);
+    });
+    it("rejects negative sizes and GPU counts", () => {
+        const p = problems({ storage: { models: { size: "-5Gi" } }, teacher: { gpus: -1 } });
+        expect(p.join("\n")).toMatch(/storage\.models\.size/);
+        expect(p.join("\n")).toMatch(/teacher\.gpus/);
+    });
+    it("rejects unpinned images", () => {
+        for (const ref of ["rocm/vllm:latest", "rocm/vllm", "registry:5000/x"]) {
+            expect(problems({ images: { vllm: ref } }).join()).toMatch(/cot-vr:images\.vllm: must be pinned/);
+        }
+        expect(isPinnedImage("registry:5000/x:1.0")).toBe(true);
+        expect(isPinnedImage(`x@sha256:${"a".repeat(64)}`)).toBe(true);
+    });
+    it("requires the Hugging Face token as a secret when models are downloaded", () => {
+        expect(() => parseSettings({}, { stack: "blog", secretKeys: [] })).toThrow(/cot-vr:hfToken: required to download 11b, 90b: pulumi config set --secret/);
+        expect(problems({}, [])).toEqual(["cot-vr:hfToken: must be set as a secret: pulumi config set --secret cot-vr:hfToken <value>"]);
+        // Without downloads nothing needs the token.
+        expect(parseSettings({ stages: { download: false } }, { stack: "blog", secretKeys: [] }).hfToken).toBeUndefined();
+    });
+    it("rejects a tuned evaluation whose fine-tune is not in the stack", () => {
+        expect(problems({ evaluate: { variants: ["base-11b", "lora-11b-r64"] } })).toEqual([
+            expect.stringMatching(/^cot-vr:evaluate\.variants\[1\]: "lora-11b-r64" is neither base-11b, base-90b nor a train variant .*not in the stack/),
+        ]);
+    });
+    it("accepts a tuned evaluation whose fine-tune ran in an earlier update (variant disabled)", () => {
+        const s = settings({ train: { variants: { "lora-11b": { model: "11b", method: "lora", epochs: 2, batchSize: 1, gradientAccumulationSteps: 1, enabled: false } } }, evaluate: { variants: ["lora-11b"] }, sample: { variants: [] } });
+        expect(s.trainings).toEqual([]);
+        expect(s.evaluations).toEqual([{ name: "lora-11b", size: "11b", trainVariant: "lora-11b" }]);
+    });
+    it("rejects epochs < 1 and an eval limit that is not a positive integer", () => {
+        const p = problems({
+            train: { variants: { x: { model: "11b", method: "lora", epochs: 0, batchSize: 1, gradientAccumulationSteps: 1 } } },
+            evaluate: { limit: 2.5, variants: ["base-11b"] },
+            sample: { variants: [] },
+        });
+        expect(p).toEqual(expect.arrayContaining([
+            expect.stringMatching(/^cot-vr:train\.variants\.x\.epochs: /),
+            expect.stringMatching(/^cot-vr:evaluate\.limit: /),
+        ]));
+        expect(problems({ evaluate: { limit: 0 } }).join()).toMatch(/cot-vr:evaluate\.limit/);
+    });
+    it("rejects volumes too small for what the stages write", () => {
+        expect(problems({ storage: { checkpoints: { size: "500Gi" } } })).toEqual([
+            expect.stringMatching(/^cot-vr:storage\.checkpoints\.size: 500Gi is too small: the epochs kept \(lora-11b: 10 x 22Gi, qlora-90b: 3 x 182Gi\) need at least 7\d\dGi$/),
+        ]);
+        expect(problems({ storage: { models: { size: "100Gi" } } })[0]).toMatch(/storage\.models\.size: 100Gi is too small: the models 11b \+ 90b need at least/);
+        // Existing claims are not sized by this stack.
+        expect(() => settings({ storage: { checkpoints: { size: "1Gi", existingClaim: "shared" } } })).not.toThrow();
+    });
+    it("rejects 90B LoRA (needs QLoRA on one GPU) and generation without the teacher", () => {
+        const p = problems({
+            train: { variants: { big: { model: "90b", method: "lora", epochs: 1, batchSize: 1, gradientAccumulationSteps: 1 } } },
+            stages: { teacher: false },
+            evaluate: { variants: ["base-11b"] }, sample: { variants: [] },
+        });
+        expect(p).toEqual(expect.arrayContaining([
+            'cot-vr:train.variants.big.method: the 90B model fits one GPU only with "qlora"',
+            "cot-vr:stages.generate: needs stages.teacher in the same update (the generator calls the teacher)",
+        ]));
+    });
+    it("rejects a stage submitted without waiting when a later stage runs in the same update", () => {
+        expect(problems({ timing: { train: { await: false } } })).toEqual([
+            expect.stringMatching(/^cot-vr:timing\.train\.await: false submits train without waiting, but sample, evaluate in the same update/),
+        ]);
+        expect(() => settings({ timing: { train: { await: false } }, stages: { sample: false, evaluate: false, report: false } })).not.toThrow();
+    });
+    it("requires a registry and its password to build images, and the W&B key for wandb logging", () => {
+        const p = problems({ images: { build: true }, train: { variants: { x: { model: "11b", method: "lora", epochs: 1, batchSize: 1, gradientAccumulationSteps: 1, metricLogger: "wandb" } } }, evaluate: { variants: ["x"] }, sample: { variants: [] } });
+        expect(p).toEqual(expect.arrayContaining([
+            expect.stringMatching(/^cot-vr:images\.registry: required/),
+            expect.stringMatching(/^cot-vr:registryPassword: required/),
+            expect.stringMatching(/^cot-vr:wandbApiKey: required/),
+        ]));
+    });
+    it("parses quantities", () => {
+        expect(quantityBytes("1Gi")).toBe(2 ** 30);
+        expect(quantityBytes("500G")).toBe(5e11);
+        expect(quantityBytes("1.5Ti")).toBe(1.5 * 2 ** 40);
+        expect(quantityBytes("lots")).toBeNaN();
+    });
+});

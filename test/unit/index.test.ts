@@ -1,0 +1,43 @@
+// index.ts, the entry point of `pulumi up`: config read from the Pulumi runtime, secrets kept secret,
+// and a bad stack file stops the program before any resource is registered.
+import * as pulumi from "@pulumi/pulumi";
+import { afterEach, describe, expect, it, vi } from "vitest";
+import { ensureMocks } from "../../scripts/mockrun";
+
+const registered: string[] = [];
+
+async function runIndex(config: Record<string, string>, secretKeys: string[]) {
+    registered.length = 0;
+    ensureMocks("blog");
+    // Record registrations on top of the shared mocks.
+    const monitor = (pulumi.runtime as any).getMonitor();
+    const orig = monitor.registerResource.bind(monitor);
+    monitor.registerResource = (req: any, cb: any) => {
+        registered.push(req.getType());
+        return orig(req, cb);
+    };
+    (pulumi.runtime as any).setAllConfig(config, secretKeys);
+    vi.resetModules();
+    return import("../../index");
+}
+
+afterEach(() => vi.resetModules());
+
+describe("index.ts", () => {
+    it("fails on a bad stack file before any resource is registered, naming every bad field", async () => {
+        await expect(runIndex({ "cot-vr:teacher": JSON.stringify({ maxNumSeqs: -1 }), "cot-vr:hfToken": "hf_x" }, ["cot-vr:hfToken"]))
+            .rejects.toThrow(/Invalid stack configuration \(stacks\/Pulumi\.blog\.yaml\):\n  - cot-vr:teacher\.maxNumSeqs: /);
+        expect(registered).toEqual([]);
+    });
+    it("refuses a token that is not stored as a secret", async () => {
+        await expect(runIndex({ "cot-vr:hfToken": "hf_plain" }, [])).rejects.toThrow(/cot-vr:hfToken: must be set as a secret/);
+        expect(registered).toEqual([]);
+    });
+    it("builds the pipeline from a valid stack", async () => {
+        const mod = await runIndex({ "cot-vr:hfToken": "hf_ok", "cot-vr:generate": JSON.stringify({ limit: 4 }) }, ["cot-vr:hfToken"]);
+        expect(mod.run).toBe("blog");
+        expect(mod.stages).toEqual(["download", "teacher", "generate", "train", "sample", "evaluate", "report"]);
+        await new Promise((r) => setTimeout(r, 200));
+        expect(registered).toContain("kubernetes:batch/v1:Job");
+    });
+});

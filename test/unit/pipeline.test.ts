@@ -1,0 +1,92 @@
+// The stage DAG, re-run visibility (names carry hashes) and the report's inputs.
+import { describe, expect, it } from "vitest";
+import { stageGraph } from "../../components/graph";
+import { reportSpec } from "../../components/report";
+import { argOf, container, render, settings } from "./helpers";
+
+describe("stage DAG", () => {
+    it("orders downloads -> teacher -> generation -> fine-tunes -> tuned reads -> report; base reads after downloads", () => {
+        const g = Object.fromEntries(stageGraph(settings()));
+        expect(g).toEqual({
+            "download:11b": [],
+            "download:90b": [],
+            teacher: ["download:90b"],
+            generate: ["teacher"],
+            "train:lora-11b": ["generate", "download:11b"],
+            "train:qlora-90b": ["generate", "download:90b"],
+            "sample:base-11b": ["download:11b"],
+            "sample:lora-11b": ["train:lora-11b"],
+            "sample:base-90b": ["download:90b"],
+            "sample:qlora-90b": ["train:qlora-90b"],
+            "evaluate:base-11b": ["download:11b"],
+            "evaluate:lora-11b": ["train:lora-11b"],
+            "evaluate:base-90b": ["download:90b"],
+            "evaluate:qlora-90b": ["train:qlora-90b"],
+            report: ["sample:base-11b", "sample:lora-11b", "sample:base-90b", "sample:qlora-90b", "evaluate:base-11b", "evaluate:lora-11b", "evaluate:base-90b", "evaluate:qlora-90b"],
+        });
+    });
+    it("drops edges to stages that an earlier update ran: their Jobs check the volume instead", () => {
+        const g = Object.fromEntries(stageGraph(settings({ stages: { download: false, teacher: false, generate: false } })));
+        expect(g["train:lora-11b"]).toEqual([]);
+        expect(g["evaluate:base-90b"]).toEqual([]);
+        expect(g).not.toHaveProperty("teacher");
+    });
+    it("lists nodes in an order where every dependency comes first", () => {
+        const seen = new Set<string>();
+        for (const [id, deps] of stageGraph(settings())) {
+            for (const d of deps) expect(seen.has(d)).toBe(true);
+            seen.add(id);
+        }
+    });
+});
+
+describe("re-runs are visible: a Job's name changes exactly when its inputs do", async () => {
+    const names = async (raw: Record<string, unknown>) =>
+        Object.fromEntries((await render(settings(raw))).byKind("Job").map((j) => [`${j.metadata.labels["cot-vr/stage"]}/${j.metadata.labels["cot-vr/variant"] ?? ""}`, j.metadata.name]));
+    const base = await names({});
+
+    it("an unchanged stack renders identical names", async () => {
+        expect(await names({})).toEqual(base);
+    });
+    it("a generation setting changes generation and everything downstream of the dataset only", async () => {
+        const changed = await names({ generate: { temperature: 0.4 } });
+        const diff = Object.keys(base).filter((k) => base[k] !== changed[k]).sort();
+        expect(diff).toEqual([
+            "evaluate/lora-11b", "evaluate/qlora-90b", "generate/cot", "report/",
+            "sample/lora-11b", "sample/qlora-90b", "train/lora-11b", "train/qlora-90b",
+        ]);
+    });
+    it("a fine-tune setting changes that fine-tune, its readers and the report", async () => {
+        const changed = await names({ train: { variants: { "lora-11b": { model: "11b", method: "lora", epochs: 10, batchSize: 16, gradientAccumulationSteps: 1, loraRank: 32, loraAlpha: 64 }, "qlora-90b": { model: "90b", method: "qlora", epochs: 3, batchSize: 2, gradientAccumulationSteps: 8 } } } });
+        const diff = Object.keys(base).filter((k) => base[k] !== changed[k]).sort();
+        expect(diff).toEqual(["evaluate/lora-11b", "report/", "sample/lora-11b", "train/lora-11b"]);
+    });
+    it("the train Job passes its hash, so the volume's completion marker is bound to this config", async () => {
+        const r = await render(settings());
+        const j = r.job("train", "lora-11b");
+        expect(argOf(container(j).args, "--config-hash")).toBe(j.metadata.labels["cot-vr/config-hash"]);
+    });
+});
+
+describe("report", async () => {
+    const s = settings();
+    const r = await render(s);
+    it("compares the evaluated variants, headline tuned 11B over base 90B", () => {
+        expect(reportSpec(s)).toMatchObject({
+            run: "blog", metric: "exact_match", tasks: ["chartqa"], jobSelector: "cot-vr/run=blog",
+            headline: { numerator: "lora-11b", denominator: "base-90b" },
+        });
+        expect(reportSpec(s).variants.map((v) => v.name)).toEqual(["base-11b", "lora-11b", "base-90b", "qlora-90b"]);
+        expect(JSON.parse(r.configOf(r.job("report"))["report.json"])).toEqual(JSON.parse(JSON.stringify(reportSpec(s))));
+    });
+    it("reads evaluations from the results volume and Jobs through a read-only role", () => {
+        const args = container(r.job("report")).args;
+        expect(argOf(args, "--eval-dir")).toBe("/results/blog/eval");
+        expect(argOf(args, "--out")).toBe("/results/blog/report");
+        expect(r.byKind("Role")[0].rules).toEqual([{ apiGroups: ["batch"], resources: ["jobs"], verbs: ["get", "list"] }]);
+        expect(r.job("report").spec.template.spec.serviceAccountName).toBe("blog-report");
+    });
+    it("has no headline when the stack does not evaluate both sides of it", () => {
+        expect(reportSpec(settings({ evaluate: { variants: ["base-11b"] } })).headline).toBeNull();
+    });
+});

@@ -1,0 +1,96 @@
+// The shipped stacks and the render command.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import * as YAML from "yaml";
+import { describe, expect, it } from "vitest";
+import { readStackFile, stackFilePath, stackSettings } from "../../scripts/stackfile";
+
+const ROOT = path.join(__dirname, "..", "..");
+const STACKS = fs.readdirSync(path.join(ROOT, "stacks")).map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)![1]);
+
+function renderCli(args: string[]) {
+    return spawnSync(process.execPath, [path.join(ROOT, "node_modules", "tsx", "dist", "cli.mjs"), path.join(ROOT, "scripts", "render.ts"), ...args], { cwd: ROOT, encoding: "utf8" });
+}
+
+describe("shipped stacks", () => {
+    it("ships blog, smoke and a sweep", () => {
+        expect(STACKS).toEqual(expect.arrayContaining(["blog", "smoke", "sweep-rank32"]));
+    });
+    for (const stack of STACKS) {
+        it(`${stack}: validates, and needs only the secrets a user sets`, () => {
+            const { settings, placeholders } = stackSettings(readStackFile(stackFilePath(stack)), { placeholderSecrets: true });
+            expect(placeholders.every((p) => p === "cot-vr:hfToken")).toBe(true);
+            expect(settings.stack).toBe(stack);
+        });
+    }
+    it("blog runs every stage on the blog's settings", () => {
+        const { settings: s } = stackSettings(readStackFile(stackFilePath("blog")), { placeholderSecrets: true });
+        expect(Object.values(s.stages).every(Boolean)).toBe(true);
+        expect(s.trainings.map(([n]) => n)).toEqual(["lora-11b", "qlora-90b"]);
+        expect(s.evaluations.map((r) => r.name)).toEqual(["base-11b", "lora-11b", "base-90b", "qlora-90b"]);
+    });
+    it("smoke runs every stage on tiny limits, in a dataset folder of its own", () => {
+        const { settings: s } = stackSettings(readStackFile(stackFilePath("smoke")), { placeholderSecrets: true });
+        expect(Object.values(s.stages).every(Boolean)).toBe(true);
+        expect(s.generate.limit).toBeLessThanOrEqual(16);
+        expect(s.generate.datasetName).not.toBe("cot_chartqa");
+        for (const [, v] of s.trainings) expect([v.epochs, v.maxStepsPerEpoch]).toEqual([1, 2]);
+        expect(s.evaluate.limit).toBeLessThanOrEqual(10);
+    });
+    it("the sweep shares the blog stack's dataset and downloads and trains a second LoRA rank", () => {
+        const blog = stackSettings(readStackFile(stackFilePath("blog")), { placeholderSecrets: true }).settings;
+        const { settings: s } = stackSettings(readStackFile(stackFilePath("sweep-rank32")), { placeholderSecrets: true });
+        expect(s.stages).toMatchObject({ download: false, teacher: false, generate: false, train: true });
+        expect(s.storage.models.existingClaim).toBe(`${blog.run}-models`);
+        expect(s.storage.data.existingClaim).toBe(`${blog.run}-data`);
+        expect(s.generate.datasetName).toBe(blog.generate.datasetName);
+        expect(s.cluster.namespace).toBe(blog.cluster.namespace);
+        expect(s.trainings.map(([, v]) => v.loraRank)).toEqual([32]);
+        expect(s.run).not.toBe(blog.run);
+    });
+});
+
+describe("npm run render", () => {
+    it("writes one YAML document per object for the blog stack, every stage present", () => {
+        const out = fs.mkdtempSync(path.join(os.tmpdir(), "render-"));
+        const res = renderCli(["--stack", "blog", "--out", out]);
+        expect(res.status, res.stderr).toBe(0);
+        const docs = fs.readdirSync(out).map((f) => YAML.parseAllDocuments(fs.readFileSync(path.join(out, f), "utf8")));
+        expect(docs.every((d) => d.length === 1)).toBe(true);
+        const objs = docs.map((d) => d[0].toJS());
+        const stages = new Set(objs.filter((o) => o.kind === "Job").map((o) => o.metadata.labels["cot-vr/stage"]));
+        expect([...stages].sort()).toEqual(["download", "evaluate", "generate", "report", "sample", "train"]);
+        expect(objs.filter((o) => o.kind === "Deployment")).toHaveLength(1);
+    });
+    it("redacts secret values from the stack file", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "stack-"));
+        const file = path.join(dir, "Pulumi.secretive.yaml");
+        fs.writeFileSync(file, YAML.stringify({ config: { "cot-vr:hfToken": { secure: "v1:AAAABBBBsecretciphertext" }, "cot-vr:generate": { limit: 4 } } }));
+        const out = path.join(dir, "out");
+        const res = renderCli(["--config", file, "--out", out]);
+        expect(res.status, res.stderr).toBe(0);
+        const all = fs.readdirSync(out).map((f) => fs.readFileSync(path.join(out, f), "utf8")).join("\n");
+        expect(all).not.toContain("secretciphertext");
+        expect(all).toMatch(/HF_TOKEN: <redacted>/);
+    });
+    it("fails on a bad config with the same message as pulumi up, and writes nothing", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "stack-"));
+        const file = path.join(dir, "Pulumi.bad.yaml");
+        fs.writeFileSync(file, YAML.stringify({ config: { "cot-vr:teacher": { maxNumSeqs: 0 }, "cot-vr:images": { vllm: "rocm/vllm:latest" } } }));
+        const out = path.join(dir, "out");
+        const res = renderCli(["--config", file, "--out", out]);
+        expect(res.status).toBe(1);
+        expect(res.stderr).toContain("Invalid stack configuration");
+        expect(res.stderr).toContain("cot-vr:teacher.maxNumSeqs:");
+        expect(res.stderr).toContain('cot-vr:images.vllm: must be pinned');
+        expect(fs.existsSync(out)).toBe(false);
+    });
+    it("prints usage without a stack", () => {
+        const res = renderCli(["--out", "/tmp/x"]);
+        expect(res.status).toBe(2);
+        expect(res.stderr).toMatch(/usage: npm run render/);
+    });
+});
+

@@ -99,6 +99,14 @@ def check_dataset(
         raise CotvrError(f"the datasets package is not installed: {err}", EXIT_MISSING_INPUT) from err
 
     try:
+        import pyarrow.parquet as pq
+
+        if pq.ParquetFile(str(parquet)).metadata.num_rows == 0:
+            result.failures.append("dataset is empty")  # datasets refuses to load an empty split
+            return result
+    except Exception as err:  # noqa: BLE001
+        raise CotvrError(f"cannot read {parquet}: {err}", EXIT_MISSING_INPUT) from err
+    try:
         ds = datasets.load_dataset(str(root), split=split)
     except Exception as err:  # noqa: BLE001 - any reader failure means "unreadable"
         raise CotvrError(f"cannot read {root} (split {split}) with datasets.load_dataset: {err}", EXIT_MISSING_INPUT) from err

@@ -86,7 +86,9 @@ def extract_metrics(output: Any, tasks: Sequence[str]) -> dict[str, dict[str, fl
     problems = []
     for task in tasks:
         got = extracted.get(task)
-        if got is None:
+        if got is None and task in results:
+            problems.append(f"task '{task}' has no exact_match/relaxed_accuracy/anywhere_accuracy in its results")
+        elif got is None:
             problems.append(f"task '{task}' missing from results (have: {sorted(results)})")
         elif got.get("exact_match") is None:
             problems.append(f"task '{task}' has no numeric exact_match")

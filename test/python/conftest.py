@@ -156,8 +156,9 @@ class FakeTeacher:
     """vLLM look-alike: GET /v1/models lists `served`; POST /v1/chat/completions answers with a
     CoT that keeps the given final answer, or 404 (vLLM's answer) for any other model name."""
 
-    def __init__(self, served: str, reply: Callable[[str], str] | None = None) -> None:
+    def __init__(self, served: str, reply: Callable[[str], str] | None = None, listed: list[str] | None = None) -> None:
         self.served = served
+        self.listed = listed if listed is not None else [served]
         self.reply = reply or (lambda answer: f"Looking at the bars, the value asked for is {answer}. Final answer: {answer}")
         self.requests: list[dict[str, Any]] = []
         teacher = self
@@ -176,7 +177,7 @@ class FakeTeacher:
 
             def do_GET(self) -> None:  # noqa: N802
                 if self.path.rstrip("/") == "/v1/models":
-                    self._send(200, {"object": "list", "data": [{"id": teacher.served, "object": "model"}]})
+                    self._send(200, {"object": "list", "data": [{"id": name, "object": "model"} for name in teacher.listed]})
                 else:
                     self._send(404, {"detail": "Not Found"})
 
@@ -240,8 +241,8 @@ class FakeTeacher:
 def fake_teacher() -> Iterator[Callable[..., FakeTeacher]]:
     started: list[FakeTeacher] = []
 
-    def start(served: str, reply: Callable[[str], str] | None = None) -> FakeTeacher:
-        teacher = FakeTeacher(served, reply).__enter__()
+    def start(served: str, reply: Callable[[str], str] | None = None, listed: list[str] | None = None) -> FakeTeacher:
+        teacher = FakeTeacher(served, reply, listed).__enter__()
         started.append(teacher)
         return teacher
 

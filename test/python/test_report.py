@@ -1,0 +1,179 @@
+"""report.py on synthetic evaluation results, with a fake Kubernetes API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import TRAINER, run_program
+
+REPORT = TRAINER / "report.py"
+
+# The blog's Figure 2 shape: tuned 11B = 2.3x base 90B.
+SCORES = {"base-11b": 0.10, "lora-11b": 0.345, "base-90b": 0.15, "qlora-90b": 0.40}
+SPEC = {
+    "run": "blog",
+    "namespace": "cot-vr",
+    "jobSelector": "cot-vr/run=blog",
+    "gpuResource": "amd.com/gpu",
+    "tasks": ["chartqa"],
+    "metric": "exact_match",
+    "variants": [
+        {"name": "base-11b", "size": "11b", "tuned": False},
+        {"name": "lora-11b", "size": "11b", "tuned": True},
+        {"name": "base-90b", "size": "90b", "tuned": False},
+        {"name": "qlora-90b", "size": "90b", "tuned": True},
+    ],
+    "headline": {"numerator": "lora-11b", "denominator": "base-90b"},
+}
+
+
+def job(name: str, stage: str, start: str, end: str | None, gpus: int, variant: str | None = None) -> dict[str, Any]:
+    labels = {"cot-vr/run": "blog", "cot-vr/stage": stage}
+    if variant:
+        labels["cot-vr/variant"] = variant
+    limits = {"memory": "64Gi", **({"amd.com/gpu": str(gpus)} if gpus else {})}
+    status: dict[str, Any] = {"startTime": start}
+    if end:
+        status.update({"completionTime": end, "succeeded": 1})
+    else:
+        status["active"] = 1
+    return {"metadata": {"name": name, "labels": labels},
+            "spec": {"template": {"spec": {"containers": [{"name": "main", "resources": {"limits": limits}}]}}},
+            "status": status}
+
+
+JOBS = [
+    job("blog-generate-1", "generate", "2025-06-01T00:00:00Z", "2025-06-01T04:00:00Z", 0),
+    job("blog-train-lora-11b-1", "train", "2025-06-01T04:00:00Z", "2025-06-02T03:00:00Z", 1, "lora-11b"),
+    job("blog-train-qlora-90b-1", "train", "2025-06-02T03:00:00Z", "2025-06-02T16:00:00Z", 1, "qlora-90b"),
+    job("blog-evaluate-lora-11b-1", "evaluate", "2025-06-02T16:00:00Z", "2025-06-02T18:30:00Z", 1, "lora-11b"),
+]
+
+
+class FakeApi:
+    def __init__(self, jobs: list[dict[str, Any]]) -> None:
+        self.requests: list[tuple[str, str | None]] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                api.requests.append((self.path, self.headers.get("Authorization")))
+                body = json.dumps({"kind": "JobList", "apiVersion": "batch/v1", "items": jobs}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def api():
+    server = FakeApi(JOBS)
+    yield server
+    server.close()
+
+
+def write_inputs(tmp_path: Path, scores: dict[str, float] = SCORES) -> tuple[Path, Path]:
+    eval_dir = tmp_path / "eval"
+    eval_dir.mkdir()
+    for name, score in scores.items():
+        (eval_dir / f"{name}.json").write_text(json.dumps({
+            "variant": name, "limit": None, "checkpoint_dir": f"/checkpoints/blog/{name}",
+            "results": {"chartqa": {"exact_match": score, "exact_match_stderr": 0.009, "relaxed_accuracy": score + 0.1,
+                                    "relaxed_accuracy_stderr": 0.009, "anywhere_accuracy": score + 0.2, "anywhere_accuracy_stderr": None}},
+            "n_samples": {"chartqa": {"original": 2500, "effective": 2500}},
+        }))
+    spec = tmp_path / "report.json"
+    spec.write_text(json.dumps(SPEC))
+    return eval_dir, spec
+
+
+def report(tmp_path: Path, eval_dir: Path, spec: Path, *extra: str):
+    return run_program(REPORT, "--eval-dir", str(eval_dir), "--spec", str(spec), "--namespace", "cot-vr", "--run", "blog",
+                       "--out", str(tmp_path / "report"), *extra, env={"KUBERNETES_SERVICE_HOST": ""})
+
+
+def test_report_with_jobs(tmp_path: Path, api: FakeApi) -> None:
+    eval_dir, spec = write_inputs(tmp_path)
+    token = tmp_path / "token"
+    token.write_text("sa-token\n")
+    proc = report(tmp_path, eval_dir, spec, "--api", api.url, "--token-file", str(token))
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "report"
+    data = json.loads((out / "report.json").read_text())
+    assert data["headline"]["ratio"] == pytest.approx(2.3, abs=1e-6)
+    assert [v["name"] for v in data["variants"]] == ["base-11b", "lora-11b", "base-90b", "qlora-90b"]
+    assert data["stages"]["train"]["gpu_hours"] == pytest.approx(23 + 13)
+    assert data["stages"]["generate"]["gpu_hours"] == 0
+    assert data["stages"]["evaluate"]["gpu_hours"] == pytest.approx(2.5)
+    assert data["total_gpu_hours"] == pytest.approx(38.5)
+    # plain HTTPS-style request: the Jobs list with the run's selector and the SA token
+    path, auth = api.requests[0]
+    assert path.startswith("/apis/batch/v1/namespaces/cot-vr/jobs?labelSelector=cot-vr%2Frun%3Dblog")
+    assert auth == "Bearer sa-token"
+    # the Markdown table on stdout and in report.md
+    markdown = (out / "report.md").read_text()
+    assert proc.stdout.strip() == markdown.strip()
+    assert "| lora-11b | 11b | yes | 0.3450 ± 0.0090 |" in markdown
+    assert "**2.30x**" in markdown
+    assert "| train | 2 | 36.00 | 36.00 |" in markdown
+    # a real PNG
+    from PIL import Image
+
+    with Image.open(out / "exact_match.png") as image:
+        assert image.format == "PNG" and image.size[0] > 300
+
+
+def test_report_without_cluster_still_writes(tmp_path: Path) -> None:
+    eval_dir, spec = write_inputs(tmp_path)
+    proc = report(tmp_path, eval_dir, spec)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert data["stages"] == {} and any("GPU time not reported" in w for w in data["warnings"])
+
+
+def test_malformed_metrics_exit_5_and_write_nothing(tmp_path: Path) -> None:
+    eval_dir, spec = write_inputs(tmp_path)
+    (eval_dir / "base-90b.json").write_text(json.dumps({"results": {"chartqa": {"exact_match": "N/A"}}}))
+    proc = report(tmp_path, eval_dir, spec, "--no-jobs")
+    assert proc.returncode == 5 and "base-90b.json" in proc.stderr
+    assert not (tmp_path / "report").exists()
+    (eval_dir / "base-90b.json").write_text("{not json")
+    assert report(tmp_path, eval_dir, spec, "--no-jobs").returncode == 5
+
+
+def test_missing_inputs_exit_3(tmp_path: Path) -> None:
+    eval_dir, spec = write_inputs(tmp_path)
+    (eval_dir / "qlora-90b.json").unlink()
+    proc = report(tmp_path, eval_dir, spec, "--no-jobs")
+    assert proc.returncode == 3 and "qlora-90b.json" in proc.stderr and "Traceback" not in proc.stderr
+    proc = report(tmp_path, eval_dir, tmp_path / "nospec.json", "--no-jobs")
+    assert proc.returncode == 3
+
+
+def test_zero_denominator_gives_no_ratio(tmp_path: Path) -> None:
+    eval_dir, spec = write_inputs(tmp_path, {**SCORES, "base-90b": 0.0})
+    proc = report(tmp_path, eval_dir, spec, "--no-jobs")
+    assert proc.returncode == 0
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert data["headline"]["ratio"] is None and "scored 0" in data["headline"]["note"]

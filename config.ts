@@ -218,12 +218,17 @@ const generateSchema = z.strictObject({
     datasetName: z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/, { message: "must be a folder name: lowercase letters, digits, '_', '.', '-'" }).max(63).default("cot_chartqa"),
     /** Only the first N samples (smoke runs). @default all */
     limit: posInt.optional(),
+    /** Teacher sampling temperature (low: consistent reasoning). */
     temperature: z.number().min(0).max(2).default(0.2),
+    /** Teacher nucleus sampling. */
     topP: z.number().gt(0).lte(1).default(0.95),
+    /** Longest CoT answer, in tokens (the blog's value). */
     maxTokens: posInt.default(4092),
     /** Concurrent requests to the teacher. */
     batchSize: posInt.default(32),
+    /** Retries of a failed teacher request; a row that still fails gets an ERROR label and fails the Job. */
     maxRetries: nonNegInt.default(3),
+    /** Seconds before the first retry. */
     retryDelay: z.number().nonnegative().default(1.0),
     /** System prompt; default: the blog's CoT prompt (manifests/synthetic-data-kit/config.yaml). */
     prompt: z.string().trim().min(1).optional(),
@@ -236,26 +241,41 @@ const trainVariantSchema = z.strictObject({
     model: z.enum(MODEL_SIZES),
     /** lora (11B, single device recipe config) or qlora (NF4 base; the 90B_qlora config). */
     method: z.enum(["lora", "qlora"]),
+    /** LoRA rank (the blog: 16; torchtune's default 8). */
     loraRank: posInt.default(16),
+    /** LoRA alpha, usually 2 x rank. */
     loraAlpha: z.number().positive().default(32),
+    /** LoRA dropout. */
     loraDropout: z.number().min(0).lt(1).default(0.0),
+    /** Epochs (each writes epoch_N; evaluations read the last, epoch_{epochs-1}). Required. */
     epochs: posInt,
     /** null runs whole epochs. */
     maxStepsPerEpoch: posInt.nullable().default(null),
+    /** Batch size per step. Required. */
     batchSize: posInt,
+    /** Gradient accumulation steps. Required. */
     gradientAccumulationSteps: posInt,
+    /** AdamW learning rate. */
     learningRate: z.number().positive().default(1e-4),
+    /** Cosine schedule warmup steps. */
     warmupSteps: nonNegInt.default(100),
+    /** Data shuffling and init seed (the blog: 42). */
     seed: nonNegInt.default(42),
+    /** torch.compile the model and loss. */
     compile: z.boolean().default(false),
+    /** Activation checkpointing (less memory, more compute). */
     activationCheckpointing: z.boolean().default(true),
+    /** Offload activations to CPU memory. */
     activationOffloading: z.boolean().default(false),
     /** Metric logger: disk (DiskLogger under the output dir) or wandb (key: `cot-vr:wandbApiKey` secret). */
     metricLogger: z.enum(["disk", "wandb"]).default("disk"),
     /** W&B project when metricLogger is wandb. */
     wandbProject: z.string().min(1).default("vision_llama_reasoning"),
+    /** CPU request of the fine-tune pod. */
     cpu: quantity.default("16"),
+    /** Memory request and limit of the fine-tune pod. */
     memory: quantity.default("256Gi"),
+    /** Size of the memory-backed /dev/shm (data loader workers). */
     shmSize: quantity.default("64Gi"),
 });
 export type TrainVariant = z.infer<typeof trainVariantSchema>;
@@ -280,12 +300,17 @@ const sampleSchema = z.strictObject({
     question: z.string().trim().min(1).default("How many monthly sessions per user did Netflix have?"),
     /** Where the image comes from: a dataset row (default the blog's) ... */
     imageDataset: z.string().min(1).default("HuggingFaceM4/ChartQA"),
+    /** Split of that row. */
     imageSplit: z.string().min(1).default("train"),
+    /** Index of that row (the blog's example chart). */
     imageIndex: nonNegInt.default(27901),
     /** ... or a path/URL the container can read (overrides the dataset row). */
     imagePath: z.string().min(1).optional(),
+    /** Longest sampled answer, in tokens. */
     maxNewTokens: posInt.default(200),
+    /** Sampling temperature. */
     temperature: z.number().min(0).max(2).default(0.6),
+    /** Top-k sampling. */
     topK: posInt.default(300),
     /** System prompt; default: the ChartQA answer rules the blog uses (manifests/prompts/chartqa-system.txt). */
     systemPrompt: z.string().trim().min(1).optional(),
@@ -298,6 +323,7 @@ const evaluateSchema = z.strictObject({
     tasks: z.array(z.string().min(1)).min(1).default(["chartqa"]),
     /** Samples per task. @default the whole test split */
     limit: posInt.optional(),
+    /** Longest evaluation sequence (prompt and answer). */
     maxSeqLength: posInt.default(8192),
 }).prefault({});
 

@@ -12,8 +12,8 @@ export const IMAGES_DIR = path.join(__dirname, "..", "images");
 export const BUILT_IMAGES = ["trainer", "datagen"] as const;
 export type BuiltImage = (typeof BUILT_IMAGES)[number];
 
-/** sha256 over the relative paths and bytes of every file under a folder (sorted, so stable). */
-export function folderHash(dir: string): string {
+/** sha256 over the relative paths and bytes of every file under the folders (sorted, so stable). */
+export function sourcesHash(dirs: string[]): string {
     const h = crypto.createHash("sha256");
     const walk = (d: string) => {
         for (const e of fs.readdirSync(d, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : 1))) {
@@ -21,17 +21,22 @@ export function folderHash(dir: string): string {
             if (e.isDirectory()) {
                 if (e.name !== "__pycache__") walk(p);
             } else if (e.isFile()) {
-                h.update(path.relative(dir, p)).update("\0").update(fs.readFileSync(p)).update("\0");
+                h.update(path.relative(IMAGES_DIR, p)).update("\0").update(fs.readFileSync(p)).update("\0");
             }
         }
     };
-    walk(dir);
+    dirs.forEach(walk);
     return h.digest("hex").slice(0, 12);
 }
 
-/** `<repository>/cot-vr-<name>:<content hash>`: the tag changes exactly when the folder does. */
+/** What an image is built from: its own folder and the programs the images share. */
+export function imageSources(name: BuiltImage): string[] {
+    return [path.join(IMAGES_DIR, name), path.join(IMAGES_DIR, "common")];
+}
+
+/** `<repository>/cot-vr-<name>:<content hash>`: the tag changes exactly when its sources do. */
 export function builtImageName(s: Settings, name: BuiltImage): string {
-    return `${s.images.registry!.repository}/cot-vr-${name}:${folderHash(path.join(IMAGES_DIR, name))}`;
+    return `${s.images.registry!.repository}/cot-vr-${name}:${sourcesHash(imageSources(name))}`;
 }
 
 export interface ImageRefs {
@@ -51,7 +56,8 @@ export class ProjectImages extends pulumi.ComponentResource implements ImageRefs
             const imageName = builtImageName(s, n);
             const img = new docker.Image(`${name}-${n}`, {
                 imageName,
-                build: { context: path.join(IMAGES_DIR, n), dockerfile: path.join(IMAGES_DIR, n, "Dockerfile"), platform: "linux/amd64" },
+                // Context images/: the Dockerfiles copy images/common too.
+                build: { context: IMAGES_DIR, dockerfile: path.join(IMAGES_DIR, n, "Dockerfile"), platform: "linux/amd64" },
                 registry: { server: reg.server, username: reg.username, password: args.registryPassword },
             }, { parent: this });
             // The digest pins what was pushed; a tag could be moved under a running Job.

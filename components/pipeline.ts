@@ -56,6 +56,10 @@ export class Pipeline extends pulumi.ComponentResource {
     constructor(name: string, args: PipelineArgs, opts?: pulumi.ComponentResourceOptions) {
         super("cot-vr:index:Pipeline", name, {}, opts);
         const s = args.settings;
+        // Secret whatever the caller passed: a plain string here would land in state in clear text.
+        const secrets: PipelineSecrets = Object.fromEntries(
+            Object.entries(args.secrets).filter(([, v]) => v !== undefined).map(([k, v]) => [k, pulumi.secret(v)]),
+        );
         const provider = new k8s.Provider(`${name}-k8s`, {
             kubeconfig: s.cluster.kubeconfig,
             context: s.cluster.context,
@@ -79,18 +83,18 @@ export class Pipeline extends pulumi.ComponentResource {
         const secret = new k8s.core.v1.Secret(`${name}-secrets`, {
             metadata: { name: `${s.run}-secrets`, namespace: ns, labels: labels(s.run, "secrets") },
             type: "Opaque",
-            stringData: secretData(args.secrets),
+            stringData: secretData(secrets),
         }, { parent: this, provider });
 
         let images: ImageRefs = configuredImages(s);
         const pullSecrets: pulumi.Input<string>[] = [...s.cluster.imagePullSecrets];
-        if (s.images.build && s.images.registry && args.secrets.registryPassword) {
-            images = new ProjectImages(`${name}-images`, { settings: s, registryPassword: args.secrets.registryPassword }, { parent: this });
+        if (s.images.build && s.images.registry && secrets.registryPassword) {
+            images = new ProjectImages(`${name}-images`, { settings: s, registryPassword: secrets.registryPassword }, { parent: this });
             const reg = s.images.registry;
             const pull = new k8s.core.v1.Secret(`${name}-registry`, {
                 metadata: { name: `${s.run}-registry`, namespace: ns, labels: labels(s.run, "secrets") },
                 type: "kubernetes.io/dockerconfigjson",
-                stringData: { ".dockerconfigjson": dockerConfigJson(reg.server, reg.username, args.secrets.registryPassword) },
+                stringData: { ".dockerconfigjson": dockerConfigJson(reg.server, reg.username, secrets.registryPassword) },
             }, { parent: this, provider });
             pullSecrets.push(pull.metadata.name);
         }

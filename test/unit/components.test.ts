@@ -24,7 +24,7 @@ describe("secrets", async () => {
     const r = await render(settings());
     it("the HF token reaches pods only through the Secret, never in plain text", () => {
         const text = JSON.stringify(r.objects);
-        expect(text).not.toContain(TOKEN);
+        expect(text.includes(TOKEN)).toBe(false);
         const secret = r.byKind("Secret")[0];
         expect(secret.stringData).toEqual({ HF_TOKEN: "<redacted>" }); // recorded as a Pulumi secret
         const env = container(r.job("download", "90b")).env;

@@ -148,8 +148,9 @@ const modelsSchema = z.strictObject({
 const stagesSchema = z.strictObject({
     /** Download every model the enabled stages read. @default true */
     download: z.boolean().default(true),
-    /** Serve the 90B teacher with vLLM (holds a GPU while enabled). @default true */
-    teacher: z.boolean().default(true),
+    /** Serve the 90B teacher with vLLM. It holds a GPU while present, so by default it follows
+     * `generate`: an update without generation removes it. @default the value of stages.generate */
+    teacher: z.boolean().optional(),
     /** Generate the CoT dataset from the teacher. @default true */
     generate: z.boolean().default(true),
     /** Run the enabled fine-tunes of `train.variants`. @default true */
@@ -370,7 +371,9 @@ export interface ModelRef {
     readonly trainVariant?: string;
 }
 
-export interface Settings extends Omit<RawSettings, "run"> {
+export interface Settings extends Omit<RawSettings, "run" | "stages"> {
+    /** Stages of this update, defaults resolved. */
+    readonly stages: Record<StageName, boolean>;
     readonly stack: string;
     readonly run: string;
     /** Models the enabled stages read (download these). */
@@ -435,7 +438,7 @@ export function parseSettings(
         p("run", `the stack name "${opts.stack}" does not make a valid run name; set ${PROJECT}:run (lowercase letters, digits, '-', at most 20)`);
     }
 
-    const st = c.stages;
+    const st = Object.fromEntries(STAGE_NAMES.map((n) => [n, n === "teacher" ? (c.stages.teacher ?? c.stages.generate) : c.stages[n]])) as Record<StageName, boolean>;
     const variants = c.train.variants;
     const trainings = st.train ? Object.entries(variants).filter(([, v]) => v.enabled) : [];
 
@@ -526,7 +529,7 @@ export function parseSettings(
     );
 
     if (problems.length > 0) throw new ConfigError(problems, opts.source);
-    return { ...c, stack: opts.stack, run, neededModels, evaluations, samples, trainings };
+    return { ...c, stages: st, stack: opts.stack, run, neededModels, evaluations, samples, trainings };
 }
 
 /** Decodes a Pulumi config value: structured values arrive as JSON strings. */

@@ -136,3 +136,11 @@ describe("bad stack files fail with every bad field named", () => {
         expect(quantityBytes("lots")).toBeNaN();
     });
 });
+
+describe("the teacher follows generation", () => {
+    it("is on while the stack generates and goes with generation, unless set explicitly", () => {
+        expect(settings().stages.teacher).toBe(true);
+        expect(settings({ stages: { generate: false } }).stages.teacher).toBe(false);
+        expect(settings({ stages: { generate: false, teacher: true } }).stages.teacher).toBe(true);
+    });
+});

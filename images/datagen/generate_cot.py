@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", required=True, type=Path, help="synthetic-data-kit config (sdk.yaml)")
     parser.add_argument("--source", required=True, help="HF dataset id (HuggingFaceM4/ChartQA) or file")
     parser.add_argument("--out", required=True, type=Path, help="dataset folder to publish")
+    parser.add_argument("--config-hash", default=None, help="hash of the rendered stage; same hash + complete <out> = no-op")
     parser.add_argument("--limit", type=int, default=None, help="process only the first N rows (-n)")
     parser.add_argument("--expected-rows", type=int, default=None, help="rows the check requires (default: --limit)")
     parser.add_argument("--max-missing-final-fraction", type=float, default=0.0)
@@ -167,11 +168,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     expected = args.expected_rows if args.expected_rows is not None else args.limit
 
     marker = read_marker(out)
-    if marker and marker.get("config_sha256") == config_sha and marker.get("limit") == args.limit:
-        log(f"{out} is complete ({marker.get('rows')} rows, same config): nothing to do")
+    same = (
+        marker.get("config_hash") == args.config_hash
+        if marker and args.config_hash
+        else bool(marker) and marker.get("config_sha256") == config_sha and marker.get("limit") == args.limit
+    )
+    if marker and same:
+        log(f"{out} is complete ({marker.get('rows')} rows, config hash {marker.get('config_hash')}): nothing to do")
         return EXIT_OK
     if marker:
-        log(f"{out} was made with another config or limit: regenerating")
+        log(f"{out} was made with config hash {marker.get('config_hash')}, this run is {args.config_hash}: regenerating")
 
     api_base, model, key = teacher_endpoint(cfg)
     wait_for_teacher(api_base, model, key, args.teacher_timeout, args.poll_interval)
@@ -215,6 +221,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         split=split,
         source=args.source,
         limit=args.limit,
+        config_hash=args.config_hash,
         teacher_model=model,
         config_sha256=config_sha,
         missing_final_answer=result.missing_final_answer,

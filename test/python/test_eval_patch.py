@@ -26,14 +26,21 @@ def wheel_recipe() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "eleuther_eval.py"
 
 
-@pytest.fixture()
-def copied_recipe(tmp_path: Path) -> Path:
-    """What the Dockerfile does: `tune cp eleuther_eval <dir>/recipes/eleuther_eval.py`."""
-    (tmp_path / "recipes").mkdir()
-    target = tmp_path / "recipes" / "eleuther_eval.py"
-    proc = subprocess.run([TUNE, "cp", "eleuther_eval", str(target)], capture_output=True, text=True, timeout=300)
+@pytest.fixture(scope="module")
+def tune_cp_recipe(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    """What the Dockerfile does: `tune cp eleuther_eval <dir>/recipes/eleuther_eval.py` (once)."""
+    target = tmp_path_factory.mktemp("tunecp") / "eleuther_eval.py"
+    proc = subprocess.run([TUNE, "cp", "eleuther_eval", str(target)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert target.read_bytes() == wheel_recipe().read_bytes()
+    return target.read_bytes()
+
+
+@pytest.fixture()
+def copied_recipe(tmp_path: Path, tune_cp_recipe: bytes) -> Path:
+    (tmp_path / "recipes").mkdir()
+    target = tmp_path / "recipes" / "eleuther_eval.py"
+    target.write_bytes(tune_cp_recipe)
     return target
 
 

@@ -17,12 +17,33 @@ TUNE = str(Path(sys.executable).with_name("tune"))
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[c.id for c in CONFIGS])
-def test_tune_validate(cfg: RenderedConfig, tmp_path: Path) -> None:
+def test_tune_validate(cfg: RenderedConfig, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """`tune validate <file>`, run in-process through the CLI's own entry point
+    (torchtune._cli.tune.main) so torch is imported once, not once per config."""
+    from torchtune._cli.tune import main as tune_main
+
     path = tmp_path / cfg.key
     path.write_text(cfg.text)
-    proc = subprocess.run([TUNE, "validate", str(path)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, f"tune validate {cfg.id} failed:\n{proc.stdout}\n{proc.stderr}"
-    assert "Config is well-formed!" in proc.stdout
+    monkeypatch.setattr(sys, "argv", ["tune", "validate", str(path)])
+    try:
+        tune_main()
+    except SystemExit as exit_:
+        captured = capsys.readouterr()
+        pytest.fail(f"tune validate {cfg.id} exited {exit_.code}:\n{captured.out}\n{captured.err}")
+    assert "Config is well-formed!" in capsys.readouterr().out
+
+
+def test_tune_validate_binary(tmp_path: Path) -> None:
+    """The installed `tune` executable, once, as a subprocess (the same code as above)."""
+    cfg = CONFIGS[0]
+    path = tmp_path / cfg.key
+    path.write_text(cfg.text)
+    proc = subprocess.run([TUNE, "validate", str(path)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "Config is well-formed!" in proc.stdout, proc.stdout + proc.stderr
+    broken = path.with_name("broken.yaml")
+    broken.write_text(cfg.text.replace("_component_: torchtune.models.llama3_2_vision.", "_component_: torchtune.models.llama3_2_vision.no_such_", 1))
+    proc = subprocess.run([TUNE, "validate", str(broken)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0  # the check does bite
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=[c.id for c in CONFIGS])

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ def setup(tmp_path: Path):
         return run_program(
             TRAIN, "--recipe", "lora_finetune_single_device", "--config", str(config), "--output-dir", str(out),
             "--epochs", str(epochs), "--config-hash", config_hash, "--require", str(marker), *extra,
-            env={"COTVR_TUNE": str(FAKE_TUNE), "FAKE_TUNE_LOG": str(log), **env},
+            env={"COTVR_TUNE": str(FAKE_TUNE), "COTVR_TEST_PYTHON": sys.executable, "FAKE_TUNE_LOG": str(log), **env},
         )
 
     def calls() -> list[dict]:

@@ -1,5 +1,4 @@
-#!/usr/bin/env python3
-"""Test stand-in for `tune run <lora recipe>`: writes what torchtune 0.6.1's recipe +
+"""Test stand-in for `tune run <lora recipe>` (run by fakes/tune): writes what torchtune 0.6.1's recipe +
 FullModelHFCheckpointer write at each epoch end, in the same order, and resumes the way the
 recipe does -- using torchtune's own lookup functions, so the test proves that after train.py's
 clean-up torchtune finds the newest complete epoch.

@@ -361,6 +361,8 @@ export const SECRET_KEYS = ["hfToken", "wandbApiKey", "registryPassword"] as con
 export const MODEL_BYTES: Record<ModelSize, number> = { "11b": 23e9, "90b": 195e9 };
 export const EPOCH_BYTES: Record<ModelSize, number> = { "11b": 23e9, "90b": 195e9 };
 export const MODEL_SHARDS: Record<ModelSize, number> = { "11b": 5, "90b": 37 };
+/** ChartQA in the Hugging Face cache (~1.3 GB) plus the CoT dataset with its images, with headroom. */
+export const DATA_BYTES = 10e9;
 
 /** What one evaluation or sample reads. */
 export interface ModelRef {
@@ -514,7 +516,7 @@ export function parseSettings(
 
     // Volume sizes against what the stages write (only claims this stack creates).
     const gib = (b: number) => `${Math.ceil(b / 2 ** 30)}Gi`;
-    const checkSize = (vol: "models" | "checkpoints", bytes: number, what: string) => {
+    const checkSize = (vol: "models" | "data" | "checkpoints", bytes: number, what: string) => {
         const v = c.storage[vol];
         if (v.existingClaim || bytes === 0) return;
         if (quantityBytes(v.size) < bytes) {
@@ -522,6 +524,8 @@ export function parseSettings(
         }
     };
     checkSize("models", neededModels.reduce((s, m) => s + MODEL_BYTES[m], 0), `the models ${neededModels.join(" + ")}`);
+    const readsChartQA = st.generate || evaluations.length > 0 || samples.length > 0;
+    checkSize("data", readsChartQA ? DATA_BYTES : 0, "the ChartQA cache and the CoT dataset");
     checkSize(
         "checkpoints",
         trainings.reduce((s, [, v]) => s + v.epochs * EPOCH_BYTES[v.model], 0),

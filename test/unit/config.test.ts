@@ -144,3 +144,9 @@ describe("the teacher follows generation", () => {
         expect(settings({ stages: { generate: false, teacher: true } }).stages.teacher).toBe(true);
     });
 });
+
+describe("data volume", () => {
+    it("must hold the ChartQA cache and the CoT dataset", () => {
+        expect(() => settings({ storage: { data: { size: "2Gi" } } })).toThrow(/cot-vr:storage\.data\.size: 2Gi is too small: the ChartQA cache and the CoT dataset need at least 10Gi/);
+    });
+});

@@ -113,7 +113,9 @@ export interface Stack {
     name: string;
     pulumi(...args: string[]): Result;
     pulumiAsync(...args: string[]): Promise<Result>;
-    setConfig(key: string, value: string, opts?: { secret?: boolean; path?: boolean }): void;
+    setConfig(key: string, value: string, opts?: { secret?: boolean; path?: boolean; type?: "string" | "bool" | "int" | "float" }): void;
+    /** Several plain values by path in one call (`pulumi config set-all --path`). */
+    setConfigPaths(values: Record<string, string>): void;
 }
 
 /**
@@ -137,7 +139,13 @@ export function initStack(name: string, opts: { from?: string; stackFileText?: s
             const a = ["config", "set", `${PROJECT}:${key}`, value];
             if (o.path) a.push("--path");
             if (o.secret) a.push("--secret");
+            if (o.type) a.push("--type", o.type);
             must(st.pulumi(...a), `pulumi config set ${key}`);
+        },
+        setConfigPaths: (values) => {
+            const a = ["config", "set-all", "--path"];
+            for (const [k, v] of Object.entries(values)) a.push("--plaintext", `${PROJECT}:${k}=${v}`);
+            must(st.pulumi(...a), `pulumi config set-all ${Object.keys(values).join(" ")}`);
         },
     };
     must(run("pulumi", ["stack", "init", name, "--non-interactive"], { cwd: dir }), `pulumi stack init ${name}`);
@@ -146,9 +154,7 @@ export function initStack(name: string, opts: { from?: string; stackFileText?: s
 
 /** Point a stack at the e2e cluster (kubeconfig, context, namespace) and give it placeholder secrets. */
 export function useE2eCluster(st: Stack, namespace: string): void {
-    st.setConfig("cluster.kubeconfig", KUBECONFIG, { path: true });
-    st.setConfig("cluster.context", "e2e", { path: true });
-    st.setConfig("cluster.namespace", namespace, { path: true });
+    st.setConfigPaths({ "cluster.kubeconfig": KUBECONFIG, "cluster.context": "e2e", "cluster.namespace": namespace });
     st.setConfig("hfToken", "hf_e2e_placeholder_token", { secret: true });
 }
 

@@ -11,6 +11,8 @@ import {
 } from "./helpers";
 
 const NS = "cot-vr-e2e-smoke";
+const STAGES = ["download", "teacher", "generate", "train", "sample", "evaluate", "report"];
+const allStages = (on: boolean) => Object.fromEntries(STAGES.map((s) => [`stages.${s}`, String(on)]));
 const GPU = "amd.com/gpu";
 
 interface StateResource {
@@ -191,7 +193,7 @@ describe("smoke stack on a real engine and API server", () => {
         const gen = genJobs[0].metadata.name as string;
         const dependents = new Set([...deps].filter(([, before]) => before.has(gen)).map(([j]) => j));
 
-        st.setConfig("generate.temperature", "0.3", { path: true });
+        st.setConfig("generate.temperature", "0.3", { path: true, type: "float" });
         const steps = previewSteps(st);
         const changed = steps.filter((s) => !["same", "read"].includes(s.op));
         const replacedJobs = new Set(changed.filter((s) => s.type === "kubernetes:batch/v1:Job").map((s) => s.name ?? s.urn));
@@ -214,9 +216,7 @@ describe("smoke stack on a real engine and API server", () => {
         expect(claimsBefore.size).toBeGreaterThan(0);
 
         // What a user does after a run: switch the GPU stages off and update.
-        for (const stage of ["download", "teacher", "generate", "train", "sample", "evaluate", "report"]) {
-            st.setConfig(`stages.${stage}`, "false", { path: true });
-        }
+        st.setConfigPaths(allStages(false));
         must(st.pulumi("up", "--yes", "--skip-preview"), "pulumi up with the stages off");
         let now = stateNow();
         expect(now.jobs.map((j) => j.metadata.name)).toEqual([]);
@@ -231,9 +231,7 @@ describe("smoke stack on a real engine and API server", () => {
         for (const v of claimsBefore.values()) expect(pvs.some((pv) => pv.metadata.name === v), `PV ${v} kept`).toBe(true);
 
         // A new up of the same stack finds the same volumes.
-        for (const stage of ["download", "teacher", "generate", "train", "sample", "evaluate", "report"]) {
-            st.setConfig(`stages.${stage}`, "true", { path: true });
-        }
+        st.setConfigPaths(allStages(true));
         // The provider built here (see versions.env) upserts on create; @pulumi/kubernetes >= 4.29
         // (the lockfile has 4.34.2) fails the create of an object that already exists unless the
         // provider has upsertExistingObjects (or the step is an import). Check that independently
@@ -287,9 +285,7 @@ describe("bad stack files fail before anything is created", () => {
         const ns = "cot-vr-e2e-badchange";
         const st = initStack("badchange", { from: "smoke" });
         useE2eCluster(st, ns);
-        for (const stage of ["download", "teacher", "generate", "train", "sample", "evaluate", "report"]) {
-            st.setConfig(`stages.${stage}`, "false", { path: true });
-        }
+        st.setConfigPaths(allStages(false));
         must(st.pulumi("up", "--yes", "--skip-preview"), "pulumi up (storage only)");
         const before = objectsInNamespace(ns);
         expect(before.size).toBeGreaterThan(0);

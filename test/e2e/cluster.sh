@@ -123,7 +123,8 @@ start_all() {
   start_bg kube-controller-manager kube-controller-manager --kubeconfig "$KUBECONFIG" \
     --authentication-kubeconfig "$KUBECONFIG" --authorization-kubeconfig "$KUBECONFIG" \
     --bind-address 127.0.0.1 --secure-port "$kcm_port" --leader-elect=false \
-    --controllers '*,-node-lifecycle-controller,-node-ipam-controller,-cloud-node-lifecycle-controller,-service-lb-controller,-node-route-controller' \
+    --controllers '*,-node-ipam-controller,-cloud-node-lifecycle-controller,-service-lb-controller,-node-route-controller' \
+    --node-monitor-grace-period 300s \
     --service-account-private-key-file "$p/sa.key" --root-ca-file "$p/ca.crt" \
     --use-service-account-credentials=false --concurrent-job-syncs 10 --profiling=false
   start_bg kube-scheduler kube-scheduler --kubeconfig "$KUBECONFIG" \
@@ -137,7 +138,7 @@ start_all() {
     "$HERE/kwok/stages.yaml" >"$DIR/stages.yaml"
   start_bg kwok kwok --kubeconfig "$KUBECONFIG" --config "$DIR/stages.yaml" \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
-    --node-ip 10.0.0.1 --cidr 10.0.0.1/16 --server-address "127.0.0.1:$kwok_port"
+    --node-ip 10.0.0.1 --cidr 10.0.0.1/16 --server-address "127.0.0.1:$kwok_port" --node-lease-duration-seconds 40
   start_bg provisioner node "$HERE/provisioner.mjs" "$KUBECONFIG"
 
   kubectl apply -f "$HERE/kwok/storageclasses.yaml" >/dev/null
@@ -148,6 +149,7 @@ start_all() {
     awk -v RS='---\n' -v ORS='' '/name: mi300x-1\n/ {print}' "$HERE/kwok/nodes.yaml" | sed "s/mi300x-1/mi300x-$n/g" | kubectl create -f - >/dev/null
   done
   wait_for "nodes Ready" 60 kubectl wait --for=condition=Ready node --all --timeout=2s
+  wait_for "not-ready taints removed" 60 bash -c '! kubectl get nodes -o jsonpath="{.items[*].spec.taints[*].key}" | grep -q node.kubernetes.io/'
   wait_for "default ServiceAccount" 60 kubectl -n default get serviceaccount default
   log "up in $((SECONDS - t0))s: KUBECONFIG=$KUBECONFIG"
 }

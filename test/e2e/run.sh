@@ -40,7 +40,7 @@ t_cluster=$((SECONDS - t0 - t_tool))
 
 echo "[e2e] tests"
 cd "$ROOT"
-args=(run --config test/e2e/vitest.config.ts)
+args=(run --config test/e2e/vitest.config.mts)
 [[ -n "${COT_E2E_FILTER:-}" ]] && args+=(-t "$COT_E2E_FILTER")
 set +e
 npx vitest "${args[@]}"

@@ -99,6 +99,7 @@ const stateNow = () => ({
     pods: kubectlJson("-n", NS, "get", "pods").items as any[],
 });
 
+const stripAnsi = (s: string) => s.replace(/\u001b\[[0-9;]*m/g, "");
 const complete = (job: any) => (job.status?.conditions ?? []).some((c: any) => c.type === "Complete" && c.status === "True");
 const skipAwait = (o: any) => o.metadata?.annotations?.["pulumi.com/skipAwait"] === "true";
 
@@ -257,15 +258,16 @@ describe("smoke stack on a real engine and API server", () => {
 
 describe("bad stack files fail before anything is created", () => {
     const smokeText = () => fs.readFileSync(path.join(ROOT, "stacks", "Pulumi.smoke.yaml"), "utf8");
-    const variants: Record<string, (doc: any) => void> = {
-        "unknown key": (d) => { d.config["cot-vr:generate"].temprature = 0.3; },
-        "bad volume size": (d) => { d.config["cot-vr:storage"].models.size = "lots"; },
-        "latest image": (d) => { d.config["cot-vr:images"] = { vllm: "rocm/vllm:latest" }; },
-        "report without evaluate": (d) => { d.config["cot-vr:stages"] = { evaluate: false }; },
+    // what to break -> the config path the error must name
+    const variants: Record<string, [(doc: any) => void, string]> = {
+        "unknown key": [(d) => { d.config["cot-vr:generate"].temprature = 0.3; }, "generate.temprature"],
+        "bad volume size": [(d) => { d.config["cot-vr:storage"].models.size = "lots"; }, "storage.models.size"],
+        "latest image": [(d) => { d.config["cot-vr:images"] = { vllm: "rocm/vllm:latest" }; }, "images.vllm"],
+        "report without evaluate": [(d) => { d.config["cot-vr:stages"] = { evaluate: false }; }, "stages.report"],
     };
     beforeAll(() => requireCluster());
 
-    for (const [what, mutate] of Object.entries(variants)) {
+    for (const [what, [mutate, names]] of Object.entries(variants)) {
         test(what, () => {
             const doc = YAML.parse(smokeText());
             mutate(doc);
@@ -275,6 +277,7 @@ describe("bad stack files fail before anything is created", () => {
             useE2eCluster(st, ns);
             const r = st.pulumi("up", "--yes", "--skip-preview");
             expect(r.code, r.out.slice(-2000)).not.toBe(0);
+            expect(stripAnsi(r.out), "the error names the bad setting").toContain(names);
             expect(kubectl("get", "namespace", ns).code, `namespace ${ns} must not exist`).not.toBe(0);
             const res = JSON.parse(must(st.pulumi("stack", "export"), "export").stdout).deployment.resources ?? [];
             expect(res.filter((x: any) => x.type.startsWith("kubernetes:") && !x.type.startsWith("pulumi:providers")), "no Kubernetes object in the state").toEqual([]);
@@ -293,6 +296,7 @@ describe("bad stack files fail before anything is created", () => {
         st.setConfig("stages.train", "true", { path: true });
         const r = st.pulumi("up", "--yes", "--skip-preview");
         expect(r.code, r.out.slice(-2000)).not.toBe(0);
+        expect(stripAnsi(r.out)).toContain("storage.checkpoints");
         expect(objectsInNamespace(ns)).toEqual(before);
     });
 });

@@ -1,0 +1,64 @@
+"""A tiny Llama 3.2 Vision model built from torchtune 0.6.1's own component builders.
+
+Same architecture as `llama3_2_vision_11b` (CLIP encoder with tiles, projection head, fusion
+decoder), a few hundred kilobytes of width instead of 11B parameters, random weights. It lets
+the tests run torchtune's real generate_v2 and (patched) eleuther_eval recipes end to end on CPU.
+
+The tokenizer the tests use is byte-level (test/python/conftest.py: tiny_tiktoken), so the
+output layer gets a bias that keeps sampling on printable ASCII letters (any other id in
+256..127999 does not exist in that tokenizer); `eot_bias` makes <|eot_id|> win instead, for
+short greedy evaluations.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torchtune.models.llama3_2_vision._component_builders import llama3_2_vision_decoder, llama3_2_vision_encoder
+from torchtune.modules.model_fusion import DeepFusionModel
+
+VOCAB = 128_256
+EOT_ID = 128_009
+TILE = 112  # the transform's image_size in the test configs
+
+
+def tiny_llama3_2_vision(eot_bias: float = 0.0, image_size: int = TILE) -> DeepFusionModel:
+    torch.manual_seed(0)
+    encoder = llama3_2_vision_encoder(
+        patch_size=14,
+        num_heads=2,
+        clip_embed_dim=32,
+        clip_num_layers=2,
+        clip_hidden_states=[0],
+        num_layers_projection=1,
+        decoder_embed_dim=32,
+        tile_size=image_size,
+        max_num_tiles=4,
+        in_channels=3,
+    )
+    decoder = llama3_2_vision_decoder(
+        vocab_size=VOCAB,
+        num_layers=2,
+        fusion_interval=1,
+        num_special_tokens=8,
+        num_heads=2,
+        num_kv_heads=1,
+        embed_dim=32,
+        max_seq_len=8192,
+        encoder_max_seq_len=4 * ((image_size // 14) ** 2 + 1),
+        rope_base=500_000,
+        intermediate_dim=64,
+    )
+    # Logit bias applied by a forward hook, not stored in the state dict: the checkpoint stays
+    # the plain architecture, and `eot_bias` works on loaded weights too.
+    bias = torch.full((VOCAB,), -1e4)
+    bias[ord("A") : ord("Z") + 1] = 0.0
+    if eot_bias:
+        bias[EOT_ID] = float(eot_bias)
+    decoder.register_buffer("cotvr_logit_bias", bias, persistent=False)
+
+    def add_bias(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        return output + decoder.cotvr_logit_bias.to(device=output.device, dtype=output.dtype)
+
+    decoder.output.register_forward_hook(add_bias)
+    return DeepFusionModel(encoder=encoder, decoder=decoder, encoder_trainable=False, decoder_trainable=False, fusion_trainable=False)

@@ -28,12 +28,18 @@ function exportState(st: Stack): StateResource[] {
     return JSON.parse(must(st.pulumi("stack", "export"), "pulumi stack export").stdout).deployment.resources ?? [];
 }
 
-/** For each Job in the state: the Jobs it waits for (through dependsOn on Jobs, components or services). */
+/** For each Job in the state: the Jobs it waits for (through dependsOn on Jobs, components or services), by name. */
 function jobDependencies(resources: StateResource[]): Map<string, Set<string>> {
+    const byUrn = new Map(resources.map((r) => [r.urn, r]));
+    const name = (urn: string) => byUrn.get(urn)!.outputs?.metadata?.name as string;
+    return new Map([...jobDependencyUrns(resources)].map(([j, before]) => [name(j), new Set([...before].map(name))]));
+}
+
+/** For each Job in the state: the Jobs it waits for, by URN. */
+function jobDependencyUrns(resources: StateResource[]): Map<string, Set<string>> {
     const byUrn = new Map(resources.map((r) => [r.urn, r]));
     const children = new Map<string, string[]>();
     for (const r of resources) if (r.parent) children.set(r.parent, [...(children.get(r.parent) ?? []), r.urn]);
-    const jobName = (r: StateResource) => r.outputs?.metadata?.name as string;
     const isJob = (r?: StateResource) => r?.type === "kubernetes:batch/v1:Job";
     // everything under a resource (a component stands for its children)
     const expand = (urn: string, acc: Set<string>) => {
@@ -62,8 +68,8 @@ function jobDependencies(resources: StateResource[]): Map<string, Set<string>> {
     for (const r of resources) {
         if (!isJob(r)) continue;
         const jobs = new Set<string>();
-        for (const u of closure(r.urn)) if (isJob(byUrn.get(u)) && u !== r.urn) jobs.add(jobName(byUrn.get(u)!));
-        deps.set(jobName(r), jobs);
+        for (const u of closure(r.urn)) if (isJob(byUrn.get(u)) && u !== r.urn) jobs.add(u);
+        deps.set(r.urn, jobs);
     }
     return deps;
 }
@@ -81,7 +87,7 @@ function objectsInNamespace(ns: string): Map<string, string> {
     return m;
 }
 
-function previewSteps(st: Stack, ...extra: string[]): { op: string; urn: string; type: string; name?: string }[] {
+function previewSteps(st: Stack, ...extra: string[]): { op: string; urn: string; type: string; name?: string; parent?: string }[] {
     const r = must(st.pulumi("preview", "--json", ...extra), "pulumi preview --json");
     const j = JSON.parse(r.stdout);
     return (j.steps ?? []).map((s: any) => ({
@@ -89,6 +95,7 @@ function previewSteps(st: Stack, ...extra: string[]): { op: string; urn: string;
         urn: s.urn,
         type: s.newState?.type ?? s.oldState?.type ?? "",
         name: s.newState?.outputs?.metadata?.name ?? s.newState?.inputs?.metadata?.name ?? s.oldState?.outputs?.metadata?.name,
+        parent: s.newState?.parent ?? s.oldState?.parent,
     }));
 }
 
@@ -187,25 +194,24 @@ describe("smoke stack on a real engine and API server", () => {
 
     test("changing a generation setting replaces only the generation Job and what depends on it", () => {
         const resources = exportState(st);
-        const deps = jobDependencies(resources);
-        const genJobs = stateNow().jobs.filter((j) => j.metadata.labels?.["app.kubernetes.io/component"] === "generate"
-            || /generat/.test(j.metadata.name));
-        expect(genJobs.length, "a generation Job").toBe(1);
-        const gen = genJobs[0].metadata.name as string;
-        const dependents = new Set([...deps].filter(([, before]) => before.has(gen)).map(([j]) => j));
+        const deps = jobDependencyUrns(resources);
+        const byUrn = new Map(resources.map((r) => [r.urn, r]));
+        const genUrns = [...deps.keys()].filter((u) => /generat/i.test(u));
+        expect(genUrns.length, `one generation Job among ${[...deps.keys()].join(", ")}`).toBe(1);
+        const gen = genUrns[0];
+        const dependents = [...deps].filter(([, before]) => before.has(gen)).map(([j]) => j);
+        // What may change: those Jobs and what their components hold (e.g. their auto-named ConfigMaps).
+        const allowedJobs = new Set([gen, ...dependents]);
+        const allowedParents = new Set([...allowedJobs].map((u) => byUrn.get(u)!.parent!));
 
         st.setConfig("generate.temperature", "0.3", { path: true, type: "float" });
         const steps = previewSteps(st);
-        const changed = steps.filter((s) => !["same", "read"].includes(s.op));
-        const replacedJobs = new Set(changed.filter((s) => s.type === "kubernetes:batch/v1:Job").map((s) => s.name ?? s.urn));
-        const genReplaced = changed.some((s) => s.type === "kubernetes:batch/v1:Job" && (s.name === gen || s.urn.includes("generate")));
-        expect(genReplaced, `generation Job replaced; changes: ${JSON.stringify(changed.map((s) => [s.op, s.urn]))}`).toBe(true);
+        const changed = steps.filter((s) => !["same", "read"].includes(s.op) && s.type !== "pulumi:pulumi:Stack");
+        const replacedJobs = new Set(changed.filter((s) => s.type === "kubernetes:batch/v1:Job").map((s) => s.urn));
+        expect(replacedJobs.has(gen), `generation Job replaced; changes: ${JSON.stringify(changed.map((s) => [s.op, s.urn]))}`).toBe(true);
         for (const s of changed) {
-            if (s.type === "pulumi:pulumi:Stack") continue;
-            const ok = s.type === "kubernetes:batch/v1:Job"
-                ? s.name === gen || dependents.has(s.name ?? "") || s.urn.includes("generate") || [...dependents].some((d) => s.urn.endsWith(d))
-                : s.type === "kubernetes:core/v1:ConfigMap" && /generat|cot|sdk/i.test(s.urn);
-            expect(ok, `unexpected ${s.op} of ${s.urn} (${s.name})`).toBe(true);
+            const ok = allowedJobs.has(s.urn) || (s.parent !== undefined && allowedParents.has(s.parent));
+            expect(ok, `unexpected ${s.op} of ${s.urn} (${s.name}); allowed: the generation Job and ${dependents.join(", ")}`).toBe(true);
         }
         expect(replacedJobs.size).toBeGreaterThan(0);
         must(st.pulumi("up", "--yes", "--skip-preview"), "pulumi up after the generation change");
@@ -241,18 +247,21 @@ describe("smoke stack on a real engine and API server", () => {
         const providerUpserts = (plan.steps ?? []).some((s: any) => s.newState?.type === "pulumi:providers:kubernetes"
             && String(s.newState?.inputs?.upsertExistingObjects) === "true");
         const kept = new Set([`Namespace/${NS}`, ...[...claimsBefore.keys()].map((c) => `PersistentVolumeClaim/${c}`)]);
+        const adoptions: string[] = [];
         for (const s of plan.steps ?? []) {
             if (s.op !== "create") continue;
-            const kind = s.newState?.inputs?.kind;
-            const name = s.newState?.inputs?.metadata?.name;
-            if (!kept.has(`${kind}/${name}`)) continue;
-            expect(providerUpserts, `${kind}/${name} exists (kept by destroy) and the next up creates it: ` +
-                "with @pulumi/kubernetes 4.34.2 that fails with AlreadyExists unless the provider sets upsertExistingObjects: true").toBe(true);
+            const id = `${s.newState?.inputs?.kind}/${s.newState?.inputs?.metadata?.name}`;
+            if (kept.has(id)) adoptions.push(id);
         }
         must(st.pulumi("up", "--yes", "--skip-preview"), "pulumi up after destroy");
         now = stateNow();
         expect(new Map(now.pvcs.map((p) => [p.metadata.name, p.spec.volumeName])), "same volumes after a new up").toEqual(claimsBefore);
         for (const job of now.jobs) if (!skipAwait(job)) expect(complete(job), job.metadata.name).toBe(true);
+        // Last, so that the rest of the flow is checked even while this fails.
+        expect(providerUpserts || adoptions.length === 0,
+            `${adoptions.join(", ")} exist (kept by destroy) and the next up creates them: with @pulumi/kubernetes 4.34.2 ` +
+            "that fails with AlreadyExists unless the provider sets upsertExistingObjects: true (the provider built here " +
+            "predates that check, see test/e2e/README.md)").toBe(true);
     });
 });
 

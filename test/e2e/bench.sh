@@ -8,7 +8,6 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 STACK="${1:-blog}"
-NS="cot-vr-bench"
 
 eval "$(bash "$HERE/toolchain.sh" --env)"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/cot-vr-bench.XXXXXX")"
@@ -31,27 +30,31 @@ pulumi stack init "$STACK" --non-interactive >/dev/null
 cfg() { pulumi config set --stack "$STACK" --non-interactive "$@" >/dev/null; }
 cfg --path cot-vr:cluster.kubeconfig "$KUBECONFIG"
 cfg --path cot-vr:cluster.context e2e
-cfg --path cot-vr:cluster.namespace "$NS"
 cfg --secret cot-vr:hfToken hf_bench_placeholder
 
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", b - a}'; }
-timeit() { # label cmd... -> prints seconds, stores in LAST
-  local t0 t1; t0=$(now)
-  "$@" >"$WORK/$1.log" 2>&1 || { echo "[bench] $1 failed:" >&2; tail -n 30 "$WORK/$1.log" >&2; exit 1; }
+timeit() { # label cmd... -> seconds in LAST
+  local label="$1" t0 t1; shift
+  t0=$(now)
+  "$@" >"$WORK/$label.log" 2>&1 || { echo "[bench] $label failed:" >&2; tail -n 30 "$WORK/$label.log" >&2; exit 1; }
   t1=$(now); LAST=$(secs "$t0" "$t1")
 }
 
 timeit render npm --prefix "$ROOT" run --silent render -- --stack "$STACK" --out "$WORK/render"
 t_render=$LAST
 objects=$(grep -h '^kind:' "$WORK"/render/*.yaml | wc -l)
+# Server dry-run of every rendered object as a create, like the update's: the namespaces must exist
+# (a dry-run creates nothing), so make them, measure, and remove them again before the update.
+namespaces=$(sed -n 's/^  namespace: //p' "$WORK"/render/*.yaml | sort -u)
+for ns in $namespaces; do kubectl create namespace "$ns" >/dev/null; done
+timeit dryrun kubectl apply --dry-run=server -f "$WORK/render"
+t_dry=$LAST
+for ns in $namespaces; do kubectl delete namespace "$ns" --wait=true >/dev/null; done
 timeit preview pulumi preview --stack "$STACK" --non-interactive
 t_preview=$LAST
 timeit up pulumi up --stack "$STACK" --non-interactive --yes --skip-preview
 t_up=$LAST
-# the namespace exists now; a server dry-run of every rendered object
-timeit dryrun kubectl apply --dry-run=server -f "$WORK/render"
-t_dry=$LAST
 timeit preview2 pulumi preview --stack "$STACK" --non-interactive
 t_preview2=$LAST
 

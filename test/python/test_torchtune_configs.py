@@ -91,3 +91,25 @@ def test_values_torchtune_relies_on(cfg: RenderedConfig) -> None:
 def test_every_stage_is_covered() -> None:
     stages = {c.stage for c in CONFIGS}
     assert {"train", "sample", "evaluate"} <= stages, stages
+
+
+RECIPES = {"train": "lora_finetune_single_device.py", "evaluate": "eleuther_eval.py", "sample": "dev/generate_v2.py"}
+
+
+@pytest.mark.parametrize("cfg", CONFIGS, ids=[c.id for c in CONFIGS])
+def test_keys_the_recipe_reads_without_default_are_set(cfg: RenderedConfig) -> None:
+    """`tune validate` only checks components. The recipe itself reads `cfg.<key>` (no default)
+    for these: a missing one is an error hours into a GPU job, so check them against the recipe's
+    own source (torchtune 0.6.1)."""
+    import importlib.util
+    import re
+
+    spec = importlib.util.find_spec("recipes")
+    source = (Path(list(spec.submodule_search_locations)[0]) / RECIPES[cfg.stage]).read_text()
+    needed = set(re.findall(r"\bcfg\.([a-zA-Z_]+)\b", source)) - {"get"}
+    data = cfg.load()
+    missing = sorted(k for k in needed if k not in data)
+    assert not missing, f"{cfg.id}: {RECIPES[cfg.stage]} reads cfg.{missing} but the config lacks them"
+    if cfg.stage == "train":
+        model_keys = set(re.findall(r"\bcfg_model\.([a-zA-Z_]+)\b", source))
+        assert not sorted(k for k in model_keys if k not in data["model"]), model_keys

@@ -166,6 +166,15 @@ describe("smoke stack on a real engine and API server", () => {
             for (const [node, used] of perNode) expect(used, `GPUs in use on ${node}`).toBeLessThanOrEqual(capacity.get(node) ?? 0);
         }
         expect(pods.some((p) => gpuRequest(p) > 0), "some pod asks for amd.com/gpu").toBe(true);
+        // GPU pods must fit the MI300X node whose labeller gave no product name (mi300x-1).
+        const noProduct = nodes.find((n) => n.status.allocatable?.[GPU] && !n.metadata.labels["amd.com/gpu.product-name"]);
+        expect(noProduct, "a GPU node without amd.com/gpu.product-name").toBeDefined();
+        for (const p of pods.filter((x) => gpuRequest(x) > 0)) {
+            for (const [k, v] of Object.entries(p.spec.nodeSelector ?? {})) {
+                expect(noProduct.metadata.labels[k], `${p.metadata.name} nodeSelector ${k}=${v} excludes ${noProduct.metadata.name}`).toBe(v);
+            }
+            expect(JSON.stringify(p.spec.affinity ?? {}), `${p.metadata.name} affinity`).not.toContain("amd.com/gpu.product-name");
+        }
 
         // DAG order: a Job is created only after every awaited Job it depends on completed.
         const deps = jobDependencies(exportState(st));

@@ -6,7 +6,7 @@ import * as path from "path";
 import * as YAML from "yaml";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
-    gpuRequest, initStack, KUBECONFIG, kubectl, kubectlJson, must, PodMonitor, requireCluster, ROOT, run, Stack, ts,
+    gpuRequest, initStack, kubectl, kubectlJson, must, PodMonitor, requireCluster, ROOT, run, Stack, ts,
     useE2eCluster, WORK,
 } from "./helpers";
 
@@ -347,5 +347,3 @@ describe("rendered manifests", () => {
         });
     }
 });
-
-export const _kubeconfig = KUBECONFIG;

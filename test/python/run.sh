@@ -56,6 +56,10 @@ VENV="$CACHE/$KEY"
         "$UV" pip sync --quiet --python "$VENV/bin/python" "$HERE/requirements.txt"
         touch "$VENV/.complete"
         log "venv ready in $(( $(date +%s) - start ))s"
+        # keep the disk bounded: venvs of older locks go (uv-cache keeps their wheels)
+        for old in "$CACHE"/????????????????; do
+            if [ "$old" != "$VENV" ] && [ -d "$old" ]; then rm -rf "$old"; log "removed old venv $old"; fi
+        done
     fi
 ) 9>"$CACHE/.lock"
 

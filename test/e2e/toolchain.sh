@@ -231,7 +231,9 @@ path_fits() { # tool
   case "$1" in
     pulumi) b=$(command -v pulumi) || return 1; out=$("$b" version 2>/dev/null) || return 1; [[ "$out" == "v$PULUMI_VERSION" ]] ;;
     langhost) b=$(command -v pulumi-language-nodejs) || return 1; [[ "$(command -v pulumi)" == "$(dirname "$b")/pulumi" ]] && path_fits pulumi ;;
-    provider) b=$(command -v pulumi-resource-kubernetes) || return 1; out=$("$b" -version 2>/dev/null || true); [[ "$out" == *"$K8S_PROVIDER_VERSION"* || "$out" == *"$K8S_PROVIDER_BUILD_LABEL"* ]] ;;
+    provider) b=$(command -v pulumi-resource-kubernetes) || return 1
+              # no --version flag: read the version of the schema the binary embeds
+              grep -aqF "\"version\":\"$K8S_PROVIDER_VERSION\"" "$b" || grep -aqF "\"version\":\"$K8S_PROVIDER_BUILD_LABEL\"" "$b" ;;
     kube) local c; for c in kube-apiserver kube-controller-manager kube-scheduler; do
             b=$(command -v $c) || return 1; out=$("$b" --version 2>/dev/null) || return 1; [[ "$out" == *"$KUBE_VERSION" ]] || return 1
           done
@@ -269,6 +271,13 @@ paths=()
 for t in "${want[@]}"; do
   if path_fits "$t"; then
     log "$t: using PATH"
+    continue
+  fi
+  # A Pulumi installation keeps the provider among its plugins, not on PATH.
+  plug="${PULUMI_HOME:-$HOME/.pulumi}/plugins/resource-kubernetes-v$K8S_PROVIDER_VERSION"
+  if [[ "$t" == provider && -x "$plug/pulumi-resource-kubernetes" ]]; then
+    log "provider: using $plug"
+    paths+=("$plug")
     continue
   fi
   d=$(tool_dir "$t")

@@ -60,15 +60,16 @@ export function run(cmd: string, args: string[], opts: { cwd?: string; input?: s
 }
 
 /** Like run, without blocking the event loop (so a monitor can poll the cluster meanwhile). */
-export function runAsync(cmd: string, args: string[], opts: { cwd?: string } = {}): Promise<Result> {
+export function runAsync(cmd: string, args: string[], opts: { cwd?: string; signal?: AbortSignal } = {}): Promise<Result> {
     const t0 = Date.now();
     return new Promise((resolve, reject) => {
-        const p = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: pulumiEnv() });
+        // aborted: SIGINT, which pulumi handles as a graceful cancel
+        const p = spawn(cmd, args, { cwd: opts.cwd ?? ROOT, env: pulumiEnv(), signal: opts.signal, killSignal: "SIGINT" });
         let stdout = "";
         let stderr = "";
         p.stdout.on("data", (d) => (stdout += d));
         p.stderr.on("data", (d) => (stderr += d));
-        p.on("error", reject);
+        p.on("error", (e) => { if (e.name !== "AbortError") reject(e); });
         p.on("close", (code) => {
             const res = { code: code ?? -1, stdout, stderr, out: stdout + stderr, seconds: (Date.now() - t0) / 1000 };
             fs.appendFileSync(path.join(WORK, "commands.log"),
@@ -112,7 +113,7 @@ export interface Stack {
     dir: string;
     name: string;
     pulumi(...args: string[]): Result;
-    pulumiAsync(...args: string[]): Promise<Result>;
+    pulumiAsync(args: string[], signal?: AbortSignal): Promise<Result>;
     setConfig(key: string, value: string, opts?: { secret?: boolean; path?: boolean; type?: "string" | "bool" | "int" | "float" }): void;
     /** Several plain values by path in one call (`pulumi config set-all --path`). */
     setConfigPaths(values: Record<string, string>): void;
@@ -134,7 +135,7 @@ export function initStack(name: string, opts: { from?: string; stackFileText?: s
         dir,
         name,
         pulumi: (...args) => run("pulumi", [...args, "--stack", name, "--non-interactive"], { cwd: dir }),
-        pulumiAsync: (...args) => runAsync("pulumi", [...args, "--stack", name, "--non-interactive"], { cwd: dir }),
+        pulumiAsync: (args, signal) => runAsync("pulumi", [...args, "--stack", name, "--non-interactive"], { cwd: dir, signal }),
         setConfig: (key, value, o = {}) => {
             const a = ["config", "set", `${PROJECT}:${key}`, value];
             if (o.path) a.push("--path");
@@ -169,6 +170,8 @@ export interface PodSample {
 /** Polls the namespace's pods while an update runs, for scheduling assertions afterwards. */
 export class PodMonitor {
     samples: PodSample[] = [];
+    /** Called with each sample. */
+    onSample?: (pods: any[]) => void;
     private timer?: NodeJS.Timeout;
     private busy = false;
     constructor(private namespace: string, private everyMs = 500) {}
@@ -183,7 +186,9 @@ export class PodMonitor {
                 this.busy = false;
                 if (code === 0) {
                     try {
-                        this.samples.push({ t: Date.now(), pods: JSON.parse(out).items });
+                        const pods = JSON.parse(out).items;
+                        this.samples.push({ t: Date.now(), pods });
+                        this.onSample?.(pods);
                     } catch {
                         /* partial output: skip the sample */
                     }

@@ -124,10 +124,28 @@ describe("smoke stack on a real engine and API server", () => {
     afterAll(() => monitor.stop());
 
     test("pulumi up with every stage: accepted, scheduled on GPU nodes, Jobs in DAG order, awaited", async () => {
+        // A pod the scheduler cannot place (too many GPUs, a selector no MI300X node matches, an
+        // untolerated taint) would keep `pulumi up` waiting until the stage timeout: cancel it early.
+        const abort = new AbortController();
+        const pendingSince = new Map<string, number>();
+        let unschedulable = "";
+        monitor.onSample = (pods) => {
+            for (const p of pods) {
+                const c = (p.status?.conditions ?? []).find((x: any) => x.type === "PodScheduled" && x.reason === "Unschedulable");
+                if (!c) { pendingSince.delete(p.metadata.name); continue; }
+                const since = pendingSince.get(p.metadata.name) ?? Date.now();
+                pendingSince.set(p.metadata.name, since);
+                if (Date.now() - since > 20000 && !unschedulable) {
+                    unschedulable = `pod ${p.metadata.name} unschedulable for 20s: ${c.message}`;
+                    abort.abort();
+                }
+            }
+        };
         monitor.start();
-        const up = await st.pulumiAsync("up", "--yes", "--skip-preview");
+        const up = await st.pulumiAsync(["up", "--yes", "--skip-preview"], abort.signal);
         monitor.stop();
         const returnedAt = Date.now();
+        expect(unschedulable === "", unschedulable).toBe(true);
         must(up, "pulumi up (smoke)");
 
         const now = stateNow();

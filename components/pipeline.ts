@@ -64,6 +64,10 @@ export class Pipeline extends pulumi.ComponentResource {
             kubeconfig: s.cluster.kubeconfig,
             context: s.cluster.context,
             enableServerSideApply: true,
+            // A destroyed stack keeps its namespace and claims; the next `up` must take them back
+            // instead of failing with AlreadyExists (provider >= 4.29). It also lets a retried create
+            // after a hard-killed `up` adopt the Job it had already created under the same name.
+            upsertExistingObjects: true,
         }, { parent: this });
         const o = (extra?: pulumi.CustomResourceOptions): pulumi.ComponentResourceOptions => ({ parent: this, providers: { kubernetes: provider }, ...extra });
 

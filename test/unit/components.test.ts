@@ -20,6 +20,16 @@ describe("storage", async () => {
     });
 });
 
+describe("provider", async () => {
+    const r = await render(settings({ cluster: { context: "tensorwave", kubeconfig: "/home/me/.kube/tw" } }));
+    it("targets the configured cluster and takes back objects a destroy kept", () => {
+        const p = r.reg.find((x) => x.type === "pulumi:providers:kubernetes")!;
+        expect(p.inputs).toMatchObject({ context: "tensorwave", kubeconfig: "/home/me/.kube/tw", upsertExistingObjects: "true", enableServerSideApply: "true" });
+        // Every Kubernetes object goes through it.
+        for (const x of r.reg.filter((y) => y.type.startsWith("kubernetes:"))) expect(x.provider).toMatch(/cot-vr-k8s/);
+    });
+});
+
 describe("secrets", async () => {
     const r = await render(settings());
     it("the HF token reaches pods only through the Secret, never in plain text", () => {

@@ -326,6 +326,8 @@ describe("bad stack files fail before anything is created", () => {
         useE2eCluster(st, ns);
         st.setConfigPaths(allStages(false));
         must(st.pulumi("up", "--yes", "--skip-preview"), "pulumi up (storage only)");
+        // Claims are not awaited by `up`; let the provisioner bind them so the snapshot is settled.
+        must(kubectl("-n", ns, "wait", "--for=jsonpath={.status.phase}=Bound", "pvc", "--all", "--timeout=120s"), "claims bound");
         const before = objectsInNamespace(ns);
         expect(before.size).toBeGreaterThan(0);
         st.setConfig("storage.checkpoints.size", "1Mi", { path: true });

@@ -27,7 +27,7 @@ describe("defaults reproduce the blog's experiment, corrected", () => {
     });
     it("fine-tunes 11B LoRA r16/a32, 10 epochs, batch 16 and 90B QLoRA 3 epochs, batch 2, accumulation 8", () => {
         expect(s.train.variants["lora-11b"]).toMatchObject({ model: "11b", method: "lora", loraRank: 16, loraAlpha: 32, epochs: 10, batchSize: 16, gradientAccumulationSteps: 1 });
-        expect(s.train.variants["qlora-90b"]).toMatchObject({ model: "90b", method: "qlora", epochs: 3, batchSize: 2, gradientAccumulationSteps: 8 });
+        expect(s.train.variants["qlora-90b"]).toMatchObject({ model: "90b", method: "qlora", loraRank: 8, loraAlpha: 16, epochs: 3, batchSize: 2, gradientAccumulationSteps: 8 });
     });
     it("evaluates base and tuned 11B and 90B on chartqa over the whole test split", () => {
         expect(s.evaluations.map((r) => r.name)).toEqual(["base-11b", "lora-11b", "base-90b", "qlora-90b"]);

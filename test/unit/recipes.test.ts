@@ -18,7 +18,7 @@ describe("torchtune configs", async () => {
         expect(train11.metric_logger).toEqual({ _component_: "torchtune.training.metric_logging.DiskLogger", log_dir: "${output_dir}/logs" });
     });
     it("90B QLoRA: 3 epochs, batch 2, accumulation 8, tiled-image collate", () => {
-        expect(train90.model._component_).toBe("torchtune.models.llama3_2_vision.qlora_llama3_2_vision_90b");
+        expect(train90.model).toMatchObject({ _component_: "torchtune.models.llama3_2_vision.qlora_llama3_2_vision_90b", lora_rank: 8, lora_alpha: 16 });
         expect(train90).toMatchObject({ epochs: 3, batch_size: 2, gradient_accumulation_steps: 8, collate_fn: "torchtune.data.padded_collate_tiled_images_and_mask" });
     });
     it("read the CoT dataset with vqa_dataset and the ChartQA column map, unpacked", () => {

@@ -57,7 +57,7 @@ describe("re-runs are visible: a Job's name changes exactly when its inputs do",
         ]);
     });
     it("a fine-tune setting changes that fine-tune, its readers and the report", async () => {
-        const changed = await names({ train: { variants: { "lora-11b": { model: "11b", method: "lora", epochs: 10, batchSize: 16, gradientAccumulationSteps: 1, loraRank: 32, loraAlpha: 64 }, "qlora-90b": { model: "90b", method: "qlora", epochs: 3, batchSize: 2, gradientAccumulationSteps: 8 } } } });
+        const changed = await names({ train: { variants: { "lora-11b": { model: "11b", method: "lora", epochs: 10, batchSize: 16, gradientAccumulationSteps: 1, loraRank: 32, loraAlpha: 64 }, "qlora-90b": { model: "90b", method: "qlora", loraRank: 8, loraAlpha: 16, epochs: 3, batchSize: 2, gradientAccumulationSteps: 8 } } } });
         const diff = Object.keys(base).filter((k) => base[k] !== changed[k]).sort();
         expect(diff).toEqual(["evaluate/lora-11b", "report/", "sample/lora-11b", "train/lora-11b"]);
     });

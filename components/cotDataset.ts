@@ -6,7 +6,7 @@ import { Settings } from "../config";
 import { renderTemplate } from "./manifests";
 import { jobName, labels, shortHash } from "./naming";
 import { COMPLETE, datasetDir } from "./paths";
-import { hfEnv, jobArgs, jobTimeouts, StageContext, storageVolumes } from "./pod";
+import { hfEnv, jobArgs, stageTimeouts, StageContext, storageVolumes } from "./pod";
 import { teacherApiBase } from "./teacher";
 
 export const SDK_TEMPLATE = "synthetic-data-kit/config.yaml";
@@ -91,7 +91,7 @@ export class CotGeneration extends pulumi.ComponentResource {
             parent: this,
             // Components do not pass their dependsOn to children: the workload itself waits.
             dependsOn: opts?.dependsOn,
-            customTimeouts: jobTimeouts(s, "generate"),
+            customTimeouts: stageTimeouts(s, "generate"),
         });
         this.marker = `${datasetDir(s)}/${COMPLETE}`;
         this.registerOutputs({ marker: this.marker });

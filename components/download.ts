@@ -5,7 +5,7 @@ import * as k8s from "@pulumi/kubernetes";
 import { MODEL_SHARDS, ModelSize } from "../config";
 import { jobName, labels, shortHash } from "./naming";
 import { COMPLETE, modelDir } from "./paths";
-import { hfEnv, jobArgs, jobTimeouts, StageContext, storageVolumes } from "./pod";
+import { hfEnv, jobArgs, stageTimeouts, StageContext, storageVolumes } from "./pod";
 
 /** The container that downloads one model (safetensors shards, config.json, original/tokenizer.model). */
 export function downloadContainer(ctx: StageContext, size: ModelSize) {
@@ -57,7 +57,7 @@ export class ModelDownload extends pulumi.ComponentResource {
             parent: this,
             // Components do not pass their dependsOn to children: the workload itself waits.
             dependsOn: opts?.dependsOn,
-            customTimeouts: jobTimeouts(ctx.settings, "download"),
+            customTimeouts: stageTimeouts(ctx.settings, "download"),
         });
         this.marker = `${modelDir(ctx.settings, size)}/${COMPLETE}`;
         this.registerOutputs({ marker: this.marker });

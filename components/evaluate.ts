@@ -6,7 +6,7 @@ import { ModelRef, Settings } from "../config";
 import { trainHash } from "./finetune";
 import { jobName, labels, shortHash } from "./naming";
 import { checkpointOf, resultsDir } from "./paths";
-import { GPU_CONTAINER_SECURITY, hfEnv, jobArgs, jobTimeouts, resources, StageContext, storageVolumes } from "./pod";
+import { GPU_CONTAINER_SECURITY, hfEnv, jobArgs, stageTimeouts, resources, StageContext, storageVolumes } from "./pod";
 import { evaluationConfig, generationConfig } from "./recipes";
 
 export type ReadStage = "sample" | "evaluate";
@@ -87,7 +87,7 @@ export class ModelRead extends pulumi.ComponentResource {
             parent: this,
             // Components do not pass their dependsOn to children: the workload itself waits.
             dependsOn: opts?.dependsOn,
-            customTimeouts: jobTimeouts(s, stage),
+            customTimeouts: stageTimeouts(s, stage),
         });
         this.output = outputPath(s, stage, model);
         this.registerOutputs({ output: this.output });

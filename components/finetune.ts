@@ -6,7 +6,7 @@ import { Settings, TrainVariant } from "../config";
 import { datasetHash } from "./cotDataset";
 import { jobName, labels, shortHash } from "./naming";
 import { COMPLETE, datasetDir, modelDir, trainOutputDir } from "./paths";
-import { GPU_CONTAINER_SECURITY, hfEnv, jobArgs, jobTimeouts, resources, secretEnv, StageContext, storageVolumes } from "./pod";
+import { GPU_CONTAINER_SECURITY, hfEnv, jobArgs, stageTimeouts, resources, secretEnv, StageContext, storageVolumes } from "./pod";
 import { trainConfig, trainTemplate } from "./recipes";
 
 /** Hash of everything that decides a fine-tune's result, its dataset included. */
@@ -72,7 +72,7 @@ export class FineTune extends pulumi.ComponentResource {
             parent: this,
             // Components do not pass their dependsOn to children: the workload itself waits.
             dependsOn: opts?.dependsOn,
-            customTimeouts: jobTimeouts(s, "train"),
+            customTimeouts: stageTimeouts(s, "train"),
         });
         this.marker = `${trainOutputDir(s, variant)}/${COMPLETE}`;
         this.registerOutputs({ marker: this.marker });

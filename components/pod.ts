@@ -166,8 +166,8 @@ export function jobArgs(ctx: StageContext, j: JobSpecInput): k8s.batch.v1.JobArg
     };
 }
 
-/** Resource options of an awaited Job: the stage's timeout, never the provider's 10-minute default. */
-export function jobTimeouts(s: Settings, stage: StageName): pulumi.CustomTimeouts {
+/** customTimeouts of a stage's workload: the stage's timeout, never the provider's 10-minute default. */
+export function stageTimeouts(s: Settings, stage: StageName): pulumi.CustomTimeouts {
     const t = `${Math.ceil(stageTimeoutSeconds(s, stage) / 60)}m`;
     return { create: t, update: t };
 }

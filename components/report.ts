@@ -6,7 +6,7 @@ import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
 import { jobName, labels, LABELS, shortHash } from "./naming";
 import { resultsDir } from "./paths";
-import { jobArgs, jobTimeouts, StageContext, storageVolumes } from "./pod";
+import { jobArgs, stageTimeouts, StageContext, storageVolumes } from "./pod";
 
 /** What report.py reads besides the evaluation JSONs. */
 export function reportSpec(s: Settings) {
@@ -78,7 +78,7 @@ export class Report extends pulumi.ComponentResource {
         this.job = new k8s.batch.v1.Job(`${name}-job`, jargs, {
             parent: this,
             dependsOn: [...args.inputs.map((i) => i.job), binding],
-            customTimeouts: jobTimeouts(s, "report"),
+            customTimeouts: stageTimeouts(s, "report"),
         });
         this.registerOutputs({});
     }

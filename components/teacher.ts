@@ -5,7 +5,7 @@ import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
 import { labels, LABELS } from "./naming";
 import { modelDir } from "./paths";
-import { GPU_CONTAINER_SECURITY, gpuPodFields, pullSecretRefs, resources, stageTimeoutSeconds, StageContext, storageVolumes } from "./pod";
+import { GPU_CONTAINER_SECURITY, gpuPodFields, pullSecretRefs, stageTimeouts, resources, stageTimeoutSeconds, StageContext, storageVolumes } from "./pod";
 
 export const TEACHER_PORT_NAME = "http";
 
@@ -101,12 +101,11 @@ export class Teacher extends pulumi.ComponentResource {
 
     constructor(name: string, ctx: StageContext, opts?: pulumi.ComponentResourceOptions) {
         super("cot-vr:stages:Teacher", name, {}, opts);
-        const t = `${Math.ceil(stageTimeoutSeconds(ctx.settings, "teacher") / 60)}m`;
         this.deployment = new k8s.apps.v1.Deployment(`${name}-deployment`, teacherDeploymentArgs(ctx), {
             parent: this,
             // Components do not pass their dependsOn to children: the workload itself waits.
             dependsOn: opts?.dependsOn,
-            customTimeouts: { create: t, update: t },
+            customTimeouts: stageTimeouts(ctx.settings, "teacher"),
         });
         // After the Deployment: the provider waits for a Service's endpoints, which only a ready pod gives.
         this.service = new k8s.core.v1.Service(`${name}-service`, teacherServiceArgs(ctx), {

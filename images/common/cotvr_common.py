@@ -31,6 +31,10 @@ EXIT_CHECK_FAILED = 6
 
 MARKER_NAME = ".complete.json"
 
+# Progress records: one line on stdout, `COTVR_PROGRESS {json}`, read by `npm run status`.
+PROGRESS_PREFIX = "COTVR_PROGRESS "
+PROGRESS_VERSION = 1
+
 
 class CotvrError(Exception):
     """An expected failure: printed as one clear line, mapped to an exit code."""
@@ -63,6 +67,65 @@ def run_main(prog: str, main: Callable[[Sequence[str] | None], int], argv: Seque
         traceback.print_exc()
         print(f"{prog}: error: unexpected {type(err).__name__}: {err}", file=sys.stderr, flush=True)
         return EXIT_FAILED
+
+
+class Progress:
+    """Structured progress of one stage, printed as `COTVR_PROGRESS {json}` lines on stdout.
+
+    Record fields: v (format version), stage, variant, unit (rows, steps, requests, files,
+    bytes), done, total (None when unknown), rate (units per second since the first update,
+    None until known), ts (UTC), plus stage-specific fields (epoch, loss, shard, task, ...).
+    At most one record every `interval` seconds (env COTVR_PROGRESS_INTERVAL, default 5), except
+    `final=True` records, which are always printed.
+    """
+
+    def __init__(self, stage: str, variant: str | None, unit: str, total: int | None = None,
+                 interval: float | None = None, out: Any = None, clock: Callable[[], float] | None = None) -> None:
+        import time as _time
+
+        self.stage, self.variant, self.unit, self.total = stage, variant, unit, total
+        env = os.environ.get("COTVR_PROGRESS_INTERVAL")
+        self.interval = interval if interval is not None else float(env) if env else 5.0
+        self._out = out
+        self._clock = clock or _time.monotonic
+        self._start: float | None = None
+        self._start_done = 0.0
+        self._last_emit: float | None = None
+
+    def record(self, done: float, **extra: Any) -> dict[str, Any]:
+        now = self._clock()
+        if self._start is None:
+            self._start, self._start_done = now, done
+        elapsed = now - self._start
+        rate = (done - self._start_done) / elapsed if elapsed > 0 and done > self._start_done else None
+        rec: dict[str, Any] = {
+            "v": PROGRESS_VERSION, "stage": self.stage, "variant": self.variant, "unit": self.unit,
+            "done": done, "total": extra.pop("total", self.total), "rate": rate, "ts": utc_now(),
+        }
+        rec.update({k: v for k, v in extra.items() if v is not None})
+        return rec
+
+    def update(self, done: float, final: bool = False, **extra: Any) -> dict[str, Any] | None:
+        """Print a record if `interval` has passed since the last one (or `final`); return it."""
+        now = self._clock()
+        rec = self.record(done, **extra)
+        if not final and self._last_emit is not None and now - self._last_emit < self.interval:
+            return None
+        self._last_emit = now
+        print(PROGRESS_PREFIX + json.dumps(rec, sort_keys=True), file=self._out or sys.stdout, flush=True)
+        return rec
+
+
+def parse_progress(line: str) -> dict[str, Any] | None:
+    """The record of a `COTVR_PROGRESS {json}` line, or None for any other line."""
+    idx = line.find(PROGRESS_PREFIX)
+    if idx < 0:
+        return None
+    try:
+        rec = json.loads(line[idx + len(PROGRESS_PREFIX):])
+    except ValueError:
+        return None
+    return rec if isinstance(rec, dict) else None
 
 
 def utc_now() -> str:

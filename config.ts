@@ -32,9 +32,10 @@ export function durationSeconds(d: string): number {
     if (!m) return NaN;
     return Number(m[1]) * { s: 1, m: 60, h: 3600 }[m[2] as "s" | "m" | "h"];
 }
+/** A duration in the stack file ("90m"), seconds in the settings: converted once, here. */
 const duration = z.string().refine((d) => durationSeconds(d) > 0, {
     message: 'must be a positive duration such as "600s", "90m" or "36h"',
-});
+}).transform(durationSeconds);
 
 /** An image reference pinned to a tag other than `latest`, or to a digest. */
 export function isPinnedImage(ref: string): boolean {
@@ -168,7 +169,7 @@ export type StageName = (typeof STAGE_NAMES)[number];
 
 const stageTimingSchema = (timeout: string) => z.strictObject({
     /** How long `pulumi up` waits for the stage (also its Kubernetes activeDeadlineSeconds). */
-    timeout: duration.default(timeout),
+    timeout: duration.prefault(timeout),
     /** Wait for completion. false submits the Job and returns (pulumi.com/skipAwait); nothing in the same update may depend on it. */
     await: z.boolean().default(true),
     /** Pod retries after a failure that is not a bad input (eviction and node loss never count). */
@@ -354,14 +355,17 @@ export type RawSettings = z.infer<typeof configSchema>;
 
 /** The keys that must be set with `pulumi config set --secret`. */
 export const SECRET_KEYS = ["hfToken", "wandbApiKey", "registryPassword"] as const;
+export type SecretKey = (typeof SECRET_KEYS)[number];
 
 // ---------------------------------------------------------------------------------------------------
 // Derived settings
 
-/** Bytes the stages write: UPSTREAM.md sizes with ~10% headroom. */
-export const MODEL_BYTES: Record<ModelSize, number> = { "11b": 23e9, "90b": 195e9 };
-export const EPOCH_BYTES: Record<ModelSize, number> = { "11b": 23e9, "90b": 195e9 };
-export const MODEL_SHARDS: Record<ModelSize, number> = { "11b": 5, "90b": 37 };
+/** What each model is on disk (UPSTREAM.md sizes with ~10% headroom). Every fine-tune epoch writes
+ * merged full weights, so an epoch takes as much room as the model. */
+export const MODEL_FACTS: Record<ModelSize, { bytes: number; shards: number }> = {
+    "11b": { bytes: 23e9, shards: 5 },
+    "90b": { bytes: 195e9, shards: 37 },
+};
 /** ChartQA in the Hugging Face cache (~1.3 GB) plus the CoT dataset with its images, with headroom. */
 export const DATA_BYTES = 10e9;
 
@@ -374,7 +378,8 @@ export interface ModelRef {
     readonly trainVariant?: string;
 }
 
-export interface Settings extends Omit<RawSettings, "run" | "stages"> {
+/** Validated settings. Secret values are not in here: they travel beside (settings.ts -> Pipeline). */
+export interface Settings extends Omit<RawSettings, "run" | "stages" | SecretKey> {
     /** Stages of this update, defaults resolved. */
     readonly stages: Record<StageName, boolean>;
     readonly stack: string;
@@ -405,9 +410,114 @@ function modelRef(name: string, variants: Record<string, TrainVariant>): ModelRe
     return v ? { name, size: v.model, trainVariant: name } : undefined;
 }
 
+/** Records problems as `cot-vr:<path>: <what is allowed>`. */
+type Problem = (path: string, msg: string) => void;
+
+function resolveRun(c: RawSettings, stack: string, p: Problem): string {
+    const run = c.run ?? stack.toLowerCase().replace(/[^a-z0-9-]/g, "-").slice(0, 20).replace(/^-+|-+$/g, "");
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(run)) {
+        p("run", `the stack name "${stack}" does not make a valid run name; set ${PROJECT}:run (lowercase letters, digits, '-', at most 20)`);
+    }
+    return run;
+}
+
+function checkSecrets(c: RawSettings, secretKeys: string[] | undefined, p: Problem): void {
+    if (!secretKeys) return;
+    for (const s of SECRET_KEYS) {
+        if (c[s] !== undefined && !secretKeys.includes(`${PROJECT}:${s}`)) {
+            p(s, `must be set as a secret: pulumi config set --secret ${PROJECT}:${s} <value>`);
+        }
+    }
+}
+
+function checkVariants(c: RawSettings, st: Record<StageName, boolean>, p: Problem): void {
+    for (const [name, v] of Object.entries(c.train.variants)) {
+        if (v.method === "lora" && v.model === "90b") {
+            p(`train.variants.${name}.method`, 'the 90B model fits one GPU only with "qlora"');
+        }
+        if (v.metricLogger === "wandb" && v.enabled && st.train && !c.wandbApiKey) {
+            p("wandbApiKey", `required by train.variants.${name}.metricLogger "wandb": pulumi config set --secret ${PROJECT}:wandbApiKey <key>`);
+        }
+    }
+}
+
+/** The models a sample/evaluate list reads, each once; unknown names are problems. */
+function modelRefs(list: string[], section: "sample" | "evaluate", variants: Record<string, TrainVariant>, p: Problem): ModelRef[] {
+    const seen = new Set<string>();
+    return list.flatMap((name, i) => {
+        if (seen.has(name)) {
+            p(`${section}.variants[${i}]`, `"${name}" is listed twice`);
+            return [];
+        }
+        seen.add(name);
+        const r = modelRef(name, variants);
+        if (!r) {
+            p(`${section}.variants[${i}]`, `"${name}" is neither base-11b, base-90b nor a train variant (${Object.keys(variants).join(", ") || "none defined"}): its fine-tune is not in the stack`);
+            return [];
+        }
+        return [r];
+    });
+}
+
+/** Stages that read what each stage writes, in the same update. */
+const DEPENDENTS: Record<StageName, StageName[]> = {
+    download: ["teacher", "train", "sample", "evaluate"],
+    teacher: ["generate"],
+    generate: ["train"],
+    train: ["sample", "evaluate"],
+    sample: ["report"],
+    evaluate: ["report"],
+    report: [],
+};
+
+function checkStageOrder(c: RawSettings, st: Record<StageName, boolean>, evaluations: ModelRef[], p: Problem): void {
+    if (st.generate && !st.teacher) p("stages.generate", "needs stages.teacher in the same update (the generator calls the teacher)");
+    if (st.report && !st.evaluate) p("stages.report", "needs stages.evaluate in the same update");
+    if (st.report && evaluations.length === 0) p("stages.report", "needs at least one evaluate.variants entry");
+    // Nothing in the same update may depend on a stage submitted without waiting.
+    for (const stage of STAGE_NAMES) {
+        if (!st[stage] || c.timing[stage].await) continue;
+        if (stage === "teacher") {
+            p("timing.teacher.await", "the teacher Deployment must be awaited (the generator needs it ready)");
+            continue;
+        }
+        const blocked = DEPENDENTS[stage].filter((d) => st[d]);
+        if (blocked.length > 0) {
+            p(`timing.${stage}.await`, `false submits ${stage} without waiting, but ${blocked.join(", ")} in the same update would run before it finishes; disable them until a later update`);
+        }
+    }
+}
+
+function checkOther(c: RawSettings, neededModels: ModelSize[], st: Record<StageName, boolean>, p: Problem): void {
+    if (st.download && neededModels.length > 0 && !c.hfToken) {
+        p("hfToken", `required to download ${neededModels.join(", ")}: pulumi config set --secret ${PROJECT}:hfToken <token>`);
+    }
+    if (c.images.build && !c.images.registry) p("images.registry", "required when images.build is true: {server, repository, username}");
+    if (c.images.build && !c.registryPassword) p("registryPassword", `required when images.build is true: pulumi config set --secret ${PROJECT}:registryPassword <password>`);
+}
+
+/** Volume sizes against what the stages write (only claims this stack creates). */
+function checkSizes(c: RawSettings, d: Pick<Settings, "neededModels" | "trainings" | "evaluations" | "samples" | "stages">, p: Problem): void {
+    const gib = (b: number) => `${Math.ceil(b / 2 ** 30)}Gi`;
+    const check = (vol: "models" | "data" | "checkpoints", bytes: number, what: string) => {
+        const v = c.storage[vol];
+        if (v.existingClaim || bytes === 0) return;
+        if (quantityBytes(v.size) < bytes) p(`storage.${vol}.size`, `${v.size} is too small: ${what} need at least ${gib(bytes)}`);
+    };
+    check("models", d.neededModels.reduce((s, m) => s + MODEL_FACTS[m].bytes, 0), `the models ${d.neededModels.join(" + ")}`);
+    const readsChartQA = d.stages.generate || d.evaluations.length > 0 || d.samples.length > 0;
+    check("data", readsChartQA ? DATA_BYTES : 0, "the ChartQA cache and the CoT dataset");
+    check(
+        "checkpoints",
+        d.trainings.reduce((s, [, v]) => s + v.epochs * MODEL_FACTS[v.model].bytes, 0),
+        `the epochs kept (${d.trainings.map(([n, v]) => `${n}: ${v.epochs} x ${gib(MODEL_FACTS[v.model].bytes)}`).join(", ")})`,
+    );
+}
+
 /**
  * Validates raw stack config (`cot-vr:*` keys, values already JSON-decoded) and derives the settings.
- * Throws one ConfigError listing every bad field by path and what is allowed.
+ * Throws one ConfigError listing every bad field by path and what is allowed. Secret values are
+ * checked for presence and dropped: they are not part of the settings.
  */
 export function parseSettings(
     raw: Record<string, unknown>,
@@ -425,116 +535,30 @@ export function parseSettings(
     }
     const c = parsed.data;
     const problems: string[] = [];
-    const p = (path: string, msg: string) => problems.push(`${PROJECT}:${path}: ${msg}`);
+    const p: Problem = (path, msg) => problems.push(`${PROJECT}:${path}: ${msg}`);
 
-    // Secrets must be secret.
-    if (opts.secretKeys) {
-        for (const s of SECRET_KEYS) {
-            if (c[s] !== undefined && !opts.secretKeys.includes(`${PROJECT}:${s}`)) {
-                p(s, `must be set as a secret: pulumi config set --secret ${PROJECT}:${s} <value>`);
-            }
-        }
-    }
-
-    const run = c.run ?? opts.stack.toLowerCase().replace(/[^a-z0-9-]/g, "-").slice(0, 20).replace(/^-+|-+$/g, "");
-    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(run)) {
-        p("run", `the stack name "${opts.stack}" does not make a valid run name; set ${PROJECT}:run (lowercase letters, digits, '-', at most 20)`);
-    }
-
-    const st = Object.fromEntries(STAGE_NAMES.map((n) => [n, n === "teacher" ? (c.stages.teacher ?? c.stages.generate) : c.stages[n]])) as Record<StageName, boolean>;
+    checkSecrets(c, opts.secretKeys, p);
+    const run = resolveRun(c, opts.stack, p);
+    const stages = Object.fromEntries(STAGE_NAMES.map((n) => [n, n === "teacher" ? (c.stages.teacher ?? c.stages.generate) : c.stages[n]])) as Record<StageName, boolean>;
     const variants = c.train.variants;
-    const trainings = st.train ? Object.entries(variants).filter(([, v]) => v.enabled) : [];
+    const trainings = stages.train ? Object.entries(variants).filter(([, v]) => v.enabled) : [];
+    checkVariants(c, stages, p);
+    const evaluations = stages.evaluate ? modelRefs(c.evaluate.variants, "evaluate", variants, p) : [];
+    const samples = stages.sample ? modelRefs(c.sample.variants, "sample", variants, p) : [];
+    checkStageOrder(c, stages, evaluations, p);
 
-    // Variants: method and model fit, epochs.
-    for (const [name, v] of Object.entries(variants)) {
-        if (v.method === "lora" && v.model === "90b") {
-            p(`train.variants.${name}.method`, 'the 90B model fits one GPU only with "qlora"');
-        }
-        if (v.metricLogger === "wandb" && v.enabled && st.train && !c.wandbApiKey) {
-            p("wandbApiKey", `required by train.variants.${name}.metricLogger "wandb": pulumi config set --secret ${PROJECT}:wandbApiKey <key>`);
-        }
-    }
-
-    const refs = (list: string[], section: "sample" | "evaluate", enabled: boolean): ModelRef[] => {
-        if (!enabled) return [];
-        const seen = new Set<string>();
-        return list.flatMap((name, i) => {
-            if (seen.has(name)) {
-                p(`${section}.variants[${i}]`, `"${name}" is listed twice`);
-                return [];
-            }
-            seen.add(name);
-            const r = modelRef(name, variants);
-            if (!r) {
-                p(`${section}.variants[${i}]`, `"${name}" is neither base-11b, base-90b nor a train variant (${Object.keys(variants).join(", ") || "none defined"}): its fine-tune is not in the stack`);
-                return [];
-            }
-            return [r];
-        });
-    };
-    const evaluations = refs(c.evaluate.variants, "evaluate", st.evaluate);
-    const samples = refs(c.sample.variants, "sample", st.sample);
-
-    // Stage order contradictions.
-    if (st.generate && !st.teacher) p("stages.generate", "needs stages.teacher in the same update (the generator calls the teacher)");
-    if (st.report && !st.evaluate) p("stages.report", "needs stages.evaluate in the same update");
-    if (st.report && evaluations.length === 0) p("stages.report", "needs at least one evaluate.variants entry");
-
-    // Nothing in the same update may depend on a stage submitted without waiting.
-    const dependents: Record<StageName, StageName[]> = {
-        download: ["teacher", "train", "sample", "evaluate"],
-        teacher: ["generate"],
-        generate: ["train"],
-        train: ["sample", "evaluate"],
-        sample: ["report"],
-        evaluate: ["report"],
-        report: [],
-    };
-    for (const stage of STAGE_NAMES) {
-        if (!st[stage] || c.timing[stage].await) continue;
-        if (stage === "teacher") {
-            p("timing.teacher.await", "the teacher Deployment must be awaited (the generator needs it ready)");
-            continue;
-        }
-        const blocked = dependents[stage].filter((d) => st[d]);
-        if (blocked.length > 0) {
-            p(`timing.${stage}.await`, `false submits ${stage} without waiting, but ${blocked.join(", ")} in the same update would run before it finishes; disable them until a later update`);
-        }
-    }
-
-    // Models the enabled stages read.
-    const needed = new Set<ModelSize>();
-    if (st.teacher) needed.add("90b");
-    for (const [, v] of trainings) needed.add(v.model);
-    for (const r of [...evaluations, ...samples]) needed.add(r.size);
+    const needed = new Set<ModelSize>([
+        ...(stages.teacher ? ["90b" as const] : []),
+        ...trainings.map(([, v]) => v.model),
+        ...[...evaluations, ...samples].map((r) => r.size),
+    ]);
     const neededModels = MODEL_SIZES.filter((m) => needed.has(m));
-    if (st.download && neededModels.length > 0 && !c.hfToken) {
-        p("hfToken", `required to download ${neededModels.join(", ")}: pulumi config set --secret ${PROJECT}:hfToken <token>`);
-    }
-
-    if (c.images.build && !c.images.registry) p("images.registry", "required when images.build is true: {server, repository, username}");
-    if (c.images.build && !c.registryPassword) p("registryPassword", `required when images.build is true: pulumi config set --secret ${PROJECT}:registryPassword <password>`);
-
-    // Volume sizes against what the stages write (only claims this stack creates).
-    const gib = (b: number) => `${Math.ceil(b / 2 ** 30)}Gi`;
-    const checkSize = (vol: "models" | "data" | "checkpoints", bytes: number, what: string) => {
-        const v = c.storage[vol];
-        if (v.existingClaim || bytes === 0) return;
-        if (quantityBytes(v.size) < bytes) {
-            p(`storage.${vol}.size`, `${v.size} is too small: ${what} need at least ${gib(bytes)}`);
-        }
-    };
-    checkSize("models", neededModels.reduce((s, m) => s + MODEL_BYTES[m], 0), `the models ${neededModels.join(" + ")}`);
-    const readsChartQA = st.generate || evaluations.length > 0 || samples.length > 0;
-    checkSize("data", readsChartQA ? DATA_BYTES : 0, "the ChartQA cache and the CoT dataset");
-    checkSize(
-        "checkpoints",
-        trainings.reduce((s, [, v]) => s + v.epochs * EPOCH_BYTES[v.model], 0),
-        `the epochs kept (${trainings.map(([n, v]) => `${n}: ${v.epochs} x ${gib(EPOCH_BYTES[v.model])}`).join(", ")})`,
-    );
+    checkOther(c, neededModels, stages, p);
+    checkSizes(c, { neededModels, trainings, evaluations, samples, stages }, p);
 
     if (problems.length > 0) throw new ConfigError(problems, opts.source);
-    return { ...c, stages: st, stack: opts.stack, run, neededModels, evaluations, samples, trainings };
+    const { hfToken, wandbApiKey, registryPassword, ...rest } = c;
+    return { ...rest, stages, stack: opts.stack, run, neededModels, evaluations, samples, trainings };
 }
 
 /** Decodes a Pulumi config value: structured values arrive as JSON strings. */

@@ -7,10 +7,13 @@ import { Pipeline } from "./components/pipeline";
 const { settings, secrets } = loadSettings();
 const pipeline = new Pipeline("cot-vr", { settings, secrets });
 
+// What a user needs next: where the run is, the teacher's URL, each stage's Job, how to watch it.
 export const run = settings.run;
 export const namespace = pipeline.namespace;
 export const claims = pipeline.claims;
 export const teacherUrl = pipeline.teacherUrl;
+/** Job name per stage node, e.g. {"train:lora-11b": "blog-train-lora-11b-47eb7410"}. */
 export const jobs = pipeline.jobs;
 export const stages = Object.entries(settings.stages).filter(([, on]) => on).map(([k]) => k);
-export const note = pulumi.output("GPU stages run on each `pulumi up`; disable them in the stack to free GPUs, data stays on the volumes.");
+export const status = `npm run status -- --stack ${pulumi.getStack()} --watch`;
+export const logs = `kubectl logs -n ${settings.cluster.namespace} -f job/<name from jobs>`;

@@ -2,26 +2,26 @@
 // already complete, so each model is downloaded once, whichever stack or update asks first.
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
-import { MODEL_SHARDS, ModelSize } from "../config";
+import { MODEL_FACTS, ModelSize } from "../config";
+import { jobArgs, stageJob } from "./job";
 import { jobName, labels, shortHash } from "./naming";
-import { COMPLETE, modelDir } from "./paths";
-import { hfEnv, jobArgs, stageTimeouts, StageContext, storageVolumes } from "./pod";
+import { modelDir, programCommand } from "./paths";
+import { hfEnv, StageContext, storageVolumes } from "./pod";
 
 /** The container that downloads one model (safetensors shards, config.json, original/tokenizer.model). */
 export function downloadContainer(ctx: StageContext, size: ModelSize) {
     const s = ctx.settings;
-    const dest = modelDir(s, size);
     return {
         image: ctx.images.trainer,
-        command: ["python", "/opt/cotvr/download_model.py"],
+        command: programCommand("download_model.py"),
         args: [
             "--repo-id", s.models[size],
-            "--dest", dest,
+            "--dest", modelDir(s, size),
             // The original/consolidated*.pth files duplicate the safetensors weights (+100 GB for 90B).
             "--ignore", "original/consolidated*.pth",
             "--require", "config.json",
             "--require", "original/tokenizer.model",
-            "--shards", String(MODEL_SHARDS[size]),
+            "--shards", String(MODEL_FACTS[size].shards),
         ],
         env: [...hfEnv(ctx), { name: "HF_HUB_ENABLE_HF_TRANSFER", value: "1" }],
         resources: { requests: { cpu: "2", memory: "8Gi" }, limits: { memory: "8Gi" } },
@@ -32,10 +32,9 @@ export function downloadJobArgs(ctx: StageContext, size: ModelSize): k8s.batch.v
     const s = ctx.settings;
     const container = downloadContainer(ctx, size);
     const hash = shortHash("download", container.args, ctx.imageIds.trainer);
-    const name = jobName(s.run, "download", size, hash);
     const { volumes, volumeMounts } = storageVolumes(ctx, { models: "rw", data: "rw" });
     return jobArgs(ctx, {
-        name,
+        name: jobName(s.run, "download", size, hash),
         stage: "download",
         labels: labels(s.run, "download", size, hash),
         container: { ...container, volumeMounts },
@@ -45,21 +44,16 @@ export function downloadJobArgs(ctx: StageContext, size: ModelSize): k8s.batch.v
 }
 
 /** The download Job of one model. */
-export class ModelDownload extends pulumi.ComponentResource {
+export class Download extends pulumi.ComponentResource {
     public readonly job: k8s.batch.v1.Job;
-    /** Marker path that readers check. */
-    public readonly marker: string;
+    /** The Job's name: it carries the hash of everything the stage's output depends on. */
+    public readonly jobName: string;
 
     constructor(name: string, args: { ctx: StageContext; size: ModelSize }, opts?: pulumi.ComponentResourceOptions) {
-        super("cot-vr:stages:ModelDownload", name, {}, opts);
-        const { ctx, size } = args;
-        this.job = new k8s.batch.v1.Job(`${name}-job`, downloadJobArgs(ctx, size), {
-            parent: this,
-            // Components do not pass their dependsOn to children: the workload itself waits.
-            dependsOn: opts?.dependsOn,
-            customTimeouts: stageTimeouts(ctx.settings, "download"),
-        });
-        this.marker = `${modelDir(ctx.settings, size)}/${COMPLETE}`;
-        this.registerOutputs({ marker: this.marker });
+        super("cot-vr:stages:Download", name, {}, { ...opts, aliases: [{ type: "cot-vr:stages:ModelDownload" }] });
+        const { job, jobName } = stageJob(this, name, { ctx: args.ctx, stage: "download", job: () => downloadJobArgs(args.ctx, args.size) }, opts);
+        this.job = job;
+        this.jobName = jobName;
+        this.registerOutputs({ jobName });
     }
 }

@@ -10,9 +10,17 @@ export function readManifest(rel: string): string {
     return fs.readFileSync(path.join(MANIFESTS_DIR, rel), "utf8");
 }
 
-/** A template as a YAML document (comments kept), ready for `setPath`. */
+const parsed = new Map<string, YAML.Document>();
+
+/** A template as a fresh YAML document (comments kept), ready for `setPath`. Each file is read and
+ * parsed once per process; every render works on a clone. */
 export function loadTemplate(rel: string): YAML.Document {
-    return YAML.parseDocument(readManifest(rel));
+    let doc = parsed.get(rel);
+    if (!doc) {
+        doc = YAML.parseDocument(readManifest(rel));
+        parsed.set(rel, doc);
+    }
+    return doc.clone();
 }
 
 /** Sets `a.b.c` (dot path) in a document; `undefined` deletes the key. */

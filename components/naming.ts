@@ -46,3 +46,17 @@ export function labels(run: string, stage: string, variant?: string, hash?: stri
         ...(hash ? { [LABELS.hash]: hash } : {}),
     };
 }
+
+/** Deployment and Service name of the teacher. */
+export function teacherName(run: string): string {
+    return `${run}-teacher`;
+}
+
+export function teacherSelector(run: string): Record<string, string> {
+    return { [LABELS.run]: run, [LABELS.stage]: "teacher" };
+}
+
+/** OpenAI-compatible base URL of the teacher inside the cluster (what the generator calls). */
+export function teacherApiBase(run: string, namespace: string, port: number): string {
+    return `http://${teacherName(run)}.${namespace}.svc.cluster.local:${port}/v1`;
+}

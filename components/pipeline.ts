@@ -1,24 +1,28 @@
 // The whole experiment as one component: provider, namespace, secrets, volumes, and the enabled
-// stages wired into the DAG with `dependsOn`:
+// stages wired into the DAG with `dependsOn` (components/README.md draws the floor plan):
 //   downloads -> teacher -> generation -> fine-tunes -> tuned samples/evaluations -> report
 //   downloads -> base samples/evaluations -> report
 // A stage whose input came from an earlier update finds it on the volume (its program checks the
 // completion marker and fails at once if it is missing).
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
-import { ModelSize, Settings } from "../config";
-import { CotGeneration } from "./cotDataset";
-import { ModelDownload } from "./download";
-import { ModelRead } from "./evaluate";
-import { FineTune } from "./finetune";
-import { stageGraph } from "./graph";
+import { Settings } from "../config";
+import { Download } from "./download";
+import { Evaluate } from "./evaluate";
+import { Generate } from "./generate";
+import { stageGraph, StageNode } from "./graph";
+import { stageIdentities } from "./identity";
 import { configuredImages, ImageRefs, ProjectImages } from "./images";
-import { labels } from "./naming";
+import { labels, teacherApiBase } from "./naming";
 import { StageContext } from "./pod";
+import { renderRecipes } from "./recipes";
 import { Report } from "./report";
+import { Sample } from "./sample";
 import { SharedVolumes } from "./storage";
 import { Teacher } from "./teacher";
+import { Train } from "./train";
 
+/** Secret values, read beside the settings (settings.ts); stages only ever see the Secret's name. */
 export interface PipelineSecrets {
     readonly hfToken?: pulumi.Input<string>;
     readonly wandbApiKey?: pulumi.Input<string>;
@@ -27,7 +31,7 @@ export interface PipelineSecrets {
 
 export interface PipelineArgs {
     readonly settings: Settings;
-    /** Secret values (already marked secret by the caller). */
+    /** Secret values (marked secret here whatever the caller passed). */
     readonly secrets: PipelineSecrets;
 }
 
@@ -46,12 +50,18 @@ export function dockerConfigJson(server: string, username: string, password: pul
     ));
 }
 
+/** What a stage node created: the resource later nodes wait for, and its Job's name if it has one. */
+interface Built {
+    readonly resource: pulumi.Resource;
+    readonly jobName?: string;
+}
+
 export class Pipeline extends pulumi.ComponentResource {
     public readonly namespace: string;
     public readonly claims: SharedVolumes["claims"];
-    public readonly teacherUrl?: string = undefined;
-    /** Job names per stage, for `kubectl get jobs`. */
-    public readonly jobs: pulumi.Output<string>[] = [];
+    public readonly teacherUrl?: string;
+    /** Job name per stage node ("train:lora-11b" -> "blog-train-lora-11b-47eb7410"). */
+    public readonly jobs: Record<string, string> = {};
 
     constructor(name: string, args: PipelineArgs, opts?: pulumi.ComponentResourceOptions) {
         super("cot-vr:index:Pipeline", name, {}, opts);
@@ -69,7 +79,6 @@ export class Pipeline extends pulumi.ComponentResource {
             // after a hard-killed `up` adopt the Job it had already created under the same name.
             upsertExistingObjects: true,
         }, { parent: this });
-        const o = (extra?: pulumi.CustomResourceOptions): pulumi.ComponentResourceOptions => ({ parent: this, providers: { kubernetes: provider }, ...extra });
 
         // Namespace: created ones are kept on destroy, since deleting a namespace deletes its volumes.
         let ns: pulumi.Input<string> = s.cluster.namespace;
@@ -80,8 +89,9 @@ export class Pipeline extends pulumi.ComponentResource {
             ns = nsRes.metadata.name;
         }
         this.namespace = s.cluster.namespace;
+        this.teacherUrl = s.stages.teacher ? teacherApiBase(s.run, s.cluster.namespace, s.teacher.port) : undefined;
 
-        const volumes = new SharedVolumes(`${name}-volumes`, { settings: s, namespace: ns }, o());
+        const volumes = new SharedVolumes(`${name}-volumes`, { settings: s, namespace: ns }, { parent: this, providers: { kubernetes: provider } });
         this.claims = volumes.claims;
 
         const secret = new k8s.core.v1.Secret(`${name}-secrets`, {
@@ -103,6 +113,8 @@ export class Pipeline extends pulumi.ComponentResource {
             pullSecrets.push(pull.metadata.name);
         }
 
+        // Every config rendered once, every identity computed once, for all stages of this update.
+        const recipes = renderRecipes(s);
         const ctx: StageContext = {
             settings: s,
             namespace: ns,
@@ -111,60 +123,42 @@ export class Pipeline extends pulumi.ComponentResource {
             images: images.refs,
             imageIds: images.ids,
             imagePullSecrets: pullSecrets,
+            recipes,
+            ids: stageIdentities(s, recipes, images.ids),
         };
-        // Stages in DAG order (Map insertion order is topological); each waits for its graph edges.
-        const nodes = new Map<string, pulumi.Resource>();
-        const after = (id: string) => o({ dependsOn: graph.get(id)!.map((d) => nodes.get(d)!) });
-        const graph = stageGraph(s);
-        const jobs: k8s.batch.v1.Job[] = [];
-        const reads: ModelRead[] = [];
-        for (const id of graph.keys()) {
-            const [kind, arg] = id.split(":");
-            switch (kind) {
-                case "download": {
-                    const size = arg as ModelSize;
-                    const d = new ModelDownload(`${name}-download-${size}`, { ctx, size }, after(id));
-                    nodes.set(id, d.job);
-                    jobs.push(d.job);
-                    break;
-                }
-                case "teacher": {
-                    const t = new Teacher(`${name}-teacher`, ctx, after(id));
-                    this.teacherUrl = t.apiBase;
-                    nodes.set(id, t.service);
-                    break;
-                }
-                case "generate": {
-                    const g = new CotGeneration(`${name}-generate`, ctx, after(id));
-                    nodes.set(id, g.job);
-                    jobs.push(g.job);
-                    break;
-                }
-                case "train": {
-                    const f = new FineTune(`${name}-train-${arg}`, { ctx, variant: arg, settings: s.train.variants[arg] }, after(id));
-                    nodes.set(id, f.job);
-                    jobs.push(f.job);
-                    break;
-                }
-                case "sample":
-                case "evaluate": {
-                    const list = kind === "sample" ? s.samples : s.evaluations;
-                    const model = list.find((r) => r.name === arg)!;
-                    const r = new ModelRead(`${name}-${kind === "sample" ? "sample" : "eval"}-${arg}`, { ctx, stage: kind, model }, after(id));
-                    nodes.set(id, r.job);
-                    jobs.push(r.job);
-                    reads.push(r);
-                    break;
-                }
-                case "report": {
-                    const rep = new Report(`${name}-report`, { ctx, inputs: reads }, after(id));
-                    nodes.set(id, rep.job);
-                    break;
-                }
-            }
-        }
 
-        this.jobs = jobs.map((j) => j.metadata.name);
+        // Stages in DAG order; each waits for its graph edges.
+        const built = new Map<string, Built>();
+        for (const node of stageGraph(s)) {
+            const opts = { parent: this, providers: { kubernetes: provider }, dependsOn: node.deps.map((d) => built.get(d)!.resource) };
+            const b = this.stage(name, node, ctx, built, opts);
+            built.set(node.id, b);
+            if (b.jobName) this.jobs[node.id] = b.jobName;
+        }
         this.registerOutputs({ namespace: this.namespace, claims: this.claims, teacherUrl: this.teacherUrl, jobs: this.jobs });
     }
+
+    /** The component of one stage node. */
+    private stage(name: string, node: StageNode, ctx: StageContext, built: Map<string, Built>, opts: pulumi.ComponentResourceOptions): Built {
+        switch (node.kind) {
+            case "download":
+                return jobOf(new Download(`${name}-download-${node.size}`, { ctx, size: node.size }, opts));
+            case "teacher":
+                return { resource: new Teacher(`${name}-teacher`, ctx, opts).service };
+            case "generate":
+                return jobOf(new Generate(`${name}-generate`, ctx, opts));
+            case "train":
+                return jobOf(new Train(`${name}-train-${node.variant}`, { ctx, variant: node.variant, train: node.train }, opts));
+            case "sample":
+                return jobOf(new Sample(`${name}-sample-${node.model.name}`, { ctx, model: node.model }, opts));
+            case "evaluate":
+                return jobOf(new Evaluate(`${name}-eval-${node.model.name}`, { ctx, model: node.model }, opts));
+            case "report":
+                return jobOf(new Report(`${name}-report`, { ctx, inputs: node.deps.map((d) => built.get(d)!.jobName!) }, opts));
+        }
+    }
+}
+
+function jobOf(stage: { job: pulumi.Resource; jobName: string }): Built {
+    return { resource: stage.job, jobName: stage.jobName };
 }

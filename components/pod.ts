@@ -1,18 +1,17 @@
-// Pod-spec helpers shared by every stage: volumes, secret env, GPU requests, the ROCm pod settings and
-// the Job skeleton. Pure functions returning plain Kubernetes argument objects.
+// Pod-spec helpers shared by every stage: what a stage receives (StageContext), volumes, secret env,
+// GPU requests and the ROCm pod settings. Pure functions returning plain Kubernetes argument objects.
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
-import { durationSeconds, Settings, StageName } from "../config";
-import { HF_HOME, MOUNTS } from "./paths";
+import { Settings } from "../config";
+import { Identities, ImageIds } from "./identity";
+import { HF_HOME, MOUNTS, VOLUME_NAMES, VolumeName } from "./paths";
+import { Recipes } from "./recipes";
 
 type Input<T> = pulumi.Input<T>;
 type PodSpec = k8s.types.input.core.v1.PodSpec;
-type Container = k8s.types.input.core.v1.Container;
 type Volume = k8s.types.input.core.v1.Volume;
 type VolumeMount = k8s.types.input.core.v1.VolumeMount;
 type EnvVar = k8s.types.input.core.v1.EnvVar;
-
-export type VolumeName = "models" | "data" | "checkpoints" | "results";
 
 /** Claim names of the shared volumes (created by SharedVolumes or existing ones). */
 export type ClaimNames = Record<VolumeName, Input<string>>;
@@ -27,9 +26,13 @@ export interface StageContext {
     /** Image references (pushed digests when images are built). */
     readonly images: { trainer: Input<string>; datagen: Input<string>; vllm: Input<string> };
     /** Plain identities of the images (config ref, or repo:content-hash when built), for Job hashes. */
-    readonly imageIds: { trainer: string; datagen: string; vllm: string };
+    readonly imageIds: ImageIds;
     /** Pull secrets: the stack's plus the registry secret when images are built. */
     readonly imagePullSecrets: Input<string>[];
+    /** Every config of this update, rendered once. */
+    readonly recipes: Recipes;
+    /** Output identities of every stage (dataset, fine-tunes, models read). */
+    readonly ids: Identities;
 }
 
 /** Volumes and mounts for the shared claims a container uses, plus its ConfigMap and /dev/shm. */
@@ -40,7 +43,7 @@ export function storageVolumes(
 ): { volumes: Volume[]; volumeMounts: VolumeMount[] } {
     const volumes: Volume[] = [];
     const volumeMounts: VolumeMount[] = [];
-    for (const name of ["models", "data", "checkpoints", "results"] as VolumeName[]) {
+    for (const name of VOLUME_NAMES) {
         const mode = use[name];
         if (!mode) continue;
         volumes.push({ name, persistentVolumeClaim: { claimName: ctx.claims[name] } });
@@ -101,73 +104,6 @@ export function gpuPodFields(s: Settings): Partial<PodSpec> {
 /** Container security for GPU containers (ROCm debuggers and RCCL use ptrace). */
 export const GPU_CONTAINER_SECURITY = { capabilities: { add: ["SYS_PTRACE"] } };
 
-/** Exit codes of this project's programs that mean "bad input": retrying cannot help. */
-export const FATAL_EXIT_CODES = [2, 3, 4, 5, 6];
-
-export interface JobSpecInput {
-    readonly name: string;
-    readonly stage: StageName;
-    readonly labels: Record<string, string>;
-    readonly container: Omit<Container, "name">;
-    readonly volumes: Volume[];
-    /** GPU pods get the ROCm pod fields. */
-    readonly gpu: boolean;
-    readonly serviceAccountName?: Input<string>;
-}
-
 export function pullSecretRefs(ctx: StageContext) {
     return ctx.imagePullSecrets.length ? ctx.imagePullSecrets.map((name) => ({ name })) : undefined;
-}
-
-/** Seconds `pulumi up` waits for a stage; also the Job's activeDeadlineSeconds. */
-export function stageTimeoutSeconds(s: Settings, stage: StageName): number {
-    return durationSeconds(s.timing[stage].timeout);
-}
-
-/**
- * A Job that runs once: no TTL (a TTL-deleted Job is re-created, i.e. re-run, by the next `up`),
- * bounded by activeDeadlineSeconds, failing at once on bad-input exit codes, and not counting
- * evictions or node loss (DisruptionTarget) against its retries.
- */
-export function jobArgs(ctx: StageContext, j: JobSpecInput): k8s.batch.v1.JobArgs {
-    const s = ctx.settings;
-    const timing = s.timing[j.stage];
-    const timeout = stageTimeoutSeconds(s, j.stage);
-    const annotations: Record<string, string> = { "pulumi.com/timeoutSeconds": String(timeout) };
-    if (timing.await) {
-        // A Job that failed at the last update is re-created by the next one.
-        annotations["pulumi.com/replaceUnready"] = "true";
-    } else {
-        annotations["pulumi.com/skipAwait"] = "true";
-    }
-    return {
-        metadata: { name: j.name, namespace: ctx.namespace, labels: j.labels, annotations },
-        spec: {
-            backoffLimit: timing.retries,
-            activeDeadlineSeconds: timeout,
-            podFailurePolicy: {
-                rules: [
-                    { action: "FailJob", onExitCodes: { containerName: "main", operator: "In", values: FATAL_EXIT_CODES } },
-                    { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
-                ],
-            },
-            template: {
-                metadata: { labels: j.labels },
-                spec: {
-                    restartPolicy: "Never",
-                    serviceAccountName: j.serviceAccountName,
-                    imagePullSecrets: pullSecretRefs(ctx),
-                    ...(j.gpu ? gpuPodFields(s) : {}),
-                    containers: [{ ...j.container, name: "main", imagePullPolicy: s.images.pullPolicy }],
-                    volumes: j.volumes,
-                },
-            },
-        },
-    };
-}
-
-/** customTimeouts of a stage's workload: the stage's timeout, never the provider's 10-minute default. */
-export function stageTimeouts(s: Settings, stage: StageName): pulumi.CustomTimeouts {
-    const t = `${Math.ceil(stageTimeoutSeconds(s, stage) / 60)}m`;
-    return { create: t, update: t };
 }

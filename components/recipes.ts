@@ -1,12 +1,15 @@
-// torchtune 0.6.1 recipe configs rendered from the upstream templates in manifests/torchtune/ with the
-// stack's settings. Paths come from paths.ts, so a fine-tune and the evaluation that reads it agree.
-import { MODEL_SHARDS, ModelRef, ModelSize, Settings, TrainVariant } from "../config";
+// Every config a stage mounts, rendered from the upstream templates in manifests/ with the stack's
+// settings: torchtune 0.6.1 recipe configs and the synthetic-data-kit config. Paths come from
+// paths.ts, so a fine-tune and the evaluation that reads it agree. `renderRecipes` renders each
+// once per update; stages and identities read the result.
+import { MODEL_FACTS, ModelRef, ModelSize, Settings, TrainVariant } from "../config";
 import { readManifest, renderTemplate } from "./manifests";
-import { checkpointOf, datasetDir, modelDir, trainOutputDir } from "./paths";
+import { teacherApiBase } from "./naming";
+import { checkpointOf, datasetDir, modelDir, SCRATCH, trainOutputDir } from "./paths";
 
 /** `max_filename` must stay a string: an unquoted 00037 would be read as the integer 37. */
 export function maxFilename(size: ModelSize): string {
-    return String(MODEL_SHARDS[size]).padStart(5, "0");
+    return String(MODEL_FACTS[size].shards).padStart(5, "0");
 }
 
 export function tokenizerPath(s: Settings, size: ModelSize): string {
@@ -93,9 +96,6 @@ function modelOverrides(s: Settings, ref: ModelRef) {
     };
 }
 
-/** Where sample.py writes the image it takes from the dataset row. */
-export const SAMPLE_IMAGE_PATH = "/tmp/cotvr/sample-image.png";
-
 export function chartqaSystemPrompt(s: Settings): string {
     return s.sample.systemPrompt ?? readManifest("prompts/chartqa-system.txt").trimEnd();
 }
@@ -104,10 +104,10 @@ export function chartqaSystemPrompt(s: Settings): string {
 export function generationConfig(s: Settings, ref: ModelRef): string {
     const x = s.sample;
     return renderTemplate("torchtune/11B_generation_v2.yaml", {
-        output_dir: "/tmp/cotvr/generate",
+        output_dir: SCRATCH.generate,
         ...modelOverrides(s, ref),
         "prompt.system": chartqaSystemPrompt(s),
-        "prompt.user.image": x.imagePath ?? SAMPLE_IMAGE_PATH,
+        "prompt.user.image": x.imagePath ?? SCRATCH.sampleImage,
         "prompt.user.text": x.question,
         max_new_tokens: x.maxNewTokens,
         temperature: x.temperature,
@@ -119,7 +119,7 @@ export function generationConfig(s: Settings, ref: ModelRef): string {
 export function evaluationConfig(s: Settings, ref: ModelRef): string {
     const e = s.evaluate;
     return renderTemplate("torchtune/11B_evaluation.yaml", {
-        output_dir: "/tmp/cotvr/eval",
+        output_dir: SCRATCH.eval,
         ...modelOverrides(s, ref),
         tasks: e.tasks,
         limit: e.limit ?? null,
@@ -127,4 +127,48 @@ export function evaluationConfig(s: Settings, ref: ModelRef): string {
         batch_size: 1,
         max_seq_length: e.maxSeqLength,
     });
+}
+
+export const SDK_TEMPLATE = "synthetic-data-kit/config.yaml";
+
+/**
+ * The synthetic-data-kit config. The model name is the teacher's served name (vLLM answers 404 to any
+ * other name, and synthetic-data-kit would then write "ERROR: ..." labels instead of failing).
+ */
+export function sdkConfig(s: Settings): string {
+    const g = s.generate;
+    return renderTemplate(SDK_TEMPLATE, {
+        "api-endpoint.api_base": teacherApiBase(s.run, s.cluster.namespace, s.teacher.port),
+        "api-endpoint.model": s.teacher.servedModelName,
+        "api-endpoint.max_retries": g.maxRetries,
+        "api-endpoint.retry_delay": g.retryDelay,
+        "generation.temperature": g.temperature,
+        "generation.top_p": g.topP,
+        "generation.max_tokens": g.maxTokens,
+        "generation.batch_size": g.batchSize,
+        input_split: g.inputSplit,
+        output_split: g.outputSplit,
+        ...(g.prompt ? { prompt: g.prompt } : {}),
+    });
+}
+
+/** Every rendered config of an update, by stage and variant/model name. */
+export interface Recipes {
+    /** synthetic-data-kit config of the generation (rendered even without generation: the dataset's identity). */
+    readonly sdk: string;
+    /** train.yaml of every defined train variant (a disabled one still names the checkpoints its readers read). */
+    readonly train: Readonly<Record<string, string>>;
+    /** generate.yaml of every sampled model. */
+    readonly sample: Readonly<Record<string, string>>;
+    /** eval.yaml of every evaluated model. */
+    readonly evaluate: Readonly<Record<string, string>>;
+}
+
+export function renderRecipes(s: Settings): Recipes {
+    return {
+        sdk: sdkConfig(s),
+        train: Object.fromEntries(Object.entries(s.train.variants).map(([n, v]) => [n, trainConfig(s, n, v)])),
+        sample: Object.fromEntries(s.samples.map((r) => [r.name, generationConfig(s, r)])),
+        evaluate: Object.fromEntries(s.evaluations.map((r) => [r.name, evaluationConfig(s, r)])),
+    };
 }

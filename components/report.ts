@@ -4,9 +4,12 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
+import { jobArgs, stageJob } from "./job";
 import { jobName, labels, LABELS, shortHash } from "./naming";
-import { resultsDir } from "./paths";
-import { jobArgs, stageTimeouts, StageContext, storageVolumes } from "./pod";
+import { configFile, programCommand, reportDirs } from "./paths";
+import { StageContext, storageVolumes } from "./pod";
+
+const CONFIG_KEY = "report.json";
 
 /** What report.py reads besides the evaluation JSONs. */
 export function reportSpec(s: Settings) {
@@ -26,15 +29,16 @@ export function reportSpec(s: Settings) {
 }
 
 export function reportArgs(s: Settings): string[] {
-    const dir = resultsDir(s);
-    return ["--eval-dir", `${dir}/eval`, "--spec", "/etc/cotvr/report.json", "--namespace", s.cluster.namespace, "--run", s.run, "--out", `${dir}/report`];
+    const d = reportDirs(s);
+    return ["--eval-dir", d.evalDir, "--spec", configFile(CONFIG_KEY), "--namespace", s.cluster.namespace, "--run", s.run, "--out", d.out];
 }
 
 export class Report extends pulumi.ComponentResource {
     public readonly job: k8s.batch.v1.Job;
+    public readonly jobName: string;
 
-    /** `inputs`: the evaluation (and sample) Jobs of this update, by resource and by name. */
-    constructor(name: string, args: { ctx: StageContext; inputs: { job: pulumi.Resource; jobName: string }[] }, opts?: pulumi.ComponentResourceOptions) {
+    /** `inputs`: Job names of the samples and evaluations of this update (they carry their hashes). */
+    constructor(name: string, args: { ctx: StageContext; inputs: string[] }, opts?: pulumi.ComponentResourceOptions) {
         super("cot-vr:stages:Report", name, {}, opts);
         const { ctx } = args;
         const s = ctx.settings;
@@ -53,33 +57,34 @@ export class Report extends pulumi.ComponentResource {
             subjects: [{ kind: "ServiceAccount", name: sa.metadata.name, namespace: ctx.namespace }],
         }, { parent: this });
         const specJson = JSON.stringify(reportSpec(s), null, 2);
-        const cm = new k8s.core.v1.ConfigMap(`${name}-config`, {
-            metadata: { namespace: ctx.namespace, labels: lbl },
-            data: { "report.json": specJson },
-        }, { parent: this });
-        // The report re-runs whenever an evaluation it reads was replaced (their names carry their hashes).
-        const hash = shortHash("report", specJson, ctx.imageIds.trainer, args.inputs.map((i) => i.jobName));
-        const { volumes, volumeMounts } = storageVolumes(ctx, { results: "rw" }, { configMap: cm.metadata.name });
-        const jargs = jobArgs(ctx, {
-            name: jobName(s.run, "report", undefined, hash),
+        // The report re-runs whenever an evaluation it reads was replaced.
+        const hash = shortHash("report", specJson, ctx.imageIds.trainer, args.inputs);
+        const created = stageJob(this, name, {
+            ctx,
             stage: "report",
-            labels: labels(s.run, "report", undefined, hash),
-            container: {
-                image: ctx.images.trainer,
-                command: ["python", "/opt/cotvr/report.py"],
-                args: reportArgs(s),
-                resources: { requests: { cpu: "1", memory: "2Gi" }, limits: { memory: "2Gi" } },
-                volumeMounts,
+            config: { labels: lbl, data: { [CONFIG_KEY]: specJson } },
+            extraDependsOn: [binding],
+            job: (cm) => {
+                const { volumes, volumeMounts } = storageVolumes(ctx, { results: "rw" }, { configMap: cm });
+                return jobArgs(ctx, {
+                    name: jobName(s.run, "report", undefined, hash),
+                    stage: "report",
+                    labels: labels(s.run, "report", undefined, hash),
+                    container: {
+                        image: ctx.images.trainer,
+                        command: programCommand("report.py"),
+                        args: reportArgs(s),
+                        resources: { requests: { cpu: "1", memory: "2Gi" }, limits: { memory: "2Gi" } },
+                        volumeMounts,
+                    },
+                    volumes,
+                    gpu: false,
+                    serviceAccountName: sa.metadata.name,
+                });
             },
-            volumes,
-            gpu: false,
-            serviceAccountName: sa.metadata.name,
-        });
-        this.job = new k8s.batch.v1.Job(`${name}-job`, jargs, {
-            parent: this,
-            dependsOn: [...args.inputs.map((i) => i.job), binding],
-            customTimeouts: stageTimeouts(s, "report"),
-        });
-        this.registerOutputs({});
+        }, opts);
+        this.job = created.job;
+        this.jobName = created.jobName;
+        this.registerOutputs({ jobName: this.jobName });
     }
 }

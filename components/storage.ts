@@ -4,9 +4,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
 import { labels } from "./naming";
-import { ClaimNames, VolumeName } from "./pod";
-
-export const VOLUME_NAMES: VolumeName[] = ["models", "data", "checkpoints", "results"];
+import { VOLUME_NAMES, VolumeName } from "./paths";
+import { ClaimNames } from "./pod";
 
 /** Claim name of a volume this stack creates: `<run>-<volume>`. */
 export function claimName(s: Settings, v: VolumeName): string {

@@ -3,24 +3,12 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
-import { labels, LABELS } from "./naming";
+import { stageTimeouts } from "./job";
+import { labels, teacherName, teacherSelector } from "./naming";
 import { modelDir } from "./paths";
-import { GPU_CONTAINER_SECURITY, gpuPodFields, pullSecretRefs, stageTimeouts, resources, stageTimeoutSeconds, StageContext, storageVolumes } from "./pod";
+import { GPU_CONTAINER_SECURITY, gpuPodFields, pullSecretRefs, resources, StageContext, storageVolumes } from "./pod";
 
 export const TEACHER_PORT_NAME = "http";
-
-export function teacherName(s: Settings): string {
-    return `${s.run}-teacher`;
-}
-
-export function teacherSelector(s: Settings): Record<string, string> {
-    return { [LABELS.run]: s.run, [LABELS.stage]: "teacher" };
-}
-
-/** OpenAI-compatible base URL of the teacher inside the cluster. */
-export function teacherApiBase(s: Settings): string {
-    return `http://${teacherName(s)}.${s.cluster.namespace}.svc.cluster.local:${s.teacher.port}/v1`;
-}
 
 /** `vllm serve` arguments. The rocm/vllm images have no entrypoint, so the command is explicit. */
 export function teacherArgs(s: Settings): string[] {
@@ -41,20 +29,20 @@ export function teacherArgs(s: Settings): string[] {
 export function teacherDeploymentArgs(ctx: StageContext): k8s.apps.v1.DeploymentArgs {
     const s = ctx.settings;
     const t = s.teacher;
-    const name = teacherName(s);
+    const name = teacherName(s.run);
     const lbl = labels(s.run, "teacher");
     const { volumes, volumeMounts } = storageVolumes(ctx, { models: "ro" }, { shmSize: t.shmSize });
     // Loading 165 GiB of weights takes long: the startup probe allows the whole teacher timeout,
     // after which readiness on /health decides.
     const period = 10;
-    const startupFailures = Math.max(1, Math.ceil(stageTimeoutSeconds(s, "teacher") / period));
+    const startupFailures = Math.max(1, Math.ceil(s.timing.teacher.timeout / period));
     return {
         metadata: { name, namespace: ctx.namespace, labels: lbl },
         spec: {
             replicas: 1,
             // Never two teachers on GPUs at once: the old pod goes before the new one starts.
             strategy: { type: "Recreate" },
-            selector: { matchLabels: teacherSelector(s) },
+            selector: { matchLabels: teacherSelector(s.run) },
             template: {
                 metadata: { labels: lbl },
                 spec: {
@@ -85,9 +73,9 @@ export function teacherDeploymentArgs(ctx: StageContext): k8s.apps.v1.Deployment
 export function teacherServiceArgs(ctx: StageContext): k8s.core.v1.ServiceArgs {
     const s = ctx.settings;
     return {
-        metadata: { name: teacherName(s), namespace: ctx.namespace, labels: labels(s.run, "teacher") },
+        metadata: { name: teacherName(s.run), namespace: ctx.namespace, labels: labels(s.run, "teacher") },
         spec: {
-            selector: teacherSelector(s),
+            selector: teacherSelector(s.run),
             ports: [{ name: TEACHER_PORT_NAME, port: s.teacher.port, targetPort: TEACHER_PORT_NAME }],
         },
     };
@@ -96,8 +84,6 @@ export function teacherServiceArgs(ctx: StageContext): k8s.core.v1.ServiceArgs {
 export class Teacher extends pulumi.ComponentResource {
     public readonly deployment: k8s.apps.v1.Deployment;
     public readonly service: k8s.core.v1.Service;
-    /** OpenAI-compatible base URL, e.g. http://blog-teacher.cot-vr.svc.cluster.local:8000/v1 */
-    public readonly apiBase: string;
 
     constructor(name: string, ctx: StageContext, opts?: pulumi.ComponentResourceOptions) {
         super("cot-vr:stages:Teacher", name, {}, opts);
@@ -112,7 +98,6 @@ export class Teacher extends pulumi.ComponentResource {
             parent: this,
             dependsOn: [this.deployment],
         });
-        this.apiBase = teacherApiBase(ctx.settings);
-        this.registerOutputs({ apiBase: this.apiBase });
+        this.registerOutputs({});
     }
 }

@@ -6,7 +6,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { parseArgs } from "util";
 import * as YAML from "yaml";
-import { ConfigError } from "../config";
+import { ConfigError, PROJECT } from "../config";
 import { kubernetesObjects, runPipeline } from "./mockrun";
 import { readStackFile, REDACTED, stackFilePath, stackSettings } from "./stackfile";
 
@@ -69,7 +69,9 @@ async function main(): Promise<number> {
         console.error(`note: ${p} is not set in ${path.basename(file)}; rendered as ${REDACTED}. pulumi up requires it (pulumi config set --secret ${p} ...).`);
     }
     const st = result.settings;
-    const secrets = { hfToken: st.hfToken, wandbApiKey: st.wandbApiKey, registryPassword: st.registryPassword };
+    // A shipped stack file holds no secret values: what is set renders as the placeholder.
+    const secretOf = (k: string) => (stackFile.secretKeys.includes(`${PROJECT}:${k}`) || result.placeholders.includes(`${PROJECT}:${k}`) ? REDACTED : undefined);
+    const secrets = { hfToken: secretOf("hfToken"), wandbApiKey: secretOf("wandbApiKey"), registryPassword: secretOf("registryPassword") };
     const objects = kubernetesObjects(await runPipeline(st, secrets));
     const secretValues = stackFile.secretKeys.map((k) => stackFile.config[k]);
     fs.mkdirSync(values.out, { recursive: true });

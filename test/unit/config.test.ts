@@ -72,7 +72,12 @@ describe("bad stack files fail with every bad field named", () => {
         expect(() => parseSettings({}, { stack: "blog", secretKeys: [] })).toThrow(/cot-vr:hfToken: required to download 11b, 90b: pulumi config set --secret/);
         expect(problems({}, [])).toEqual(["cot-vr:hfToken: must be set as a secret: pulumi config set --secret cot-vr:hfToken <value>"]);
         // Without downloads nothing needs the token.
-        expect(parseSettings({ stages: { download: false } }, { stack: "blog", secretKeys: [] }).hfToken).toBeUndefined();
+        expect(() => parseSettings({ stages: { download: false } }, { stack: "blog", secretKeys: [] })).not.toThrow();
+    });
+    it("keeps secret values out of the settings: they travel beside them", () => {
+        const s = parseSettings({ hfToken: TOKEN }, { stack: "blog", secretKeys: ["cot-vr:hfToken"] });
+        expect(s).not.toHaveProperty("hfToken");
+        expect(JSON.stringify(s)).not.toContain(TOKEN);
     });
     it("rejects a tuned evaluation whose fine-tune is not in the stack", () => {
         expect(problems({ evaluate: { variants: ["base-11b", "lora-11b-r64"] } })).toEqual([

@@ -1,14 +1,20 @@
 // Shared test helpers: settings from a config object, the pipeline's objects under mocks.
-import { parseSettings, Settings } from "../../config";
+import { parseSettings, SECRET_KEYS, Settings } from "../../config";
+import type { PipelineSecrets } from "../../components/pipeline";
 import { kubernetesObjects, Registered, runPipeline } from "../../scripts/mockrun";
 
 export const TOKEN = "hf_test_secret_token_value";
 
+/** The secret values given with each settings object: settings never carry them, the Pipeline gets them beside. */
+const secretsOf = new WeakMap<Settings, PipelineSecrets>();
+
 /** Settings from raw `cot-vr:*` values (the token set as a secret unless given). */
 export function settings(raw: Record<string, unknown> = {}, stack = "blog"): Settings {
-    const withToken = { hfToken: TOKEN, ...raw };
-    const secretKeys = Object.keys(withToken).filter((k) => ["hfToken", "wandbApiKey", "registryPassword"].includes(k)).map((k) => `cot-vr:${k}`);
-    return parseSettings(withToken, { stack, secretKeys });
+    const withToken: Record<string, unknown> = { hfToken: TOKEN, ...raw };
+    const keys = SECRET_KEYS.filter((k) => withToken[k] !== undefined);
+    const s = parseSettings(withToken, { stack, secretKeys: keys.map((k) => `cot-vr:${k}`) });
+    secretsOf.set(s, Object.fromEntries(keys.map((k) => [k, withToken[k] as string])));
+    return s;
 }
 
 export interface Rendered {
@@ -21,7 +27,7 @@ export interface Rendered {
 }
 
 export async function render(s: Settings): Promise<Rendered> {
-    const reg = await runPipeline(s, { hfToken: s.hfToken, wandbApiKey: s.wandbApiKey, registryPassword: s.registryPassword });
+    const reg = await runPipeline(s, secretsOf.get(s) ?? {});
     const objects = kubernetesObjects(reg);
     const byKind = (kind: string) => objects.filter((o) => o.kind === kind);
     const job = (stage: string, variant?: string) => {

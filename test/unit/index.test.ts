@@ -37,6 +37,12 @@ describe("index.ts", () => {
         const mod = await runIndex({ "cot-vr:hfToken": "hf_ok", "cot-vr:generate": JSON.stringify({ limit: 4 }) }, ["cot-vr:hfToken"]);
         expect(mod.run).toBe("blog");
         expect(mod.stages).toEqual(["download", "teacher", "generate", "train", "sample", "evaluate", "report"]);
+        // Outputs name what a user needs next: namespace, teacher, each stage's Job, the status command.
+        expect(mod.namespace).toBe("cot-vr");
+        expect(mod.teacherUrl).toBe("http://blog-teacher.cot-vr.svc.cluster.local:8000/v1");
+        expect(mod.jobs["train:lora-11b"]).toMatch(/^blog-train-lora-11b-[0-9a-f]{8}$/);
+        expect(Object.keys(mod.jobs)).toContain("report");
+        expect(mod.status).toBe("npm run status -- --stack blog --watch");
         await new Promise((r) => setTimeout(r, 200));
         expect(registered).toContain("kubernetes:batch/v1:Job");
     });

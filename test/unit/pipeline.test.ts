@@ -1,12 +1,16 @@
 // The stage DAG, re-run visibility (names carry hashes) and the report's inputs.
 import { describe, expect, it } from "vitest";
 import { stageGraph } from "../../components/graph";
+import { Settings } from "../../config";
+
+/** The DAG as `{ id: deps }`. */
+const edges = (s: Settings) => Object.fromEntries(stageGraph(s).map((n) => [n.id, n.deps]));
 import { reportSpec } from "../../components/report";
 import { argOf, container, render, settings } from "./helpers";
 
 describe("stage DAG", () => {
     it("orders downloads -> teacher -> generation -> fine-tunes -> tuned reads -> report; base reads after downloads", () => {
-        const g = Object.fromEntries(stageGraph(settings()));
+        const g = edges(settings());
         expect(g).toEqual({
             "download:11b": [],
             "download:90b": [],
@@ -26,17 +30,24 @@ describe("stage DAG", () => {
         });
     });
     it("drops edges to stages that an earlier update ran: their Jobs check the volume instead", () => {
-        const g = Object.fromEntries(stageGraph(settings({ stages: { download: false, teacher: false, generate: false } })));
+        const g = edges(settings({ stages: { download: false, teacher: false, generate: false } }));
         expect(g["train:lora-11b"]).toEqual([]);
         expect(g["evaluate:base-90b"]).toEqual([]);
         expect(g).not.toHaveProperty("teacher");
     });
     it("lists nodes in an order where every dependency comes first", () => {
         const seen = new Set<string>();
-        for (const [id, deps] of stageGraph(settings())) {
-            for (const d of deps) expect(seen.has(d)).toBe(true);
-            seen.add(id);
+        for (const n of stageGraph(settings())) {
+            for (const d of n.deps) expect(seen.has(d)).toBe(true);
+            seen.add(n.id);
         }
+    });
+    it("carries what each stage works on, typed: no ids to parse again", () => {
+        const nodes = stageGraph(settings());
+        const train = nodes.find((n) => n.id === "train:qlora-90b");
+        expect(train).toMatchObject({ kind: "train", variant: "qlora-90b", train: { model: "90b", method: "qlora" } });
+        expect(nodes.find((n) => n.id === "evaluate:lora-11b")).toMatchObject({ kind: "evaluate", model: { name: "lora-11b", size: "11b", trainVariant: "lora-11b" } });
+        expect(nodes.find((n) => n.id === "download:90b")).toMatchObject({ kind: "download", size: "90b" });
     });
 });
 

@@ -1,0 +1,110 @@
+// How every stage runs: its rendered configs in an auto-named ConfigMap and one Job that mounts it,
+// waits for the stage's DAG edges and is awaited as long as the stage's timeout. The Job skeleton
+// (no TTL, deadline, failure policy) is here too, so all stages run Jobs the same way.
+import * as pulumi from "@pulumi/pulumi";
+import * as k8s from "@pulumi/kubernetes";
+import { Settings, StageName } from "../config";
+import { gpuPodFields, pullSecretRefs, StageContext } from "./pod";
+
+type Container = k8s.types.input.core.v1.Container;
+type Volume = k8s.types.input.core.v1.Volume;
+
+/** Exit codes of this project's programs that mean "bad input": retrying cannot help. */
+export const FATAL_EXIT_CODES = [2, 3, 4, 5, 6];
+
+export interface JobSpecInput {
+    readonly name: string;
+    readonly stage: StageName;
+    readonly labels: Record<string, string>;
+    readonly container: Omit<Container, "name">;
+    readonly volumes: Volume[];
+    /** GPU pods get the ROCm pod fields. */
+    readonly gpu: boolean;
+    readonly serviceAccountName?: pulumi.Input<string>;
+}
+
+/**
+ * A Job that runs once: no TTL (a TTL-deleted Job is re-created, i.e. re-run, by the next `up`),
+ * bounded by activeDeadlineSeconds, failing at once on bad-input exit codes, and not counting
+ * evictions or node loss (DisruptionTarget) against its retries.
+ */
+export function jobArgs(ctx: StageContext, j: JobSpecInput): k8s.batch.v1.JobArgs {
+    const s = ctx.settings;
+    const timing = s.timing[j.stage];
+    const annotations: Record<string, string> = { "pulumi.com/timeoutSeconds": String(timing.timeout) };
+    if (timing.await) {
+        // A Job that failed at the last update is re-created by the next one.
+        annotations["pulumi.com/replaceUnready"] = "true";
+    } else {
+        annotations["pulumi.com/skipAwait"] = "true";
+    }
+    return {
+        metadata: { name: j.name, namespace: ctx.namespace, labels: j.labels, annotations },
+        spec: {
+            backoffLimit: timing.retries,
+            activeDeadlineSeconds: timing.timeout,
+            podFailurePolicy: {
+                rules: [
+                    { action: "FailJob", onExitCodes: { containerName: "main", operator: "In", values: FATAL_EXIT_CODES } },
+                    { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
+                ],
+            },
+            template: {
+                metadata: { labels: j.labels },
+                spec: {
+                    restartPolicy: "Never",
+                    serviceAccountName: j.serviceAccountName,
+                    imagePullSecrets: pullSecretRefs(ctx),
+                    ...(j.gpu ? gpuPodFields(s) : {}),
+                    containers: [{ ...j.container, name: "main", imagePullPolicy: s.images.pullPolicy }],
+                    volumes: j.volumes,
+                },
+            },
+        },
+    };
+}
+
+/** customTimeouts of a stage's workload: the stage's timeout, never the provider's 10-minute default. */
+export function stageTimeouts(s: Settings, stage: StageName): pulumi.CustomTimeouts {
+    const t = `${Math.ceil(s.timing[stage].timeout / 60)}m`;
+    return { create: t, update: t };
+}
+
+export interface StageJobArgs {
+    readonly ctx: StageContext;
+    readonly stage: StageName;
+    /** Files of the stage's ConfigMap (mounted at /etc/cotvr) and its labels; none: no ConfigMap. */
+    readonly config?: { readonly labels: Record<string, string>; readonly data: Record<string, string> };
+    /** The Job's arguments, given its ConfigMap's name. */
+    readonly job: (configMapName: pulumi.Input<string> | undefined) => k8s.batch.v1.JobArgs;
+    /** Dependencies besides the stage's DAG edges. */
+    readonly extraDependsOn?: pulumi.Resource[];
+}
+
+/**
+ * Creates a stage's ConfigMap (`<name>-config`, auto-named: a changed config is a new ConfigMap, so
+ * the Job that mounts it is replaced) and its Job (`<name>-job`) under `parent`.
+ */
+export function stageJob(
+    parent: pulumi.ComponentResource,
+    name: string,
+    args: StageJobArgs,
+    opts: pulumi.ComponentResourceOptions | undefined,
+): { job: k8s.batch.v1.Job; jobName: string } {
+    const { ctx, config } = args;
+    const cm = config && new k8s.core.v1.ConfigMap(`${name}-config`, {
+        metadata: { namespace: ctx.namespace, labels: config.labels },
+        data: config.data,
+    }, { parent });
+    // Components do not pass their dependsOn to children: the workload itself must wait for the
+    // stage's DAG edges, which the Pipeline gives the component.
+    const edges = (opts?.dependsOn ?? []) as pulumi.Input<pulumi.Resource>[];
+    const jargs = args.job(cm?.metadata.name);
+    const job = new k8s.batch.v1.Job(`${name}-job`, jargs, {
+        parent,
+        dependsOn: [...edges, ...(args.extraDependsOn ?? [])],
+        customTimeouts: stageTimeouts(ctx.settings, args.stage),
+    });
+    // Job names are plain strings built from hashes (naming.ts), known before the update.
+    return { job, jobName: (jargs.metadata as { name: string }).name };
+}

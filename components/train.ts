@@ -1,0 +1,73 @@
+// One torchtune fine-tune per enabled train variant, each on one GPU. A pod that restarts (eviction,
+// node loss) resumes from the newest complete epoch; a finished variant is a no-op.
+import * as pulumi from "@pulumi/pulumi";
+import * as k8s from "@pulumi/kubernetes";
+import { Settings, TrainVariant } from "../config";
+import { jobArgs, stageJob } from "./job";
+import { jobName, labels } from "./naming";
+import { configFile, datasetMarker, modelMarker, programCommand, trainOutputDir } from "./paths";
+import { GPU_CONTAINER_SECURITY, hfEnv, resources, secretEnv, StageContext, storageVolumes } from "./pod";
+import { trainTemplate } from "./recipes";
+
+const CONFIG_KEY = "train.yaml";
+
+export function trainArgs(s: Settings, name: string, v: TrainVariant, hash: string): string[] {
+    return [
+        "--recipe", trainTemplate(v).recipe,
+        "--config", configFile(CONFIG_KEY),
+        "--output-dir", trainOutputDir(s, name),
+        "--epochs", String(v.epochs),
+        "--config-hash", hash,
+        // Inputs produced by earlier stages, maybe by an earlier update: fail at once if absent.
+        "--require", datasetMarker(s),
+        "--require", modelMarker(s, v.model),
+    ];
+}
+
+export function trainJobArgs(ctx: StageContext, name: string, v: TrainVariant, configMapName: pulumi.Input<string>): k8s.batch.v1.JobArgs {
+    const s = ctx.settings;
+    const hash = ctx.ids.train[name];
+    const { volumes, volumeMounts } = storageVolumes(
+        ctx,
+        { models: "ro", data: "ro", checkpoints: "rw" },
+        { configMap: configMapName, shmSize: v.shmSize },
+    );
+    const env = [...hfEnv(ctx)];
+    if (v.metricLogger === "wandb") env.push(secretEnv(ctx, "WANDB_API_KEY"));
+    return jobArgs(ctx, {
+        name: jobName(s.run, "train", name, hash),
+        stage: "train",
+        labels: labels(s.run, "train", name, hash),
+        container: {
+            image: ctx.images.trainer,
+            command: programCommand("train.py"),
+            args: trainArgs(s, name, v, hash),
+            env,
+            resources: resources(s, { gpus: 1, cpu: v.cpu, memory: v.memory }),
+            securityContext: GPU_CONTAINER_SECURITY,
+            volumeMounts,
+        },
+        volumes,
+        gpu: true,
+    });
+}
+
+export class Train extends pulumi.ComponentResource {
+    public readonly job: k8s.batch.v1.Job;
+    /** The Job's name: it carries the hash of everything the stage's output depends on. */
+    public readonly jobName: string;
+
+    constructor(name: string, args: { ctx: StageContext; variant: string; train: TrainVariant }, opts?: pulumi.ComponentResourceOptions) {
+        super("cot-vr:stages:Train", name, {}, { ...opts, aliases: [{ type: "cot-vr:stages:FineTune" }] });
+        const { ctx, variant, train } = args;
+        const { job, jobName } = stageJob(this, name, {
+            ctx,
+            stage: "train",
+            config: { labels: labels(ctx.settings.run, "train", variant), data: { [CONFIG_KEY]: ctx.recipes.train[variant] } },
+            job: (cm) => trainJobArgs(ctx, variant, train, cm!),
+        }, opts);
+        this.job = job;
+        this.jobName = jobName;
+        this.registerOutputs({ jobName });
+    }
+}

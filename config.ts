@@ -149,8 +149,8 @@ const modelsSchema = z.strictObject({
 const stagesSchema = z.strictObject({
     /** Download every model the enabled stages read. @default true */
     download: z.boolean().default(true),
-    /** Serve the 90B teacher with vLLM. It holds a GPU while present, so by default it follows
-     * `generate`: an update without generation removes it. @default the value of stages.generate */
+    /** Define the 90B vLLM teacher (a Deployment at 0 replicas: the generation scales it up while it
+     * needs it, see teacher.keep). By default it follows `generate`. @default the value of stages.generate */
     teacher: z.boolean().optional(),
     /** Generate the CoT dataset from the teacher. @default true */
     generate: z.boolean().default(true),
@@ -187,6 +187,9 @@ const timingSchema = z.strictObject({
 }).prefault({});
 
 const teacherSchema = z.strictObject({
+    /** Keep the teacher serving after generation (interactive use): it holds its GPU until an update
+     * disables stages.teacher. false: the generation scales it up for as long as it needs it. @default false */
+    keep: z.boolean().default(false),
     /** Name vLLM serves the model under; the generator's `api-endpoint.model` is derived from it. */
     servedModelName: z.string().min(1).default("meta-llama/Llama-3.2-90B-Vision-Instruct"),
     /** --max-model-len (the blog's 8129 is a typo for 8192). */

@@ -1,30 +1,53 @@
 // Chain-of-thought dataset generation: synthetic-data-kit's `vqa_add_reasoning` over ChartQA, asking
-// the teacher. The wrapper publishes the dataset only when every row passed the check.
+// the teacher. The wrapper publishes the dataset only when every row passed the check. Unless the
+// stack keeps the teacher, the generation holds it: it scales the teacher Deployment to 1 before its
+// first request and back to 0 when it ends, however it ends, through a Role limited to that
+// Deployment's scale subresource.
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
 import { jobArgs, stageJob } from "./job";
-import { jobName, labels, shortHash } from "./naming";
-import { configFile, datasetDir, programCommand } from "./paths";
+import { jobName, labels, shortHash, teacherName } from "./naming";
+import { configFile, datasetDir, programCommand, teacherRecord } from "./paths";
 import { hfEnv, StageContext, storageVolumes } from "./pod";
 
 const CONFIG_KEY = "sdk.yaml";
 
+/** The ServiceAccount, Role and RoleBinding name of the generation (it scales the teacher). */
+export function generateAccountName(s: Settings): string {
+    return `${s.run}-generate`;
+}
+
 export function generateArgs(s: Settings, datasetHash: string): string[] {
     const g = s.generate;
+    const holdTeacher = s.teacher.keep
+        ? []
+        : [
+            "--teacher-deployment", teacherName(s.run),
+            "--teacher-namespace", s.cluster.namespace,
+            "--teacher-record", teacherRecord(s),
+        ];
     return [
         "--config", configFile(CONFIG_KEY),
         "--source", g.source,
         "--out", datasetDir(s),
         "--config-hash", datasetHash,
         ...(g.limit ? ["--limit", String(g.limit)] : []),
+        // The teacher loads 90B weights before it answers: wait as long as its stage timeout allows.
+        "--teacher-timeout", String(s.timing.teacher.timeout),
+        ...holdTeacher,
     ];
 }
 
-export function generateJobArgs(ctx: StageContext, configMapName: pulumi.Input<string>): k8s.batch.v1.JobArgs {
+/** Scaling the teacher is all the generation may do with the API. */
+export function generateRoleRules(s: Settings): k8s.types.input.rbac.v1.PolicyRule[] {
+    return [{ apiGroups: ["apps"], resources: ["deployments/scale"], resourceNames: [teacherName(s.run)], verbs: ["get", "patch"] }];
+}
+
+export function generateJobArgs(ctx: StageContext, configMapName: pulumi.Input<string>, serviceAccountName?: pulumi.Input<string>): k8s.batch.v1.JobArgs {
     const s = ctx.settings;
     const hash = shortHash(ctx.ids.dataset, ctx.imageIds.datagen);
-    const { volumes, volumeMounts } = storageVolumes(ctx, { data: "rw" }, { configMap: configMapName });
+    const { volumes, volumeMounts } = storageVolumes(ctx, { data: "rw", ...(s.teacher.keep ? {} : { results: "rw" as const }) }, { configMap: configMapName });
     return jobArgs(ctx, {
         name: jobName(s.run, "generate", "cot", hash),
         stage: "generate",
@@ -39,6 +62,7 @@ export function generateJobArgs(ctx: StageContext, configMapName: pulumi.Input<s
         },
         volumes,
         gpu: false,
+        serviceAccountName,
     });
 }
 
@@ -49,11 +73,26 @@ export class Generate extends pulumi.ComponentResource {
 
     constructor(name: string, ctx: StageContext, opts?: pulumi.ComponentResourceOptions) {
         super("cot-vr:stages:Generate", name, {}, { ...opts, aliases: [{ type: "cot-vr:stages:CotGeneration" }] });
+        const s = ctx.settings;
+        let account: pulumi.Input<string> | undefined;
+        const extraDependsOn: pulumi.Resource[] = [];
+        if (!s.teacher.keep) {
+            const meta = { name: generateAccountName(s), namespace: ctx.namespace, labels: labels(s.run, "generate") };
+            const sa = new k8s.core.v1.ServiceAccount(`${name}-sa`, { metadata: meta }, { parent: this });
+            const role = new k8s.rbac.v1.Role(`${name}-role`, { metadata: meta, rules: generateRoleRules(s) }, { parent: this });
+            extraDependsOn.push(new k8s.rbac.v1.RoleBinding(`${name}-binding`, {
+                metadata: meta,
+                roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: role.metadata.name },
+                subjects: [{ kind: "ServiceAccount", name: sa.metadata.name, namespace: ctx.namespace }],
+            }, { parent: this }));
+            account = sa.metadata.name;
+        }
         const { job, jobName } = stageJob(this, name, {
             ctx,
             stage: "generate",
-            config: { labels: labels(ctx.settings.run, "generate", "cot"), data: { [CONFIG_KEY]: ctx.recipes.sdk } },
-            job: (cm) => generateJobArgs(ctx, cm!),
+            config: { labels: labels(s.run, "generate", "cot"), data: { [CONFIG_KEY]: ctx.recipes.sdk } },
+            job: (cm) => generateJobArgs(ctx, cm!, account),
+            extraDependsOn,
         }, opts);
         this.job = job;
         this.jobName = jobName;

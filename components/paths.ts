@@ -78,6 +78,11 @@ export function readOutputPath(s: Settings, stage: "sample" | "evaluate", ref: M
     return `${resultsDir(s)}/${stage === "sample" ? "samples" : "eval"}/${ref.name}.json`;
 }
 
+/** Where the generation records when it scaled the teacher (the teacher's GPU time, for the report). */
+export function teacherRecord(s: Settings): string {
+    return `${resultsDir(s)}/gpu-time/teacher.jsonl`;
+}
+
 /** The report's inputs (evaluation JSONs) and its output folder. */
 export function reportDirs(s: Settings): { evalDir: string; out: string } {
     return { evalDir: `${resultsDir(s)}/eval`, out: `${resultsDir(s)}/report` };

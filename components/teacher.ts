@@ -1,5 +1,7 @@
-// The vLLM teacher: Llama 3.2 90B Vision served from the models volume on one MI300X. It exists only
-// while the stack enables it, so the GPU goes back as soon as a later update drops the stage.
+// The vLLM teacher: Llama 3.2 90B Vision served from the models volume on one MI300X. The Deployment
+// is created with 0 replicas: the generation scales it to 1 while it calls the teacher and back to 0
+// when the dataset is published or the generation fails (images/datagen/teacher_scale.py), so the GPU
+// is held only while generation needs it. `teacher.keep` serves it from the stack instead (1 replica).
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
@@ -39,7 +41,8 @@ export function teacherDeploymentArgs(ctx: StageContext): k8s.apps.v1.Deployment
     return {
         metadata: { name, namespace: ctx.namespace, labels: lbl },
         spec: {
-            replicas: 1,
+            // Owned by the generation's scaler unless the stack keeps the teacher (ignoreChanges below).
+            replicas: t.keep ? 1 : 0,
             // Never two teachers on GPUs at once: the old pod goes before the new one starts.
             strategy: { type: "Recreate" },
             selector: { matchLabels: teacherSelector(s.run) },
@@ -73,7 +76,13 @@ export function teacherDeploymentArgs(ctx: StageContext): k8s.apps.v1.Deployment
 export function teacherServiceArgs(ctx: StageContext): k8s.core.v1.ServiceArgs {
     const s = ctx.settings;
     return {
-        metadata: { name: teacherName(s.run), namespace: ctx.namespace, labels: labels(s.run, "teacher") },
+        metadata: {
+            name: teacherName(s.run),
+            namespace: ctx.namespace,
+            labels: labels(s.run, "teacher"),
+            // The provider would wait for endpoints, which a teacher at 0 replicas never has.
+            annotations: s.teacher.keep ? undefined : { "pulumi.com/skipAwait": "true" },
+        },
         spec: {
             selector: teacherSelector(s.run),
             ports: [{ name: TEACHER_PORT_NAME, port: s.teacher.port, targetPort: TEACHER_PORT_NAME }],
@@ -92,8 +101,10 @@ export class Teacher extends pulumi.ComponentResource {
             // Components do not pass their dependsOn to children: the workload itself waits.
             dependsOn: opts?.dependsOn,
             customTimeouts: stageTimeouts(ctx.settings, "teacher"),
+            // The generation scales the teacher: neither `up` nor `up --refresh` may undo that.
+            ignoreChanges: ctx.settings.teacher.keep ? [] : ["spec.replicas"],
         });
-        // After the Deployment: the provider waits for a Service's endpoints, which only a ready pod gives.
+        // After the Deployment: with `keep`, the provider waits for the Service's endpoints (a ready pod).
         this.service = new k8s.core.v1.Service(`${name}-service`, teacherServiceArgs(ctx), {
             parent: this,
             dependsOn: [this.deployment],

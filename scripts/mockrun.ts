@@ -14,6 +14,8 @@ export interface Registered {
 }
 
 let recorded: Registered[] = [];
+/** Resource options by resource name (Pulumi's mocks see inputs only). */
+let options = new Map<string, { ignoreChanges?: string[]; dependsOn?: string[] }>();
 
 /** What a secret value is recorded as: mocks see the value, the record never holds it. */
 export const SECRET_PLACEHOLDER = "<redacted>";
@@ -49,7 +51,7 @@ export function ensureMocks(stack = "test"): void {
                 if (!md.name) md.name = `${args.name}-${shortHash(args.inputs).slice(0, 7)}`;
                 state.metadata = md;
             }
-            recorded.push({ type: args.type, name: args.name, inputs: state, provider: args.provider });
+            recorded.push({ type: args.type, name: args.name, inputs: state, provider: args.provider, ...options.get(args.name) });
             return { id: `${args.name}-id`, state };
         },
         call(args: pulumi.runtime.MockCallArgs) {
@@ -57,6 +59,15 @@ export function ensureMocks(stack = "test"): void {
         },
     }, "cot-vr", stack, false);
 }
+
+/** Records the options that matter to the tests (who waits for whom, what `up` ignores). */
+const recordOptions: pulumi.ResourceTransformation = (a) => {
+    const deps = a.opts.dependsOn;
+    const list = (Array.isArray(deps) ? deps : deps ? [deps] : []) as unknown as pulumi.Resource[];
+    const names = list.map((r) => (r as unknown as { __name?: string }).__name).filter((n): n is string => Boolean(n));
+    options.set(a.name, { ignoreChanges: a.opts.ignoreChanges, dependsOn: names.length ? names : undefined });
+    return undefined;
+};
 
 /** Waits until every registration the program started has been answered. */
 async function settle(): Promise<void> {
@@ -72,7 +83,8 @@ export async function runPipeline(settings: Settings, secrets: PipelineSecrets =
     recorded = [];
     // Imported here so mocks are set before any resource module is loaded.
     const { Pipeline } = await import("../components/pipeline");
-    new Pipeline("cot-vr", { settings, secrets });
+    options = new Map();
+    new Pipeline("cot-vr", { settings, secrets }, { transformations: [recordOptions] });
     await settle();
     const out = recorded;
     recorded = [];

@@ -213,3 +213,45 @@ def dig(mapping: Mapping[str, Any], dotted: str, default: Any = None) -> Any:
             return default
         node = node[part]
     return node
+
+
+# ---------------------------------------------------------------- Kubernetes API (stdlib only)
+
+SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+
+
+class KubeApi:
+    """The few Kubernetes API calls the programs make, over HTTPS with a bearer token.
+
+    In a pod: the service account's token and CA (`KubeApi.in_cluster()`); elsewhere (tests, the e2e
+    tier): an explicit URL, token and CA file.
+    """
+
+    def __init__(self, api: str, token: str | None = None, ca_file: str | None = None, timeout: float = 30.0) -> None:
+        self.api, self.token, self.ca_file, self.timeout = api.rstrip("/"), token, ca_file, timeout
+
+    @classmethod
+    def in_cluster(cls) -> "KubeApi | None":
+        host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+        if not host:
+            return None
+        token_file, ca_file = SA_DIR / "token", SA_DIR / "ca.crt"
+        token = token_file.read_text(encoding="utf-8").strip() if token_file.is_file() else None
+        return cls(f"https://{host}:{port}", token, str(ca_file) if ca_file.is_file() else None)
+
+    def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
+        import ssl
+        import urllib.request
+
+        data = json.dumps(body).encode("utf-8") if body is not None else None
+        req = urllib.request.Request(f"{self.api}{path}", data=data, method=method, headers={"Accept": "application/json"})
+        if data is not None:
+            req.add_header("Content-Type", content_type)
+        if self.token:
+            req.add_header("Authorization", f"Bearer {self.token}")
+        context = None
+        if self.api.startswith("https://"):
+            context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else ssl.create_default_context()
+        with urllib.request.urlopen(req, timeout=self.timeout, context=context) as response:  # noqa: S310 - our API server
+            raw = response.read()
+        return json.loads(raw.decode("utf-8")) if raw else None

@@ -109,6 +109,22 @@ describe("teacher", async () => {
         expect(d.spec.template.spec.imagePullSecrets).toEqual([{ name: "regcred" }]);
         expect(r2.job("train", "lora-11b").spec.template.spec.nodeSelector).toEqual({ "amd.com/gpu.device-id": "74b5" });
     });
+    it("is created at 0 replicas and scaled by the generation: `up` and `up --refresh` leave the replicas alone", () => {
+        expect(dep.spec.replicas).toBe(0);
+        expect(r.reg.find((x) => x.type === "kubernetes:apps/v1:Deployment")!.ignoreChanges).toEqual(["spec.replicas"]);
+        // The Service has no endpoints at 0 replicas: not awaited.
+        expect(r.byKind("Service")[0].metadata.annotations).toEqual({ "pulumi.com/skipAwait": "true" });
+    });
+    it("with teacher.keep serves from the stack: 1 replica owned by the stack, the Service awaited, no scaler", async () => {
+        const r2 = await render(settings({ teacher: { keep: true } }));
+        expect(r2.byKind("Deployment")[0].spec.replicas).toBe(1);
+        expect(r2.reg.find((x) => x.type === "kubernetes:apps/v1:Deployment")!.ignoreChanges).toEqual([]);
+        expect(r2.byKind("Service")[0].metadata.annotations).toBeUndefined();
+        const g = container(r2.job("generate"));
+        expect(g.args).not.toContain("--teacher-deployment");
+        expect(r2.byKind("Role").map((x) => x.metadata.name)).toEqual(["blog-report"]);
+        expect(r2.job("generate").spec.template.spec.serviceAccountName).toBeUndefined();
+    });
     it("is absent when the stack disables it", async () => {
         const r2 = await render(settings({ stages: { teacher: false, generate: false } }));
         expect(r2.byKind("Deployment")).toEqual([]);
@@ -121,6 +137,21 @@ describe("CoT generation", async () => {
     const r = await render(s);
     const job = r.job("generate");
     const sdk = YAML.parse(r.configOf(job)["sdk.yaml"]);
+    it("holds the teacher: scales its Deployment through a Role limited to that Deployment's scale", () => {
+        const args = container(job).args;
+        expect(argOf(args, "--teacher-deployment")).toBe("blog-teacher");
+        expect(argOf(args, "--teacher-namespace")).toBe("cot-vr");
+        expect(argOf(args, "--teacher-record")).toBe("/results/blog/gpu-time/teacher.jsonl");
+        expect(argOf(args, "--teacher-timeout")).toBe(String(90 * 60));
+        const role = r.byKind("Role").find((x) => x.metadata.name === "blog-generate")!;
+        expect(role.rules).toEqual([{ apiGroups: ["apps"], resources: ["deployments/scale"], resourceNames: ["blog-teacher"], verbs: ["get", "patch"] }]);
+        const binding = r.byKind("RoleBinding").find((x) => x.metadata.name === "blog-generate")!;
+        expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: "blog-generate", namespace: "cot-vr" }]);
+        expect(job.spec.template.spec.serviceAccountName).toBe("blog-generate");
+        // The Job starts only once its Role is bound, after the teacher is defined.
+        expect(r.reg.find((x) => x.name === "cot-vr-generate-job")!.dependsOn).toEqual(["cot-vr-teacher-service", "cot-vr-generate-binding"]);
+        expect(container(job).volumeMounts).toContainEqual({ name: "results", mountPath: "/results", readOnly: false });
+    });
     it("asks the teacher by its served name at its Service", () => {
         expect(sdk.llm.provider).toBe("api-endpoint");
         expect(sdk["api-endpoint"].model).toBe(s.teacher.servedModelName);

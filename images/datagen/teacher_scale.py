@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Hold the vLLM teacher's GPU only while the CoT generation needs it.
+
+The teacher is a Deployment created by `pulumi up` with 0 replicas. The generation scales it to 1
+before it calls the teacher and back to 0 when it is done -- also when it fails, is interrupted
+(SIGTERM on pod deletion or eviction) or its check fails -- through the Deployment's `scale`
+subresource, which a Role limited to that one Deployment allows. The GPU is released by the program
+that used it, so it goes back even if the `pulumi up` that started the run has died.
+
+Each scale-up/-down is recorded in `--record` (JSON lines: event, replicas, time) so the report can
+count the teacher's GPU time.
+
+Library use (generate_cot.py): `with hold_teacher(TeacherScaler(...)): ...`.
+CLI (the e2e tier runs it against a real API server while the simulated generation pod runs):
+  python teacher_scale.py --namespace NS --deployment NAME [--api URL --token-file F --ca-file F]
+      [--record FILE] hold -- COMMAND...    scale to 1, run COMMAND, scale to 0 (always)
+      scale --replicas N                    set the replicas once
+Exit codes: those of COMMAND for `hold`; 3 when the API server is not reachable or refuses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+_HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(p) for p in (_HERE, _HERE.parent / "common") if (p / "cotvr_common.py").is_file()]
+from cotvr_common import EXIT_MISSING_INPUT, CotvrError, KubeApi, log, run_main, utc_now  # noqa: E402
+
+
+class TeacherScaler:
+    """Sets the teacher Deployment's replicas through its scale subresource."""
+
+    def __init__(self, kube: KubeApi, namespace: str, deployment: str, record: Path | None = None) -> None:
+        self.kube, self.namespace, self.deployment, self.record = kube, namespace, deployment, record
+
+    @property
+    def path(self) -> str:
+        ns, name = urllib.parse.quote(self.namespace), urllib.parse.quote(self.deployment)
+        return f"/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale"
+
+    def scale(self, replicas: int) -> None:
+        try:
+            self.kube.request("PATCH", self.path, {"spec": {"replicas": replicas}}, "application/merge-patch+json")
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            raise CotvrError(
+                f"cannot scale deployment {self.namespace}/{self.deployment} to {replicas}: {err}",
+                EXIT_MISSING_INPUT,
+            ) from err
+        log(f"teacher {self.deployment} scaled to {replicas}")
+        self._record("scaled", replicas=replicas)
+
+    def _record(self, event: str, **fields: Any) -> None:
+        if self.record is None:
+            return
+        self.record.parent.mkdir(parents=True, exist_ok=True)
+        with self.record.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps({"event": event, "deployment": self.deployment, "at": utc_now(), **fields}) + "\n")
+
+
+class _Terminated(Exception):
+    """SIGTERM (pod deleted or evicted): unwind so the teacher is released."""
+
+
+@contextlib.contextmanager
+def hold_teacher(scaler: TeacherScaler) -> Iterator[None]:
+    """Teacher at 1 replica inside the block, back at 0 after it, however the block ends."""
+
+    def on_term(signum: int, frame: Any) -> None:  # noqa: ARG001
+        raise _Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        scaler.scale(1)
+        yield
+    except _Terminated:
+        log("terminated: releasing the teacher")
+        raise SystemExit(143)
+    finally:
+        try:
+            scaler.scale(0)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def scaler_from_args(args: argparse.Namespace) -> TeacherScaler:
+    if args.api:
+        token = Path(args.token_file).read_text(encoding="utf-8").strip() if args.token_file else None
+        kube = KubeApi(args.api, token, args.ca_file)
+    else:
+        found = KubeApi.in_cluster()
+        if found is None:
+            raise CotvrError("not in a pod and no --api given: cannot reach the Kubernetes API", EXIT_MISSING_INPUT)
+        kube = found
+    return TeacherScaler(kube, args.namespace, args.deployment, args.record)
+
+
+def add_api_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--api", default=None, help="API server URL (default: in-cluster)")
+    parser.add_argument("--token-file", default=None, help="bearer token file (with --api)")
+    parser.add_argument("--ca-file", default=None, help="CA bundle (with --api)")
+    parser.add_argument("--record", type=Path, default=None, help="append scale events (JSON lines) here")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="teacher_scale.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--namespace", required=True)
+    parser.add_argument("--deployment", required=True)
+    add_api_args(parser)
+    sub = parser.add_subparsers(dest="command", required=True)
+    hold = sub.add_parser("hold", help="scale to 1, run a command, scale to 0")
+    hold.add_argument("cmd", nargs=argparse.REMAINDER)
+    once = sub.add_parser("scale", help="set the replicas once")
+    once.add_argument("--replicas", type=int, required=True)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    scaler = scaler_from_args(args)
+    if args.command == "scale":
+        scaler.scale(args.replicas)
+        return 0
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        raise CotvrError("hold needs a command after --", 2)
+    with hold_teacher(scaler):
+        return subprocess.run(cmd, check=False).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(run_main("teacher_scale.py", main))

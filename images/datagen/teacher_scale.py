@@ -78,17 +78,26 @@ def hold_teacher(scaler: TeacherScaler) -> Iterator[None]:
         raise _Terminated()
 
     previous = signal.signal(signal.SIGTERM, on_term)
+    failure: BaseException | None = None
     try:
         scaler.scale(1)
         yield
     except _Terminated:
         log("terminated: releasing the teacher")
-        raise SystemExit(143)
+        failure = SystemExit(143)
+    except BaseException as err:  # noqa: BLE001 - released below, then re-raised
+        failure = err
+    try:
+        scaler.scale(0)
+    except CotvrError as err:
+        if failure is None:
+            raise
+        # The first failure is the one to report; this one is still worth a line in the log.
+        log(f"also: {err}")
     finally:
-        try:
-            scaler.scale(0)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous)
+    if failure is not None:
+        raise failure
 
 
 def scaler_from_args(args: argparse.Namespace) -> TeacherScaler:
@@ -133,7 +142,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not cmd:
         raise CotvrError("hold needs a command after --", 2)
     with hold_teacher(scaler):
-        return subprocess.run(cmd, check=False).returncode
+        return run_child(cmd)
+
+
+def run_child(cmd: Sequence[str]) -> int:
+    """Run `cmd`; if we are interrupted (SIGTERM), stop it too before the teacher is released."""
+    child = subprocess.Popen(list(cmd))
+    try:
+        return child.wait()
+    except BaseException:
+        child.terminate()
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        raise
 
 
 if __name__ == "__main__":

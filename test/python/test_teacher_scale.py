@@ -1,0 +1,132 @@
+"""teacher_scale.py: the generation holds the teacher's GPU only while it needs it.
+
+A fake Kubernetes API server records every call: the scaler must PATCH the Deployment's scale
+subresource to 1 before the work and to 0 after it, however the work ends (success, failure,
+SIGTERM), and record the events for the report.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from conftest import DATAGEN, run_program
+
+PROGRAM = DATAGEN / "teacher_scale.py"
+SCALE_PATH = "/apis/apps/v1/namespaces/cot-vr/deployments/blog-teacher/scale"
+
+
+class FakeApi:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self.replicas = 0
+        self.refuse = False
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def do_PATCH(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                api.calls.append({"method": "PATCH", "path": self.path, "body": body,
+                                  "content_type": self.headers.get("Content-Type"), "auth": self.headers.get("Authorization")})
+                if api.refuse or self.path != SCALE_PATH:
+                    self.send_response(403 if api.refuse else 404)
+                    self.end_headers()
+                    return
+                api.replicas = body["spec"]["replicas"]
+                out = json.dumps({"kind": "Scale", "spec": {"replicas": api.replicas}}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def replicas_set(self) -> list[int]:
+        return [c["body"]["spec"]["replicas"] for c in self.calls]
+
+
+@pytest.fixture
+def api() -> Iterator[FakeApi]:
+    fake = FakeApi()
+    yield fake
+    fake.server.shutdown()
+
+
+def args(api: FakeApi, tmp_path: Path, *rest: str) -> list[str]:
+    token = tmp_path / "token"
+    token.write_text("sa-token\n")
+    return ["--namespace", "cot-vr", "--deployment", "blog-teacher", "--api", api.url, "--token-file", str(token),
+            "--record", str(tmp_path / "teacher.jsonl"), *rest]
+
+
+def test_hold_scales_up_runs_then_releases(api: FakeApi, tmp_path: Path) -> None:
+    proc = run_program(PROGRAM, *args(api, tmp_path, "hold", "--", sys.executable, "-c", "print('generating')"))
+    assert proc.returncode == 0, proc.stderr
+    assert "generating" in proc.stdout
+    assert api.replicas_set() == [1, 0]
+    first = api.calls[0]
+    assert first["path"] == SCALE_PATH
+    assert first["content_type"] == "application/merge-patch+json"
+    assert first["auth"] == "Bearer sa-token"
+    events = [json.loads(line) for line in (tmp_path / "teacher.jsonl").read_text().splitlines()]
+    assert [e["replicas"] for e in events] == [1, 0]
+    assert all(e["deployment"] == "blog-teacher" and e["at"].endswith("Z") for e in events)
+
+
+def test_a_failed_generation_releases_the_teacher_and_keeps_its_exit_code(api: FakeApi, tmp_path: Path) -> None:
+    proc = run_program(PROGRAM, *args(api, tmp_path, "hold", "--", sys.executable, "-c", "raise SystemExit(6)"))
+    assert proc.returncode == 6
+    assert api.replicas_set() == [1, 0]
+
+
+def test_sigterm_releases_the_teacher(api: FakeApi, tmp_path: Path) -> None:
+    """Pod deletion or eviction sends SIGTERM: the teacher still goes back to 0."""
+    started = tmp_path / "started"
+    work = f"import time; open({str(started)!r}, 'w').close(); time.sleep(60)"
+    cmd = [sys.executable, str(PROGRAM), *args(api, tmp_path, "hold", "--", sys.executable, "-c", work)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert api.replicas_set() == [1]
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143, err
+    assert api.replicas_set() == [1, 0]
+    assert "releasing the teacher" in err
+
+
+def test_an_api_that_refuses_fails_with_exit_3_before_any_work(api: FakeApi, tmp_path: Path) -> None:
+    api.refuse = True
+    marker = tmp_path / "ran"
+    proc = run_program(PROGRAM, *args(api, tmp_path, "hold", "--", sys.executable, "-c", f"open({str(marker)!r}, 'w')"))
+    assert proc.returncode == 3
+    assert "cannot scale deployment cot-vr/blog-teacher to 1" in proc.stderr
+    assert not marker.exists()
+
+
+def test_library_use_releases_on_exception(api: FakeApi, tmp_path: Path) -> None:
+    from cotvr_common import KubeApi
+    from teacher_scale import TeacherScaler, hold_teacher
+
+    scaler = TeacherScaler(KubeApi(api.url), "cot-vr", "blog-teacher")
+    with pytest.raises(RuntimeError):
+        with hold_teacher(scaler):
+            assert api.replicas == 1
+            raise RuntimeError("teacher crashed")
+    assert api.replicas_set() == [1, 0]

@@ -236,7 +236,9 @@ export interface StageRow {
     progress: ProgressRecord | null;
     /** done/total in [0, 1], when both are known. */
     fraction: number | null;
-    /** Seconds to go, from the record's rate (counted from its ts); null when unknown. */
+    /** Seconds since the progress record was printed (the log may have stopped: a hung program). */
+    progressAgeSeconds: number | null;
+    /** Seconds to go, from the record's rate (counted from its ts); null when unknown or the record is stale. */
     etaSeconds: number | null;
     /** GPUs held right now. */
     gpus: number;
@@ -334,9 +336,19 @@ function podRow(p: PodObject, gpuResource: string, now: number): PodRow {
 
 const active = (p: PodObject) => !["Succeeded", "Failed"].includes(p.status?.phase ?? "") && podScheduledAt(p) !== undefined;
 
-/** ETA in seconds from a record: what is left at its rate, less the time since it was printed. */
+/** A record older than this (programs print one every 5 s) says nothing about the time left. */
+export const STALE_SECONDS = 600;
+
+/** Seconds since a record was printed. */
+export function recordAge(rec: ProgressRecord | null, now: number): number | null {
+    const t = rec ? ms(rec.ts) : undefined;
+    return t === undefined ? null : Math.max(0, (now - t) / 1000);
+}
+
+/** ETA in seconds from a record: what is left at its rate, less the time since it was printed; null when stale. */
 export function etaSeconds(rec: ProgressRecord | null, now: number): number | null {
     if (!rec || rec.total === null || rec.total === undefined || !rec.rate || rec.rate <= 0) return null;
+    if ((recordAge(rec, now) ?? 0) > STALE_SECONDS) return null;
     const left = Math.max(0, rec.total - rec.done) / rec.rate;
     const since = Math.max(0, (now - (ms(rec.ts) ?? now)) / 1000);
     return Math.max(0, left - since);
@@ -367,6 +379,7 @@ function jobRow(snap: Snapshot, job: JobObject, now: number): StageRow {
         name,
         state,
         progress,
+        progressAgeSeconds: recordAge(progress, now),
         fraction: state === "complete" ? 1 : progress && progress.total ? Math.min(1, progress.done / progress.total) : null,
         etaSeconds: eta,
         gpus,
@@ -404,7 +417,7 @@ function teacherRow(snap: Snapshot, d: DeploymentObject, now: number): StageRow 
     else if (pods.some((p) => p.status?.phase === "Running")) state = "starting";
     else state = "pending";
     const row: StageRow = {
-        stage: "teacher", variant: null, kind: "Deployment", name, state, progress: null, fraction: null,
+        stage: "teacher", variant: null, kind: "Deployment", name, state, progress: null, progressAgeSeconds: null, fraction: null,
         etaSeconds: null, gpus, gpuHours, projectedGpuHours: gpus ? null : gpuHours, cost: null, pods: rows,
     };
     if (state === "pending") {
@@ -534,7 +547,8 @@ export function renderStatus(st: Status): string {
         const eta = r.state === "running" || r.state === "ready" ? (r.etaSeconds === null ? "?" : fmtDuration(r.etaSeconds)) : "-";
         const gpuh = r.pods.some((p) => p.gpus > 0) ? r.gpuHours.toFixed(2) : "-";
         const cost = r.cost && r.pods.some((p) => p.gpus > 0) ? money(r.cost.amount, r.cost.currency) : "-";
-        const detail = r.progress ? fmtExtras(r.progress) : r.detail ?? "";
+        const stale = r.state === "running" && (r.progressAgeSeconds ?? 0) > STALE_SECONDS ? `no record for ${fmtDuration(r.progressAgeSeconds!)}; ` : "";
+        const detail = stale + (r.progress ? fmtExtras(r.progress) : r.detail ?? "");
         lines.push([name, r.state, progressCell(r), r.progress ? fmtRate(r.progress) : "-", eta, gpuh, ...(priced ? [cost] : []), detail]);
         if (r.failure) {
             under.set(lines.length - 1, [

@@ -236,6 +236,16 @@ describe("rows of a recorded cluster state", () => {
         expect(st.totals.projectedGpuHours).toBeCloseTo(st.totals.gpuHours + eta / 3600, 9);
     });
 
+    it("a record older than 10 minutes gives no ETA and says so", () => {
+        const later = deriveStatus(snap, { now: now + 3 * 3600e3 });
+        const gen = later.rows.find((r) => r.stage === "generate")!;
+        expect(gen.progressAgeSeconds).toBe(3 * 3600 + 23);
+        expect(gen.etaSeconds).toBeNull();
+        expect(gen.projectedGpuHours).toBeNull();
+        expect(later.totals.projectedComplete).toBe(false); // the total is then a lower bound ("≥")
+        expect(renderStatus(later)).toMatch(/generate +running .* \? +- +no record for 3h00m; shard 4\/6/);
+    });
+
     it("cost so far and projected with cluster.gpuHourPrice, none without", () => {
         expect(st.totals.cost!.amount).toBeCloseTo(st.totals.gpuHours * 2.5, 9);
         expect(st.totals.cost!.projected).toBeCloseTo(st.totals.projectedGpuHours * 2.5, 9);
@@ -267,7 +277,7 @@ describe("rows of a recorded cluster state", () => {
         expect(j.v).toBe(1);
         expect(Object.keys(j).sort()).toEqual(["at", "namespace", "rows", "run", "totals", "v"]);
         expect(Object.keys(j.rows[0]).sort()).toEqual(
-            ["cost", "etaSeconds", "fraction", "gpuHours", "gpus", "kind", "name", "pods", "progress", "projectedGpuHours", "stage", "state", "variant"]);
+            ["cost", "etaSeconds", "fraction", "gpuHours", "gpus", "kind", "name", "pods", "progress", "progressAgeSeconds", "projectedGpuHours", "stage", "state", "variant"]);
         expect(j.at).toBe("2026-05-04T11:00:00Z");
     });
 });

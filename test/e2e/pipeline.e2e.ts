@@ -6,7 +6,7 @@ import * as path from "path";
 import * as YAML from "yaml";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import {
-    gpuRequest, initStack, kubectl, kubectlJson, must, PodMonitor, requireCluster, ROOT, run, Stack, ts,
+    gpuRequest, initStack, kubectl, kubectlJson, must, PodMonitor, requireCluster, ROOT, run, runAsync, Stack, ts,
     useE2eCluster, WORK,
 } from "./helpers";
 
@@ -366,4 +366,84 @@ describe("rendered manifests", () => {
             expect(r.code, r.out).toBe(0);
         });
     }
+});
+
+describe("npm run status on the simulated cluster", () => {
+    const ns = "cot-vr-e2e-status";
+    let st: Stack;
+    beforeAll(() => {
+        requireCluster();
+        st = initStack("status", { from: "smoke" });
+        useE2eCluster(st, ns);
+    });
+
+    /** `npm run status -- --config <the stack's file> --json` from the project copy's stack file. */
+    const status = async () => {
+        const r = await runAsync(path.join(ROOT, "node_modules/.bin/tsx"), [path.join(ROOT, "scripts/status.ts"), "--config", path.join(st.dir, "stacks", "Pulumi.status.yaml"), "--json"]);
+        expect(r.code, r.out.slice(-3000)).toBe(0);
+        return JSON.parse(r.stdout);
+    };
+
+    test("status --json during and after the smoke stack's up: states and GPU-hours as the API server has them", async () => {
+        // Poll while `pulumi up` runs.
+        const up = st.pulumiAsync(["up", "--yes", "--skip-preview"]);
+        let done = false;
+        void up.finally(() => (done = true));
+        const during: any[] = [];
+        while (!done) {
+            during.push(await status());
+            await new Promise((r) => setTimeout(r, 500));
+        }
+        must(await up, "pulumi up (status stack)");
+        const after = await status();
+        const jobs = kubectlJson("-n", ns, "get", "jobs").items as any[];
+        const pods = kubectlJson("-n", ns, "get", "pods").items as any[];
+
+        // The run was seen in progress: some sample had a stage not complete yet.
+        expect(during.length, "status samples while up ran").toBeGreaterThan(0);
+        expect(during.some((s) => s.rows.some((r: any) => r.state !== "complete")), "a stage seen before it completed").toBe(true);
+        // A stage never goes back: complete stays complete.
+        const rank: Record<string, number> = { pending: 0, starting: 1, running: 1, ready: 2, complete: 2, failed: 2 };
+        const last = new Map<string, number>();
+        for (const s of [...during, after]) {
+            for (const r of s.rows) {
+                expect(rank[r.state] ?? 0, `${r.name} went back to ${r.state}`).toBeGreaterThanOrEqual(last.get(r.name) ?? 0);
+                last.set(r.name, rank[r.state] ?? 0);
+            }
+        }
+
+        // After: one row per Job plus the teacher, with the API's states; kwok pods have no logs.
+        const jobRows = after.rows.filter((r: any) => r.kind === "Job");
+        expect(jobRows.map((r: any) => r.name).sort()).toEqual(jobs.map((j) => j.metadata.name).sort());
+        for (const j of jobs) {
+            const row = jobRows.find((r: any) => r.name === j.metadata.name);
+            expect(row.stage).toBe(j.metadata.labels["cot-vr/stage"]);
+            if (complete(j)) expect(row.state, j.metadata.name).toBe("complete");
+            else expect(["pending", "running"], `${j.metadata.name} (not awaited) is ${row.state}`).toContain(row.state);
+            expect(row.progress, `${j.metadata.name}: kwok pods have no log`).toBeNull();
+        }
+        const teacher = after.rows.find((r: any) => r.stage === "teacher");
+        expect(teacher?.state).toBe("ready");
+
+        // GPU-hours: each pod's PodScheduled -> container finishedAt (or the status time) x amd.com/gpu.
+        const at = Date.parse(after.at);
+        const hoursOf = (p: any) => {
+            const from = ts((p.status.conditions ?? []).find((c: any) => c.type === "PodScheduled" && c.status === "True")?.lastTransitionTime);
+            const ends = (p.status.containerStatuses ?? []).map((c: any) => ts(c.state?.terminated?.finishedAt)).filter((x: number) => !Number.isNaN(x));
+            const to = ends.length ? Math.max(...ends) : at;
+            return Number.isNaN(from) ? 0 : ((to - from) / 3.6e6) * gpuRequest(p);
+        };
+        let total = 0;
+        for (const p of pods) total += hoursOf(p);
+        expect(pods.some((p) => gpuRequest(p) > 0 && hoursOf(p) > 0), "some GPU pod held GPUs").toBe(true);
+        expect(after.totals.gpuHours).toBeCloseTo(total, 6);
+        for (const r of after.rows) {
+            for (const p of r.pods) {
+                const api = pods.find((x) => x.metadata.name === p.name);
+                expect(api, `pod ${p.name} in the API`).toBeDefined();
+                expect(p.gpuHours, p.name).toBeCloseTo(hoursOf(api), 6);
+                expect(p.gpus).toBe(gpuRequest(api));
+            }
+        }
+    });
 });

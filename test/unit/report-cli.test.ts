@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { hours, jobState, jobTable } from "../../scripts/report";
+import { hours, jobState, jobTable } from "../../scripts/status-core";
 
 const job = (status: Record<string, unknown>, stage = "train", variant = "lora-11b") =>
     ({ metadata: { name: `blog-${stage}-${variant}-0123abcd`, labels: { "cot-vr/stage": stage, "cot-vr/variant": variant } }, status });

@@ -91,6 +91,14 @@ const clusterSchema = z.strictObject({
     supplementalGroups: z.array(nonNegInt).default([44]),
     /** Share the host IPC namespace (some AMD examples do; /dev/shm is enough for vLLM and torchtune). @default false */
     hostIPC: z.boolean().default(false),
+    /** Price of one GPU-hour, e.g. {amount: 2.5, currency: "USD"}: turns GPU-hours into cost in the
+     * report, `npm run status` and the rehearsal. @default none (hours only) */
+    gpuHourPrice: z.strictObject({
+        /** Price per GPU-hour. */
+        amount: z.number().nonnegative(),
+        /** Currency code or name, e.g. "USD". */
+        currency: z.string().min(1),
+    }).optional(),
 }).prefault({});
 
 const volumeSchema = (size: string) => z.strictObject({

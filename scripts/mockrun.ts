@@ -11,6 +11,7 @@ export interface Registered {
     readonly inputs: Record<string, any>;
     readonly provider?: string;
     readonly dependsOn?: string[];
+    readonly ignoreChanges?: string[];
 }
 
 let recorded: Registered[] = [];

@@ -1,6 +1,9 @@
 // The only reader of stack configuration. Every key the stack file may set is declared here, with
 // its default (the blog's experiment, with the blog's mistakes corrected) and a doc line. The README's
 // config table is written from this file.
+import * as fs from "fs";
+import * as path from "path";
+import * as YAML from "yaml";
 import { z } from "zod";
 
 /** Pulumi config namespace of this project (the `name` in Pulumi.yaml). */
@@ -147,11 +150,15 @@ const imagesSchema = z.strictObject({
     }).optional(),
 }).prefault({});
 
+const hfRepo = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*$/, {
+    message: 'must be a Hugging Face repo id "owner/name" (letters, digits, "-", "_", "."), e.g. "meta-llama/Llama-3.2-11B-Vision-Instruct"',
+});
+
 const modelsSchema = z.strictObject({
     /** Hugging Face repo of the 11B model (5 safetensors shards). */
-    "11b": z.string().min(1).default("meta-llama/Llama-3.2-11B-Vision-Instruct"),
+    "11b": hfRepo.default("meta-llama/Llama-3.2-11B-Vision-Instruct"),
     /** Hugging Face repo of the 90B model (37 safetensors shards). */
-    "90b": z.string().min(1).default("meta-llama/Llama-3.2-90B-Vision-Instruct"),
+    "90b": hfRepo.default("meta-llama/Llama-3.2-90B-Vision-Instruct"),
 }).prefault({});
 
 const stagesSchema = z.strictObject({
@@ -254,10 +261,10 @@ const trainVariantSchema = z.strictObject({
     model: z.enum(MODEL_SIZES),
     /** lora (11B, single device recipe config) or qlora (NF4 base; the 90B_qlora config). */
     method: z.enum(["lora", "qlora"]),
-    /** LoRA rank (the blog: 16; torchtune's default 8). */
-    loraRank: posInt.default(16),
-    /** LoRA alpha, usually 2 x rank. */
-    loraAlpha: z.number().positive().default(32),
+    /** LoRA rank. @default per model: 16 for 11b (the blog's change), 8 for 90b (torchtune's 90B_qlora, which the blog keeps) */
+    loraRank: posInt.optional(),
+    /** LoRA alpha, usually 2 x rank. @default per model: 32 for 11b (the blog), 16 for 90b (90B_qlora) */
+    loraAlpha: z.number().positive().optional(),
     /** LoRA dropout. */
     loraDropout: z.number().min(0).lt(1).default(0.0),
     /** Epochs (each writes epoch_N; evaluations read the last, epoch_{epochs-1}). Required. */
@@ -272,7 +279,7 @@ const trainVariantSchema = z.strictObject({
     learningRate: z.number().positive().default(1e-4),
     /** Cosine schedule warmup steps. */
     warmupSteps: nonNegInt.default(100),
-    /** Data shuffling and init seed (the blog: 42). */
+    /** Data shuffling and init seed. torchtune's configs leave it null (random); the blog sets 42 for both models. */
     seed: nonNegInt.default(42),
     /** torch.compile the model and loss. */
     compile: z.boolean().default(false),
@@ -291,14 +298,21 @@ const trainVariantSchema = z.strictObject({
     /** Size of the memory-backed /dev/shm (data loader workers). */
     shmSize: quantity.default("64Gi"),
 });
-export type TrainVariant = z.infer<typeof trainVariantSchema>;
+type RawTrainVariant = z.infer<typeof trainVariantSchema>;
+/** A train variant with its model-dependent defaults resolved. */
+export type TrainVariant = Omit<RawTrainVariant, "loraRank" | "loraAlpha"> & { readonly loraRank: number; readonly loraAlpha: number };
+
+/** Defaults that depend on the model: the blog changed rank/alpha for 11B only; 90B keeps 90B_qlora's. */
+export const MODEL_DEFAULTS: Record<ModelSize, { loraRank: number; loraAlpha: number; why: string }> = {
+    "11b": { loraRank: 16, loraAlpha: 32, why: "the blog's 11B LoRA" },
+    "90b": { loraRank: 8, loraAlpha: 16, why: "torchtune's 90B_qlora, kept by the blog" },
+};
 
 const trainSchema = z.strictObject({
     /** Fine-tunes by name. Names appear in paths and Job names. */
     variants: z.record(dnsLabel(24), trainVariantSchema).default({
         "lora-11b": trainVariantSchema.parse({ model: "11b", method: "lora", epochs: 10, batchSize: 16, gradientAccumulationSteps: 1 }),
-        // The blog changed rank/alpha only for 11B: the 90B run keeps 90B_qlora's 8/16.
-        "qlora-90b": trainVariantSchema.parse({ model: "90b", method: "qlora", loraRank: 8, loraAlpha: 16, epochs: 3, batchSize: 2, gradientAccumulationSteps: 8 }),
+        "qlora-90b": trainVariantSchema.parse({ model: "90b", method: "qlora", epochs: 3, batchSize: 2, gradientAccumulationSteps: 8 }),
     }),
 }).prefault({});
 
@@ -390,9 +404,13 @@ export interface ModelRef {
 }
 
 /** Validated settings. Secret values are not in here: they travel beside (settings.ts -> Pipeline). */
-export interface Settings extends Omit<RawSettings, "run" | "stages" | SecretKey> {
+export interface Settings extends Omit<RawSettings, "run" | "stages" | "train" | SecretKey> {
     /** Stages of this update, defaults resolved. */
     readonly stages: Record<StageName, boolean>;
+    /** Train variants with their model-dependent defaults resolved. */
+    readonly train: { readonly variants: Record<string, TrainVariant> };
+    /** Model-dependent defaults that were applied, for `npm run render` to show. */
+    readonly defaulted: string[];
     readonly stack: string;
     readonly run: string;
     /** Models the enabled stages read (download these). */
@@ -419,6 +437,80 @@ function modelRef(name: string, variants: Record<string, TrainVariant>): ModelRe
     if (name === "base-90b") return { name, size: "90b" };
     const v = variants[name];
     return v ? { name, size: v.model, trainVariant: name } : undefined;
+}
+
+/** " (did you mean ...)" for an unknown key that looks like this project's namespace written wrongly. */
+function nearMiss(k: string): string {
+    const m = /^cot[-_.]?vr[.:_-](.+)$/i.exec(k);
+    return m ? ` (did you mean ${PROJECT}:${m[1]}? keys of this project are "${PROJECT}:<key>")` : "";
+}
+
+/** The ChartQA splits' row counts (HuggingFaceM4/ChartQA). */
+export const CHARTQA_ROWS: Record<string, number> = { train: 28299, val: 1920, test: 2500 };
+
+/** Rows the fine-tunes train on, when the stack knows it: the generation's limit, or the ChartQA split. */
+export function trainingRows(c: Pick<RawSettings, "generate">): number | undefined {
+    const g = c.generate;
+    const full = g.source === "HuggingFaceM4/ChartQA" ? CHARTQA_ROWS[g.inputSplit] : undefined;
+    return g.limit !== undefined && full !== undefined ? Math.min(g.limit, full) : (g.limit ?? full);
+}
+
+/** Optimizer steps per epoch as torchtune 0.6.1 counts them: drop_last batches // accumulation, capped. */
+export function stepsPerEpoch(rows: number, v: Pick<TrainVariant, "batchSize" | "gradientAccumulationSteps" | "maxStepsPerEpoch">): number {
+    const steps = Math.floor(Math.floor(rows / v.batchSize) / v.gradientAccumulationSteps);
+    return v.maxStepsPerEpoch !== null && v.maxStepsPerEpoch < steps ? v.maxStepsPerEpoch : steps;
+}
+
+function resolveVariants(raw: Record<string, RawTrainVariant>, defaulted: string[]): Record<string, TrainVariant> {
+    return Object.fromEntries(Object.entries(raw).map(([name, v]) => {
+        const d = MODEL_DEFAULTS[v.model];
+        for (const k of ["loraRank", "loraAlpha"] as const) {
+            if (v[k] === undefined) defaulted.push(`train.variants.${name}.${k} = ${d[k]} (default for ${v.model}: ${d.why})`);
+        }
+        return [name, { ...v, loraRank: v.loraRank ?? d.loraRank, loraAlpha: v.loraAlpha ?? d.loraAlpha }];
+    }));
+}
+
+/** Contradictions torchtune would only raise on the GPU, or that would silently train nothing. */
+function checkTraining(c: RawSettings, trainings: [string, TrainVariant][], p: Problem): void {
+    const rows = trainingRows(c);
+    for (const [name, v] of trainings) {
+        const at = `train.variants.${name}`;
+        if (v.activationOffloading && !v.activationCheckpointing) {
+            p(`${at}.activationOffloading`, "needs activationCheckpointing: true (torchtune raises: offloading only applies to checkpointed activations)");
+        }
+        if (rows === undefined) continue;
+        const steps = stepsPerEpoch(rows, v);
+        if (steps === 0) {
+            p(`${at}.batchSize`, `${rows} rows make no optimizer step: batchSize ${v.batchSize} x gradientAccumulationSteps ${v.gradientAccumulationSteps} must be at most the rows (torchtune drops the last partial batch)`);
+        } else if (v.warmupSteps >= steps * v.epochs) {
+            p(`${at}.warmupSteps`, `${v.warmupSteps} is not below the ${steps * v.epochs} optimizer steps of the run (${v.epochs} epochs x ${steps}): the learning rate would never leave warmup`);
+        }
+    }
+}
+
+/** The default CoT system prompt the generator sends (manifests/synthetic-data-kit/config.yaml). */
+function defaultCotPrompt(): string {
+    const file = path.join(__dirname, "manifests", "synthetic-data-kit", "config.yaml");
+    return String(YAML.parse(fs.readFileSync(file, "utf8"))?.prompt ?? "");
+}
+
+/** Tokens of a CoT request besides the answer: the system prompt (~3 characters a token, generous for
+ * Llama 3's tokenizer), the question and its original answer, the chat template and the image token. */
+export function cotPromptTokens(prompt: string): number {
+    return Math.ceil(prompt.length / 3) + 256;
+}
+
+function checkTeacher(c: RawSettings, st: Record<StageName, boolean>, p: Problem): void {
+    if (!st.teacher) return;
+    const t = c.teacher;
+    // Llama 3.2 90B Vision has 64 attention heads and 8 KV heads; vLLM's tensor parallel size must divide them.
+    if (![1, 2, 4, 8].includes(t.gpus)) p("teacher.gpus", `${t.gpus} GPUs cannot split the 90B model's 8 KV heads: use 1, 2, 4 or 8`);
+    if (!st.generate) return;
+    const need = c.generate.maxTokens + cotPromptTokens(c.generate.prompt ?? defaultCotPrompt());
+    if (t.maxModelLen < need) {
+        p("teacher.maxModelLen", `${t.maxModelLen} is too small: generate.maxTokens ${c.generate.maxTokens} plus the prompt (~${need - c.generate.maxTokens} tokens: system prompt, question, image) need ${need}; vLLM would refuse every request and every row would be an ERROR label`);
+    }
 }
 
 /** Records problems as `cot-vr:<path>: <what is allowed>`. */
@@ -457,13 +549,13 @@ function modelRefs(list: string[], section: "sample" | "evaluate", variants: Rec
     const seen = new Set<string>();
     return list.flatMap((name, i) => {
         if (seen.has(name)) {
-            p(`${section}.variants[${i}]`, `"${name}" is listed twice`);
+            p(`${section}.variants.${i}`, `"${name}" is listed twice`);
             return [];
         }
         seen.add(name);
         const r = modelRef(name, variants);
         if (!r) {
-            p(`${section}.variants[${i}]`, `"${name}" is neither base-11b, base-90b nor a train variant (${Object.keys(variants).join(", ") || "none defined"}): its fine-tune is not in the stack`);
+            p(`${section}.variants.${i}`, `"${name}" is neither base-11b, base-90b nor a train variant (${Object.keys(variants).join(", ") || "none defined"}): its fine-tune is not in the stack`);
             return [];
         }
         return [r];
@@ -538,7 +630,12 @@ export function parseSettings(
     if (!parsed.success) {
         const problems = parsed.error.issues.map((i) => {
             if (i.code === "unrecognized_keys") {
-                return i.keys.map((k) => `${key([...i.path, k])}: unknown key`).join("\n  - ");
+                return i.keys.map((k) => `${key([...i.path, k])}: unknown key${nearMiss(k)}`).join("\n  - ");
+            }
+            if (i.code === "invalid_key") {
+                // A record key (a train variant name): say the rule, not only "Invalid key".
+                const rules = i.issues.map((x) => x.message).join("; ");
+                return `${key(i.path)}: bad name: ${rules} (names appear in Job names and paths)`;
             }
             return `${key(i.path)}: ${i.message}`;
         });
@@ -551,9 +648,12 @@ export function parseSettings(
     checkSecrets(c, opts.secretKeys, p);
     const run = resolveRun(c, opts.stack, p);
     const stages = Object.fromEntries(STAGE_NAMES.map((n) => [n, n === "teacher" ? (c.stages.teacher ?? c.stages.generate) : c.stages[n]])) as Record<StageName, boolean>;
-    const variants = c.train.variants;
+    const defaulted: string[] = [];
+    const variants = resolveVariants(c.train.variants, defaulted);
     const trainings = stages.train ? Object.entries(variants).filter(([, v]) => v.enabled) : [];
     checkVariants(c, stages, p);
+    checkTraining(c, trainings, p);
+    checkTeacher(c, stages, p);
     const evaluations = stages.evaluate ? modelRefs(c.evaluate.variants, "evaluate", variants, p) : [];
     const samples = stages.sample ? modelRefs(c.sample.variants, "sample", variants, p) : [];
     checkStageOrder(c, stages, evaluations, p);
@@ -569,7 +669,7 @@ export function parseSettings(
 
     if (problems.length > 0) throw new ConfigError(problems, opts.source);
     const { hfToken, wandbApiKey, registryPassword, ...rest } = c;
-    return { ...rest, stages, stack: opts.stack, run, neededModels, evaluations, samples, trainings };
+    return { ...rest, train: { variants }, stages, stack: opts.stack, run, neededModels, evaluations, samples, trainings, defaulted };
 }
 
 /** Decodes a Pulumi config value: structured values arrive as JSON strings. */
@@ -581,18 +681,58 @@ export function decodeConfigValue(v: string): unknown {
     }
 }
 
+/** Config namespaces something reads: this project's, and the providers' and engine's own. */
+export const KNOWN_NAMESPACES = [PROJECT, "kubernetes", "docker", "pulumi"];
+
+/** Keys nothing would read: a near-miss of this project's namespace, or a namespace nobody reads. */
+export function namespaceProblems(keys: string[]): string[] {
+    const problems: string[] = [];
+    for (const k of keys) {
+        const ns = k.includes(":") ? k.slice(0, k.indexOf(":")) : "";
+        if (KNOWN_NAMESPACES.includes(ns)) continue;
+        const near = /^cot[-_.]?vr$/i.test(ns) || /^cot[-_.]?vr[.]/i.test(k);
+        problems.push(near
+            ? `${k}: unknown namespace "${ns || k}": this project's keys are "${PROJECT}:<key>" (e.g. ${PROJECT}:${k.replace(/^cot[-_.]?vr[.:]/i, "")})`
+            : `${k}: no program reads the namespace "${ns}" (known: ${KNOWN_NAMESPACES.join(", ")}); remove the key or fix its namespace`);
+    }
+    return problems;
+}
+
+/** Top-level keys Pulumi reads in a stack file; anything else (e.g. settings outside `config:`) is ignored by it. */
+const STACK_FILE_KEYS = ["config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"];
+
+/** Problems of a parsed `Pulumi.<stack>.yaml` beside its config keys. */
+export function stackFileProblems(doc: unknown): string[] {
+    if (doc === null || doc === undefined) return [];
+    if (typeof doc !== "object" || Array.isArray(doc)) return ["the stack file must be a YAML mapping with a `config:` section"];
+    return Object.keys(doc)
+        .filter((k) => !STACK_FILE_KEYS.includes(k))
+        .map((k) => `${k}: top-level key of the stack file that Pulumi does not read (allowed: ${STACK_FILE_KEYS.join(", ")}); settings go under config: as ${PROJECT}:<key>`);
+}
+
 /**
  * Reads every `cot-vr:*` key of a flat Pulumi config map ("project:key" -> string) and parses it.
+ * Keys of no namespace anything reads are errors too: they would be silently ignored.
  */
 export function settingsFromConfigMap(
     all: Record<string, string>,
-    opts: { stack: string; secretKeys: string[]; source?: string },
+    opts: { stack: string; secretKeys: string[]; source?: string; extraProblems?: string[] },
 ): Settings {
+    const early = [...(opts.extraProblems ?? []), ...namespaceProblems(Object.keys(all))];
     const raw: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(all)) {
         if (!k.startsWith(`${PROJECT}:`)) continue;
         const name = k.slice(PROJECT.length + 1);
         raw[name] = (SECRET_KEYS as readonly string[]).includes(name) ? v : decodeConfigValue(v);
     }
-    return parseSettings(raw, opts);
+    let settings: Settings | undefined;
+    let problems = early;
+    try {
+        settings = parseSettings(raw, opts);
+    } catch (e) {
+        if (!(e instanceof ConfigError)) throw e;
+        problems = [...early, ...e.problems];
+    }
+    if (problems.length > 0 || !settings) throw new ConfigError(problems, opts.source);
+    return settings;
 }

@@ -1,7 +1,10 @@
 // Reads the stack's config from the Pulumi runtime (the only place that does) and hands back typed
 // settings and, beside them, the secret values wrapped as Pulumi secrets.
+import * as fs from "fs";
+import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
-import { PROJECT, Settings, settingsFromConfigMap } from "./config";
+import * as YAML from "yaml";
+import { PROJECT, Settings, settingsFromConfigMap, stackFileProblems } from "./config";
 import { PipelineSecrets } from "./components/pipeline";
 
 export function loadSettings(): { settings: Settings; secrets: PipelineSecrets } {
@@ -12,7 +15,11 @@ export function loadSettings(): { settings: Settings; secrets: PipelineSecrets }
     // Validation needs only to know a secret is set: its value is read once, below, as a Pulumi secret.
     const config = Object.fromEntries(Object.entries(all).map(([k, v]) => [k, secretKeys.includes(k) ? "<secret>" : v]));
     const stack = pulumi.getStack();
-    const settings = settingsFromConfigMap(config, { stack, secretKeys, source: `stacks/Pulumi.${stack}.yaml` });
+    // Pulumi hands over only the config map: what else the stack file holds is read here, so a
+    // setting written outside `config:` is an error rather than ignored.
+    const file = path.join(__dirname, "stacks", `Pulumi.${stack}.yaml`);
+    const extraProblems = fs.existsSync(file) ? stackFileProblems(YAML.parse(fs.readFileSync(file, "utf8"))) : [];
+    const settings = settingsFromConfigMap(config, { stack, secretKeys, source: `stacks/Pulumi.${stack}.yaml`, extraProblems });
     const cfg = new pulumi.Config(PROJECT);
     return {
         settings,

@@ -86,7 +86,9 @@ export function configRows(): string[][] {
                 walk(schemas.get(ref)!, pj.additionalProperties, `${key}.<name>`);
             } else if (ref && schemas.has(ref)) walk(schemas.get(ref)!, pj, key);
             else {
-                const def = pj && "default" in pj ? `\`${JSON.stringify(pj.default)}\`` : "";
+                // A default the schema cannot state (it depends on other keys) is the doc's `@default` text.
+                const docDefault = /@default (.*)$/.exec(p.doc)?.[1] ?? "";
+                const def = pj && "default" in pj ? `\`${JSON.stringify(pj.default)}\`` : docDefault;
                 rows.push([`${PROJECT}:${key}`, jsonType(pj), def, p.doc.replace(/@default .*$/, "").trim()]);
             }
         }

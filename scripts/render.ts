@@ -54,9 +54,10 @@ async function main(): Promise<number> {
         console.error(`no stack file ${file}`);
         return 2;
     }
-    const stackFile = readStackFile(file);
+    let stackFile;
     let result;
     try {
+        stackFile = readStackFile(file);
         result = stackSettings(stackFile, { placeholderSecrets: true });
     } catch (e) {
         if (e instanceof ConfigError) {
@@ -69,6 +70,8 @@ async function main(): Promise<number> {
         console.error(`note: ${p} is not set in ${path.basename(file)}; rendered as ${REDACTED}. pulumi up requires it (pulumi config set --secret ${p} ...).`);
     }
     const st = result.settings;
+    // Defaults that depend on the model are shown, so a stack never trains with values it did not expect.
+    for (const d of st.defaulted) console.error(`note: ${PROJECT}:${d}`);
     // A shipped stack file holds no secret values: what is set renders as the placeholder.
     const secretOf = (k: string) => (stackFile.secretKeys.includes(`${PROJECT}:${k}`) || result.placeholders.includes(`${PROJECT}:${k}`) ? REDACTED : undefined);
     const secrets = { hfToken: secretOf("hfToken"), wandbApiKey: secretOf("wandbApiKey"), registryPassword: secretOf("registryPassword") };

@@ -3,7 +3,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import * as YAML from "yaml";
-import { ConfigError, PROJECT, SECRET_KEYS, Settings, settingsFromConfigMap } from "../config";
+import { ConfigError, PROJECT, SECRET_KEYS, Settings, settingsFromConfigMap, stackFileProblems } from "../config";
 
 export const STACKS_DIR = path.join(__dirname, "..", "stacks");
 /** What a secret renders as; the real value never leaves Pulumi's encrypted config. */
@@ -27,6 +27,8 @@ export function readStackFile(file: string): StackFile {
     const m = /^Pulumi\.(.+)\.ya?ml$/.exec(base);
     if (!m) throw new Error(`${file}: expected a file named Pulumi.<stack>.yaml`);
     const doc = YAML.parse(fs.readFileSync(file, "utf8")) ?? {};
+    const topLevel = stackFileProblems(doc);
+    if (topLevel.length > 0) throw new ConfigError(topLevel, path.relative(process.cwd(), file) || file);
     const raw = (doc.config ?? {}) as Record<string, unknown>;
     const config: Record<string, string> = {};
     const secretKeys: string[] = [];

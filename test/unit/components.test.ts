@@ -133,7 +133,7 @@ describe("teacher", async () => {
 });
 
 describe("CoT generation", async () => {
-    const s = settings({ generate: { limit: 100, temperature: 0.3 } });
+    const s = settings({ generate: { limit: 2000, temperature: 0.3 } });
     const r = await render(s);
     const job = r.job("generate");
     const sdk = YAML.parse(r.configOf(job)["sdk.yaml"]);
@@ -170,7 +170,7 @@ describe("CoT generation", async () => {
     it("writes cot_chartqa on the data volume, with the sample limit", () => {
         const args = container(job).args;
         expect(argOf(args, "--out")).toBe("/data/cot_chartqa");
-        expect(argOf(args, "--limit")).toBe("100");
+        expect(argOf(args, "--limit")).toBe("2000");
         expect(argOf(args, "--source")).toBe("HuggingFaceM4/ChartQA");
         expect(container(job).command).toEqual(["python", "/opt/cotvr/generate_cot.py"]);
     });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, isPinnedImage, parseSettings, quantityBytes } from "../../config";
+import { ConfigError, isPinnedImage, parseSettings, quantityBytes, settingsFromConfigMap, stackFileProblems, stepsPerEpoch } from "../../config";
 import { settings, TOKEN } from "./helpers";
 
 function problems(raw: Record<string, unknown>, secretKeys = ["cot-vr:hfToken"]): string[] {
@@ -81,7 +81,7 @@ describe("bad stack files fail with every bad field named", () => {
     });
     it("rejects a tuned evaluation whose fine-tune is not in the stack", () => {
         expect(problems({ evaluate: { variants: ["base-11b", "lora-11b-r64"] } })).toEqual([
-            expect.stringMatching(/^cot-vr:evaluate\.variants\[1\]: "lora-11b-r64" is neither base-11b, base-90b nor a train variant .*not in the stack/),
+            expect.stringMatching(/^cot-vr:evaluate\.variants\.1: "lora-11b-r64" is neither base-11b, base-90b nor a train variant .*not in the stack/),
         ]);
     });
     it("accepts a tuned evaluation whose fine-tune ran in an earlier update (variant disabled)", () => {
@@ -153,5 +153,74 @@ describe("the teacher follows generation", () => {
 describe("data volume", () => {
     it("must hold the ChartQA cache and the CoT dataset", () => {
         expect(() => settings({ storage: { data: { size: "2Gi" } } })).toThrow(/cot-vr:storage\.data\.size: 2Gi is too small: the ChartQA cache and the CoT dataset need at least 10Gi/);
+    });
+});
+
+describe("config that cannot silently run the wrong experiment", () => {
+    const v = (extra: Record<string, unknown>) => ({ model: "11b", method: "lora", epochs: 1, batchSize: 2, gradientAccumulationSteps: 1, ...extra });
+    // Only the fine-tunes under test: no samples or evaluations of the default variants.
+    const only = { stages: { sample: false, evaluate: false, report: false } };
+    it("gives a 90B variant that sets no rank/alpha the 90B recipe's 8/16, an 11B one the blog's 16/32, and says so", () => {
+        const s = settings({ ...only, train: { variants: { a: v({}), b: v({ model: "90b", method: "qlora" }), c: v({ model: "90b", method: "qlora", loraRank: 32 }) } } });
+        expect(s.train.variants.a).toMatchObject({ loraRank: 16, loraAlpha: 32 });
+        expect(s.train.variants.b).toMatchObject({ loraRank: 8, loraAlpha: 16 });
+        expect(s.train.variants.c).toMatchObject({ loraRank: 32, loraAlpha: 16 });
+        expect(s.defaulted).toContain("train.variants.b.loraRank = 8 (default for 90b: torchtune's 90B_qlora, kept by the blog)");
+        expect(s.defaulted.some((d) => d.startsWith("train.variants.c.loraRank"))).toBe(false);
+    });
+    it("rejects keys in a near-miss namespace, of no known namespace, and a project key written with a dot", () => {
+        const read = (all: Record<string, string>) => {
+            try {
+                settingsFromConfigMap({ "cot-vr:hfToken": TOKEN, ...all }, { stack: "blog", secretKeys: ["cot-vr:hfToken"] });
+            } catch (e) {
+                return (e as ConfigError).problems;
+            }
+            return [];
+        };
+        expect(read({ "cot_vr:generate": "{}" })).toEqual([expect.stringMatching(/^cot_vr:generate: unknown namespace "cot_vr": this project's keys are "cot-vr:<key>" \(e\.g\. cot-vr:generate\)/)]);
+        expect(read({ "cotvr:teacher": "{}" })).toEqual([expect.stringMatching(/^cotvr:teacher: unknown namespace/)]);
+        expect(read({ "aws:region": "us-east-1" })).toEqual([expect.stringMatching(/^aws:region: no program reads the namespace "aws" \(known: cot-vr, kubernetes, docker, pulumi\)/)]);
+        expect(read({ "cot-vr:cot-vr.generate": "{}" })).toEqual([expect.stringMatching(/^cot-vr:cot-vr\.generate: unknown key \(did you mean cot-vr:generate\?/)]);
+        expect(read({ "kubernetes:context": "x", "pulumi:template": "y" })).toEqual([]);
+        // Namespace problems and schema problems come together.
+        expect(read({ "cot_vr:x": "1", "cot-vr:teacher": JSON.stringify({ gpus: 0 }) })).toHaveLength(2);
+    });
+    it("rejects settings written outside the stack file's config: map", () => {
+        expect(stackFileProblems({ config: {}, "cot-vr:generate": {} })).toEqual([expect.stringMatching(/^cot-vr:generate: top-level key of the stack file that Pulumi does not read .* settings go under config:/)]);
+        expect(stackFileProblems({ config: {}, secretsprovider: "passphrase", encryptionsalt: "x" })).toEqual([]);
+    });
+    it("rejects activation offloading without checkpointing (torchtune raises on the GPU)", () => {
+        expect(problems({ ...only, train: { variants: { a: v({ activationCheckpointing: false, activationOffloading: true }) } } })).toEqual([
+            expect.stringMatching(/^cot-vr:train\.variants\.a\.activationOffloading: needs activationCheckpointing: true/),
+        ]);
+    });
+    it("rejects a teacher context too small for the CoT answer plus its prompt", () => {
+        const [p] = problems({ teacher: { maxModelLen: 4096 } });
+        expect(p).toMatch(/^cot-vr:teacher\.maxModelLen: 4096 is too small: generate\.maxTokens 4092 plus the prompt \(~\d+ tokens: system prompt, question, image\) need \d+/);
+        // The blog's 8192 fits its 4092-token answers.
+        expect(() => settings()).not.toThrow();
+    });
+    it("rejects a teacher split over a GPU count that does not divide the 90B model's KV heads", () => {
+        expect(problems({ teacher: { gpus: 3 } })).toEqual([expect.stringMatching(/^cot-vr:teacher\.gpus: 3 GPUs cannot split .* use 1, 2, 4 or 8/)]);
+    });
+    it("rejects a model repo that is not owner/name", () => {
+        expect(problems({ models: { "11b": "Llama-3.2-11B-Vision-Instruct" } })).toEqual([expect.stringMatching(/^cot-vr:models\.11b: must be a Hugging Face repo id "owner\/name"/)]);
+    });
+    it("rejects a run that makes no optimizer step or never leaves warmup", () => {
+        expect(problems({ ...only, generate: { limit: 8 }, train: { variants: { a: v({ batchSize: 16 }) } } })).toEqual([
+            expect.stringMatching(/^cot-vr:train\.variants\.a\.batchSize: 8 rows make no optimizer step: batchSize 16 x gradientAccumulationSteps 1/),
+        ]);
+        expect(problems({ ...only, generate: { limit: 8 }, train: { variants: { a: v({ warmupSteps: 100 }) } } })).toEqual([
+            expect.stringMatching(/^cot-vr:train\.variants\.a\.warmupSteps: 100 is not below the 4 optimizer steps of the run \(1 epochs x 4\)/),
+        ]);
+        expect(stepsPerEpoch(28299, { batchSize: 2, gradientAccumulationSteps: 8, maxStepsPerEpoch: null })).toBe(1768);
+        expect(stepsPerEpoch(28299, { batchSize: 16, gradientAccumulationSteps: 1, maxStepsPerEpoch: 2 })).toBe(2);
+    });
+    it("states the rule for a bad variant name, and names every path with dots", () => {
+        expect(problems({ ...only, train: { variants: { Bad_Name: v({}) } } })).toEqual([
+            expect.stringMatching(/^cot-vr:train\.variants\.Bad_Name: bad name: must be lowercase letters, digits and '-', starting and ending with a letter or digit/),
+        ]);
+        expect(problems({ ...only, train: { variants: { ["x".repeat(30)]: v({}) } } })[0]).toMatch(/at most 24|<=24/);
+        expect(problems({ evaluate: { variants: ["base-11b", "base-11b"] } })).toEqual([expect.stringMatching(/^cot-vr:evaluate\.variants\.1: "base-11b" is listed twice/)]);
     });
 });

@@ -34,7 +34,7 @@ describe("index.ts", () => {
         expect(registered).toEqual([]);
     });
     it("builds the pipeline from a valid stack", async () => {
-        const mod = await runIndex({ "cot-vr:hfToken": "hf_ok", "cot-vr:generate": JSON.stringify({ limit: 4 }) }, ["cot-vr:hfToken"]);
+        const mod = await runIndex({ "cot-vr:hfToken": "hf_ok", "cot-vr:generate": JSON.stringify({ limit: 2000 }) }, ["cot-vr:hfToken"]);
         expect(mod.run).toBe("blog");
         expect(mod.stages).toEqual(["download", "teacher", "generate", "train", "sample", "evaluate", "report"]);
         // Outputs name what a user needs next: namespace, teacher, each stage's Job, the status command.

@@ -94,7 +94,7 @@ describe("report", async () => {
         const args = container(r.job("report")).args;
         expect(argOf(args, "--eval-dir")).toBe("/results/blog/eval");
         expect(argOf(args, "--out")).toBe("/results/blog/report");
-        expect(r.byKind("Role")[0].rules).toEqual([{ apiGroups: ["batch"], resources: ["jobs"], verbs: ["get", "list"] }]);
+        expect(r.byKind("Role").find((x) => x.metadata.name === "blog-report")!.rules).toEqual([{ apiGroups: ["batch"], resources: ["jobs"], verbs: ["get", "list"] }]);
         expect(r.job("report").spec.template.spec.serviceAccountName).toBe("blog-report");
     });
     it("has no headline when the stack does not evaluate both sides of it", () => {

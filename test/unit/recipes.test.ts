@@ -88,7 +88,7 @@ describe("torchtune configs", async () => {
     it("take optional settings from config: W&B logger, limit, steps", async () => {
         const r2 = await render(settings({
             wandbApiKey: "wandb-secret",
-            train: { variants: { "lora-11b": { model: "11b", method: "lora", epochs: 2, batchSize: 4, gradientAccumulationSteps: 2, maxStepsPerEpoch: 5, metricLogger: "wandb", loraRank: 8, loraAlpha: 16, learningRate: 3e-4, compile: true } } },
+            train: { variants: { "lora-11b": { model: "11b", method: "lora", epochs: 2, batchSize: 4, gradientAccumulationSteps: 2, maxStepsPerEpoch: 5, warmupSteps: 2, metricLogger: "wandb", loraRank: 8, loraAlpha: 16, learningRate: 3e-4, compile: true } } },
             evaluate: { variants: ["lora-11b"], limit: 10 }, sample: { variants: [] },
         }));
         const t = YAML.parse(r2.configOf(r2.job("train", "lora-11b"))["train.yaml"]);

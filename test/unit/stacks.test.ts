@@ -67,7 +67,7 @@ describe("npm run render", () => {
     it("redacts secret values from the stack file", () => {
         const dir = fs.mkdtempSync(path.join(os.tmpdir(), "stack-"));
         const file = path.join(dir, "Pulumi.secretive.yaml");
-        fs.writeFileSync(file, YAML.stringify({ config: { "cot-vr:hfToken": { secure: "v1:AAAABBBBsecretciphertext" }, "cot-vr:generate": { limit: 4 } } }));
+        fs.writeFileSync(file, YAML.stringify({ config: { "cot-vr:hfToken": { secure: "v1:AAAABBBBsecretciphertext" }, "cot-vr:generate": { limit: 2000 } } }));
         const out = path.join(dir, "out");
         const res = renderCli(["--config", file, "--out", out]);
         expect(res.status, res.stderr).toBe(0);

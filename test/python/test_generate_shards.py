@@ -207,3 +207,25 @@ def test_shards_of_another_config_hash_are_never_mixed_in(tmp_path: Path, tiny_c
     assert Counter(second.answered) == Counter(source_queries(tiny_chartqa))  # all 6 asked again under abc123
     assert sorted(p.name for p in old.iterdir()) == before  # untouched
     assert json.loads((out / ".complete.json").read_text())["config_hash"] == "abc123"
+
+
+def test_why_create_is_not_run_per_shard(tmp_path: Path, tiny_chartqa: Path) -> None:
+    """The pinned package's facts generate_cot.py is built on: `create --type vqa_add_reasoning` is
+    VQAGenerator(client, config).process_dataset, whose -n has no offset and which cannot read a local
+    dataset folder (a shard); the objects generate_cot.py drives per batch are the same ones."""
+    import inspect
+
+    from synthetic_data_kit.core import create
+    from synthetic_data_kit.generators.vqa_generator import VQAGenerator
+    from synthetic_data_kit.models.llm_client import LLMClient
+
+    branch = inspect.getsource(create.process_file).split('"vqa_add_reasoning"', 1)[1]
+    assert "VQAGenerator(client, config_path)" in branch and "generator.process_dataset(" in branch
+    process = inspect.getsource(VQAGenerator.process_dataset)
+    assert "dataset.select(range(min(max_examples, len(dataset))))" in process  # first N rows, no offset
+    assert "self.transform" in process and "batch_size=batch_size" in process
+
+    config = sdk_config_for(tmp_path, "http://127.0.0.1:9/v1", MODEL_90B)
+    generator = VQAGenerator(LLMClient(config_path=config), config)
+    with pytest.raises(IsADirectoryError):
+        generator.process_dataset(str(tiny_chartqa), str(tmp_path / "o"), num_examples=2)

@@ -18,7 +18,10 @@ cannot be kept under another name: the regex is a prefix match). No recipe_state
 no complete intermediate epoch: start over.
 
 The output dir is tied to one config hash (`.cotvr-run.json`, written before training):
-work of another hash is never overwritten (exit 3).
+checkpoints of another hash (a complete `epoch_*` or `recipe_state/`) are never overwritten
+(exit 3). A run of another hash that failed before its first epoch is taken over: its
+leftovers (identity file, logs) move to `.superseded/<old hash>-<time>/`, so a corrected
+config re-runs without deleting anything by hand.
 
 Exit codes: 0 ok (also: already complete), 1 recipe failed, 2 bad arguments, 3 missing input
 or the output dir belongs to another config hash.
@@ -59,6 +62,7 @@ EPOCH_RE = re.compile(r"^epoch_(\d+)$")
 RUN_FILE = ".cotvr-run.json"
 ADAPTER = "adapter_model.pt"
 RECIPE_STATE = Path("recipe_state") / "recipe_state.pt"
+SUPERSEDED = ".superseded"  # leftovers of failed runs of other config hashes
 
 
 @dataclass
@@ -134,8 +138,34 @@ def load_config(path: Path, overrides: Sequence[str]) -> dict[str, Any]:
         raise CotvrError(f"cannot read torchtune config {path}: {err}", EXIT_BAD_ARGS) from err
 
 
+def other_runs_epochs(output_dir: Path) -> list[str]:
+    """What makes a folder another run's work worth keeping: complete epoch checkpoints or
+    recipe_state/ (written only after an epoch completed). Logs, .cotvr-run.json and partial
+    epoch folders of a run that died before its first epoch are not."""
+    found = [path.name for _, path in sorted(epoch_dirs(output_dir).items()) if epoch_complete(path)]
+    if (output_dir / RECIPE_STATE.parent).exists():
+        found.append(str(RECIPE_STATE.parent))
+    return found
+
+
+def take_over(output_dir: Path, recorded: str) -> Path:
+    """Move a failed run's leftovers (identity file, marker, logs, ...) aside, so a corrected config
+    can use the folder. Kept, not deleted: torchtune's logs are the record of why that run failed,
+    and they are small. The dot-folder is outside every `epoch_*` lookup torchtune makes. Partial
+    `epoch_*` folders stay where they are: plan_resume removes them (no recipe_state = start over)."""
+    dest = output_dir / SUPERSEDED / f"{recorded}-{utc_now().replace(':', '')}"
+    dest.mkdir(parents=True, exist_ok=True)
+    for child in sorted(output_dir.iterdir()):
+        if child.name == SUPERSEDED or (EPOCH_RE.match(child.name) and child.is_dir()):
+            continue
+        os.replace(child, dest / child.name)
+        log(f"moved {child.name} of config hash {recorded} to {dest}")
+    return dest
+
+
 def check_run_identity(output_dir: Path, config_hash: str | None) -> None:
-    """Refuse to touch an output dir that holds work of another config hash."""
+    """Refuse to touch an output dir that holds checkpoints of another config hash; take over one
+    whose other-hash run failed before it wrote its first epoch (see take_over)."""
     marker = read_marker(output_dir)
     run_file = output_dir / RUN_FILE
     recorded = None
@@ -149,12 +179,17 @@ def check_run_identity(output_dir: Path, config_hash: str | None) -> None:
                 f"{output_dir} holds checkpoints of an unknown run (no {RUN_FILE}); not overwriting it",
                 EXIT_MISSING_INPUT,
             )
-    if recorded is not None and config_hash is not None and recorded != config_hash:
+    if recorded is None or config_hash is None or recorded == config_hash:
+        return
+    work = other_runs_epochs(output_dir)
+    if work:
         raise CotvrError(
-            f"{output_dir} holds work of config hash {recorded}, this run is {config_hash}: not overwriting it "
-            "(use another cot-vr:run name or remove the folder)",
+            f"{output_dir} holds checkpoints of config hash {recorded} ({', '.join(work)}), this run is {config_hash}: "
+            "not overwriting them (use another cot-vr:run name or remove the folder)",
             EXIT_MISSING_INPUT,
         )
+    log(f"{output_dir} holds a run of config hash {recorded} that wrote no epoch: taking it over for {config_hash}")
+    take_over(output_dir, recorded)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,6 @@ from conftest import BLOG_COT_PROMPT_END, BLOG_COT_PROMPT_START, DATAGEN, HERE, 
 from cotvr_configs import RenderedConfig, all_configs, render_root, sdk_configs
 
 GENERATE = DATAGEN / "generate_cot.py"
-SDK_CLI = str(Path(sys.executable).with_name("synthetic-data-kit"))
 SDK_CONFIGS = sdk_configs()
 MODEL_90B = "meta-llama/Llama-3.2-90B-Vision-Instruct"
 
@@ -100,16 +98,23 @@ def sdk_config_for(tmp_path: Path, api_base: str, model: str) -> Path:
     return path
 
 
-def run_generate(config: Path, out: Path, source_dir: Path, *extra: str) -> Any:
-    env = {
+def generate_env(source_dir: Path) -> dict[str, str]:
+    return {
         "PYTHONPATH": str(HERE / "hubshim"),
         "COTVR_TEST_HF_DATASETS": json.dumps({"HuggingFaceM4/ChartQA": str(source_dir)}),
-        "COTVR_SDK": SDK_CLI,
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",
+        "COTVR_PROGRESS_INTERVAL": "0",
     }
-    return run_program(GENERATE, "--config", str(config), "--source", "HuggingFaceM4/ChartQA", "--out", str(out),
-                       "--config-hash", "abc123", "--teacher-timeout", "5", "--poll-interval", "0.2", *extra, env=env)
+
+
+def generate_args(config: Path, out: Path, *extra: str, config_hash: str = "abc123") -> list[str]:
+    return ["--config", str(config), "--source", "HuggingFaceM4/ChartQA", "--out", str(out),
+            "--config-hash", config_hash, "--teacher-timeout", "5", "--poll-interval", "0.2", *extra]
+
+
+def run_generate(config: Path, out: Path, source_dir: Path, *extra: str, config_hash: str = "abc123") -> Any:
+    return run_program(GENERATE, *generate_args(config, out, *extra, config_hash=config_hash), env=generate_env(source_dir))
 
 
 def test_generates_checks_and_publishes(tmp_path: Path, tiny_chartqa: Path, fake_teacher) -> None:
@@ -156,7 +161,10 @@ def test_teacher_404_error_rows_fail_and_nothing_is_published(tmp_path: Path, ti
     assert "ERROR labels:              3" in proc.stdout
     assert "not published" in proc.stderr
     assert not out.exists()
-    assert (tmp_path / "cot_chartqa.staging" / "train" / "data.parquet").is_file()  # kept for inspection
+    # the shard that failed is kept for inspection; its ERROR rows were asked again once (--error-retries 1),
+    # each time with synthetic-data-kit's own api-endpoint.max_retries (2): 3 rows x 2 x 2
+    assert (tmp_path / "cot_chartqa.shards" / "abc123" / "shard-00000.staging" / "train" / "data.parquet").is_file()
+    assert len(teacher.requests) == 12
 
 
 def test_teacher_serving_another_model_is_exit_3_before_any_work(tmp_path: Path, tiny_chartqa: Path, fake_teacher) -> None:

@@ -126,3 +126,46 @@ def test_plan_resume_unit(tmp_path: Path) -> None:
     (out / "recipe_state" / "recipe_state.pt").write_bytes(b"torn")
     plan = train_program.plan_resume(out, 5)
     assert not plan.resume and out / "epoch_0" in plan.remove
+
+
+@pytest.mark.parametrize("failure", [{"FAKE_TUNE_FAIL": "1"}, {"FAKE_TUNE_CRASH_IN_SAVE": "0"}], ids=["fails-at-start", "killed-saving-epoch-0"])
+def test_failed_before_first_epoch_reruns_with_a_fixed_config(setup, tmp_path: Path, failure: dict[str, str]) -> None:
+    """Issue 9: a run that wrote no complete epoch does not block the corrected config (new hash)."""
+    train, calls, out = setup
+    failed = train(config_hash="h1", **failure)
+    assert failed.returncode == 1, failed.stderr
+    assert json.loads((out / ".cotvr-run.json").read_text())["config_hash"] == "h1"
+    assert not any((out / f"epoch_{e}" / "adapter_model.pt").exists() for e in range(3))
+
+    config = tmp_path / "train.yaml"  # the fix: another learning rate, so another config hash
+    fixed = config.read_text().replace("lr: ", "lr: 5.0e-05 #", 1)
+    assert fixed != config.read_text()
+    config.write_text(fixed)
+    proc = train(config_hash="h2")
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote no epoch: taking it over for h2" in proc.stderr
+    assert json.loads((out / ".complete.json").read_text())["config_hash"] == "h2"
+    assert json.loads((out / ".cotvr-run.json").read_text())["config_hash"] == "h2"
+    assert calls()[-1]["overrides"]["resume_from_checkpoint"] == "False"
+    # h1's leftovers are kept aside, out of torchtune's epoch_* lookups
+    (kept,) = (out / ".superseded").iterdir()
+    assert kept.name.startswith("h1-")
+    assert json.loads((kept / ".cotvr-run.json").read_text())["config_hash"] == "h1"
+    if "FAKE_TUNE_FAIL" in failure:
+        assert (kept / "logs" / "log_1700000000.txt").is_file()
+
+    # The guard still refuses once this folder holds epochs of another hash.
+    proc = train(config_hash="h3")
+    assert proc.returncode == 3 and "checkpoints of config hash h2" in proc.stderr and "epoch_0" in proc.stderr
+    assert json.loads((out / ".complete.json").read_text())["config_hash"] == "h2"
+
+
+def test_recipe_state_alone_counts_as_another_runs_epochs(tmp_path: Path) -> None:
+    import train as train_program
+
+    out = tmp_path / "o"
+    (out / "recipe_state").mkdir(parents=True)
+    (out / ".cotvr-run.json").write_text(json.dumps({"config_hash": "h1"}))
+    with pytest.raises(train_program.CotvrError, match=r"config hash h1 \(recipe_state\)"):
+        train_program.check_run_identity(out, "h2")
+    assert (out / ".cotvr-run.json").is_file()

@@ -4,7 +4,8 @@ recipe does -- using torchtune's own lookup functions, so the test proves that a
 clean-up torchtune finds the newest complete epoch.
 
 Env: FAKE_TUNE_LOG (JSON lines of invocations), FAKE_TUNE_CRASH_IN_SAVE=<epoch> (die after the
-weights of that epoch, before its adapter), FAKE_TUNE_FAIL=1 (exit 1 at once).
+weights of that epoch, before its adapter), FAKE_TUNE_FAIL=1 (write the
+metric logger's log file, then exit 1: a run that fails before its first epoch).
 """
 import json
 import os
@@ -21,6 +22,9 @@ epochs = int(overrides["epochs"])
 resume = overrides["resume_from_checkpoint"] == "True"
 record = {"recipe": args[1], "config": args[3], "overrides": overrides}
 if os.environ.get("FAKE_TUNE_FAIL"):
+    # the recipe's DiskLogger opens ${output_dir}/logs/log_<unix time>.txt in setup, before the model loads
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    (out / "logs" / "log_1700000000.txt").write_text("Step 0 | failed before the first epoch\n")
     sys.exit(1)
 
 start = 0

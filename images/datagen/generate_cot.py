@@ -43,6 +43,7 @@ source missing, 6 dataset or shard check failed (nothing published, staging kept
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -64,6 +65,7 @@ from cotvr_common import (  # noqa: E402
     EXIT_MISSING_INPUT,
     EXIT_OK,
     CotvrError,
+    KubeApi,
     Progress,
     atomic_write_json,
     dig,
@@ -75,6 +77,7 @@ from cotvr_common import (  # noqa: E402
     write_marker,
 )
 from check_cot import check_dataset, format_summary  # noqa: E402
+from teacher_scale import TeacherScaler, hold_teacher  # noqa: E402
 
 CONTENT_TYPE = "vqa_add_reasoning"
 
@@ -385,6 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-missing-final-fraction", type=float, default=0.0)
     parser.add_argument("--teacher-timeout", type=float, default=3600.0, help="seconds to wait for the teacher (at start and after it went away)")
     parser.add_argument("--poll-interval", type=float, default=15.0)
+    parser.add_argument("--teacher-deployment", default=None,
+                        help="teacher Deployment to hold: scaled to 1 while shards are generated, to 0 after (however the run ends)")
+    parser.add_argument("--teacher-namespace", default=None, help="its namespace")
+    parser.add_argument("--teacher-record", type=Path, default=None, help="append the teacher's scale events here (its GPU time)")
+    parser.add_argument("--kube-api", default=None, help="API server URL (default: in-cluster)")
+    parser.add_argument("--kube-token-file", default=None, help="bearer token file (with --kube-api)")
     return parser
 
 
@@ -441,44 +450,47 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     api_base, model, key = teacher_endpoint(cfg)
     gen: Generator | None = None
-    for k in missing:
-        if gen is None:
-            wait_for_teacher(api_base, model, key, args.teacher_timeout, args.poll_interval)
-            shards.root.mkdir(parents=True, exist_ok=True)
-            shards.write_plan(shard_size=size, total_rows=total, shards=count, source=args.source, split=in_split,
-                              limit=args.limit, config_hash=args.config_hash, config_sha256=config_sha)
-            gen = Generator(args.config, (api_base, model, key), args)
-        a, b = ranges[k]
-        rows = source.select(range(a, b))
-        staging = shards.staging(k)
-        stamp = {"shard": k, "start": a, "end": b, "fingerprint": prints[k]}
-        if staging.is_dir() and (read_marker_file(staging / "shard.json") or {}) != stamp:
-            log(f"{staging} is from other source rows: starting the shard over")
-            shutil.rmtree(staging)
-        staging.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(staging / "shard.json", stamp)
-        journal = staging / "labels.jsonl"
-        before = sum(done_rows.values())
+    # The teacher holds a GPU only while shards remain: up before the first request, down after the
+    # last one, also when a shard fails or the pod is stopped (teacher_scale.hold_teacher).
+    with holding_teacher(args) if missing else contextlib.nullcontext():
+        for k in missing:
+            if gen is None:
+                wait_for_teacher(api_base, model, key, args.teacher_timeout, args.poll_interval)
+                shards.root.mkdir(parents=True, exist_ok=True)
+                shards.write_plan(shard_size=size, total_rows=total, shards=count, source=args.source, split=in_split,
+                                  limit=args.limit, config_hash=args.config_hash, config_sha256=config_sha)
+                gen = Generator(args.config, (api_base, model, key), args)
+            a, b = ranges[k]
+            rows = source.select(range(a, b))
+            staging = shards.staging(k)
+            stamp = {"shard": k, "start": a, "end": b, "fingerprint": prints[k]}
+            if staging.is_dir() and (read_marker_file(staging / "shard.json") or {}) != stamp:
+                log(f"{staging} is from other source rows: starting the shard over")
+                shutil.rmtree(staging)
+            staging.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(staging / "shard.json", stamp)
+            journal = staging / "labels.jsonl"
+            before = sum(done_rows.values())
 
-        def on_batch(k: int = k, before: int = before, journal: Path = journal) -> None:
-            answered = sum(1 for label in read_journal(journal).values() if not is_error(label))
-            progress.update(before + answered, shard=k + 1, shards=count)
+            def on_batch(k: int = k, before: int = before, journal: Path = journal) -> None:
+                answered = sum(1 for label in read_journal(journal).values() if not is_error(label))
+                progress.update(before + answered, shard=k + 1, shards=count)
 
-        answers = generate_shard(gen, rows, staging, on_batch,
-                                 lambda: wait_for_teacher(api_base, model, key, args.teacher_timeout, args.poll_interval))
-        write_split(with_labels(rows, [answers[row] for row in range(len(rows))]), staging, split)
-        result = check_dataset(staging, split, b - a, max_missing_final_fraction=1.0)
-        if not result.ok:
-            print(format_summary(result), flush=True)
-            print(f"generate_cot.py: error: check of shard {k} failed, {out} not published "
-                  f"(staging kept at {staging}): {'; '.join(result.failures)}", file=sys.stderr)
-            return EXIT_CHECK_FAILED
-        write_marker(staging, rows=result.rows, missing_final_answer=result.missing_final_answer, teacher_model=model, **stamp,
-                     config_hash=args.config_hash)
-        os.replace(staging, shards.final(k))
-        done_rows[k] = result.rows
-        progress.update(sum(done_rows.values()), final=True, shard=k + 1, shards=count)
-        log(f"published shard {k + 1}/{count} (rows {a}-{b - 1}) in {shards.final(k)}")
+            answers = generate_shard(gen, rows, staging, on_batch,
+                                     lambda: wait_for_teacher(api_base, model, key, args.teacher_timeout, args.poll_interval))
+            write_split(with_labels(rows, [answers[row] for row in range(len(rows))]), staging, split)
+            result = check_dataset(staging, split, b - a, max_missing_final_fraction=1.0)
+            if not result.ok:
+                print(format_summary(result), flush=True)
+                print(f"generate_cot.py: error: check of shard {k} failed, {out} not published "
+                      f"(staging kept at {staging}): {'; '.join(result.failures)}", file=sys.stderr)
+                return EXIT_CHECK_FAILED
+            write_marker(staging, rows=result.rows, missing_final_answer=result.missing_final_answer, teacher_model=model, **stamp,
+                         config_hash=args.config_hash)
+            os.replace(staging, shards.final(k))
+            done_rows[k] = result.rows
+            progress.update(sum(done_rows.values()), final=True, shard=k + 1, shards=count)
+            log(f"published shard {k + 1}/{count} (rows {a}-{b - 1}) in {shards.final(k)}")
 
     staging = out.with_name(f"{out.name}.staging")
     if staging.exists():
@@ -514,6 +526,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         shards.parent.rmdir()
     log(f"published {out} ({result.rows} rows from {count} shards)")
     return EXIT_OK
+
+
+def holding_teacher(args: argparse.Namespace) -> Any:
+    """Hold the teacher Deployment while generating, when the Job names one (else it is kept by the stack)."""
+    if not args.teacher_deployment:
+        return contextlib.nullcontext()
+    if args.kube_api:
+        token = Path(args.kube_token_file).read_text(encoding="utf-8").strip() if args.kube_token_file else None
+        kube = KubeApi(args.kube_api, token)
+    else:
+        found = KubeApi.in_cluster()
+        if found is None:
+            raise CotvrError("--teacher-deployment needs the Kubernetes API: not in a pod and no --kube-api", EXIT_MISSING_INPUT)
+        kube = found
+    return hold_teacher(TeacherScaler(kube, args.teacher_namespace or "default", args.teacher_deployment, args.teacher_record))
 
 
 def read_marker_file(path: Path) -> dict[str, Any] | None:

@@ -130,3 +130,43 @@ def test_library_use_releases_on_exception(api: FakeApi, tmp_path: Path) -> None
             assert api.replicas == 1
             raise RuntimeError("teacher crashed")
     assert api.replicas_set() == [1, 0]
+
+
+# ---------------------------------------------------------------- inside generate_cot.py
+
+
+def test_generation_holds_the_teacher_only_while_it_asks_it(tmp_path: Path, tiny_chartqa: Path, fake_teacher, api: FakeApi) -> None:
+    """Scale to 1 before the first teacher request, to 0 after the last shard; a re-run of a complete
+    dataset never scales the teacher up."""
+    from test_generate_cot import MODEL_90B, run_generate, sdk_config_for
+
+    teacher = fake_teacher(MODEL_90B)
+    seen_at_first_request: list[int] = []
+    original = teacher.reply
+    teacher.reply = lambda answer: (seen_at_first_request.append(api.replicas), original(answer))[1]
+    config = sdk_config_for(tmp_path, teacher.api_base, MODEL_90B)
+    out = tmp_path / "cot_chartqa"
+    (tmp_path / "token").write_text("sa-token")
+    hold = ["--teacher-deployment", "blog-teacher", "--teacher-namespace", "cot-vr", "--teacher-record", str(tmp_path / "teacher.jsonl"),
+            "--kube-api", api.url, "--kube-token-file", str(tmp_path / "token")]
+    proc = run_generate(config, out, tiny_chartqa, "--limit", "4", "--shard-size", "2", *hold)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert api.replicas_set() == [1, 0]
+    assert seen_at_first_request and set(seen_at_first_request) == {1}
+    assert [json.loads(line)["replicas"] for line in (tmp_path / "teacher.jsonl").read_text().splitlines()] == [1, 0]
+
+    again = run_generate(config, out, tiny_chartqa, "--limit", "4", "--shard-size", "2", *hold)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert api.replicas_set() == [1, 0], "a complete dataset needs no teacher"
+
+
+def test_a_failed_generation_gives_the_teacher_back(tmp_path: Path, tiny_chartqa: Path, fake_teacher, api: FakeApi) -> None:
+    """The teacher serves another model: the generation fails (exit 3) and the teacher still goes to 0."""
+    from test_generate_cot import MODEL_90B, run_generate, sdk_config_for
+
+    teacher = fake_teacher("some/other-model")
+    config = sdk_config_for(tmp_path, teacher.api_base, MODEL_90B)
+    proc = run_generate(config, tmp_path / "cot_chartqa", tiny_chartqa, "--limit", "4",
+                        "--teacher-deployment", "blog-teacher", "--teacher-namespace", "cot-vr", "--kube-api", api.url)
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert api.replicas_set() == [1, 0]

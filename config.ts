@@ -90,8 +90,21 @@ const clusterSchema = z.strictObject({
     })).default([{ key: "amd.com/gpu", operator: "Exists", effect: "NoSchedule" }]),
     /** Existing image pull Secrets in the namespace. @default [] */
     imagePullSecrets: z.array(dnsLabel(253)).default([]),
-    /** Supplemental groups of GPU pods: `video` (44) opens /dev/kfd and /dev/dri. @default [44] */
-    supplementalGroups: z.array(nonNegInt).default([44]),
+    /** Supplemental groups of GPU pods, which open /dev/kfd and /dev/dri/renderD* as a non-root user:
+     * `video` (44) and the `render` group IDs of Ubuntu 22.04/24.04 ROCm hosts (109, 110). Add your
+     * nodes' `stat -c %g /dev/dri/renderD128` if it differs. @default [44, 109, 110] */
+    supplementalGroups: z.array(nonNegInt).default([44, 109, 110]),
+    /** User (and group, fsGroup) every pod runs as; at least 10000, never a host user. 0 runs as root:
+     * only for RWX storage that ignores fsGroup and is not writable by that group (README). @default 10001 */
+    runAsUser: nonNegInt.refine((u) => u === 0 || u >= 10000, { message: "must be 0 (root) or at least 10000 (no host user)" }).default(10001),
+    /** Seccomp profile of GPU pods. ROCm's user-mode driver binds host memory to the GPU's NUMA node
+     * (mbind/set_mempolicy), which the runtimes' default profiles deny without CAP_SYS_NICE; ROCm's
+     * container docs run with seccomp=unconfined. CPU pods always use RuntimeDefault. @default "Unconfined" */
+    gpuSeccompProfile: z.enum(["Unconfined", "RuntimeDefault"]).default("Unconfined"),
+    /** NetworkPolicies for the run's pods: the teacher accepts traffic only from the generation; every
+     * pod may reach DNS, and only the pods that need it HTTPS (Hugging Face, W&B) or the API server
+     * (generation, report). Needs a CNI that enforces NetworkPolicy. @default false */
+    networkPolicy: z.boolean().default(false),
     /** Share the host IPC namespace (some AMD examples do; /dev/shm is enough for vLLM and torchtune). @default false */
     hostIPC: z.boolean().default(false),
     /** Price of one GPU-hour, e.g. {amount: 2.5, currency: "USD"}: turns GPU-hours into cost in the

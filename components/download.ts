@@ -23,7 +23,7 @@ export function downloadContainer(ctx: StageContext, size: ModelSize) {
             "--require", "original/tokenizer.model",
             "--shards", String(MODEL_FACTS[size].shards),
         ],
-        env: [...hfEnv(ctx), { name: "HF_HUB_ENABLE_HF_TRANSFER", value: "1" }],
+        env: [...hfEnv(), { name: "HF_HUB_ENABLE_HF_TRANSFER", value: "1" }],
         resources: { requests: { cpu: "2", memory: "8Gi" }, limits: { memory: "8Gi" } },
     };
 }
@@ -32,7 +32,7 @@ export function downloadJobArgs(ctx: StageContext, size: ModelSize): k8s.batch.v
     const s = ctx.settings;
     const container = downloadContainer(ctx, size);
     const hash = shortHash("download", container.args, ctx.imageIds.trainer);
-    const { volumes, volumeMounts } = storageVolumes(ctx, { models: "rw", data: "rw" });
+    const { volumes, volumeMounts } = storageVolumes(ctx, { models: "rw", data: "rw" }, { hfToken: true });
     return jobArgs(ctx, {
         name: jobName(s.run, "download", size, hash),
         stage: "download",

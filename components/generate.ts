@@ -47,7 +47,7 @@ export function generateRoleRules(s: Settings): k8s.types.input.rbac.v1.PolicyRu
 export function generateJobArgs(ctx: StageContext, configMapName: pulumi.Input<string>, serviceAccountName?: pulumi.Input<string>): k8s.batch.v1.JobArgs {
     const s = ctx.settings;
     const hash = shortHash(ctx.ids.dataset, ctx.imageIds.datagen);
-    const { volumes, volumeMounts } = storageVolumes(ctx, { data: "rw", ...(s.teacher.keep ? {} : { results: "rw" as const }) }, { configMap: configMapName });
+    const { volumes, volumeMounts } = storageVolumes(ctx, { data: "rw", ...(s.teacher.keep ? {} : { results: "rw" as const }) }, { configMap: configMapName, hfToken: true });
     return jobArgs(ctx, {
         name: jobName(s.run, "generate", "cot", hash),
         stage: "generate",
@@ -56,7 +56,7 @@ export function generateJobArgs(ctx: StageContext, configMapName: pulumi.Input<s
             image: ctx.images.datagen,
             command: programCommand("generate_cot.py"),
             args: generateArgs(s, ctx.ids.dataset),
-            env: hfEnv(ctx),
+            env: hfEnv(),
             resources: { requests: { cpu: "4", memory: "16Gi" }, limits: { memory: "16Gi" } },
             volumeMounts,
         },

@@ -4,10 +4,12 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings, StageName } from "../config";
-import { gpuPodFields, pullSecretRefs, StageContext } from "./pod";
+import { CONTAINER_SECURITY, gpuPodFields, podSecurity, pullSecretRefs, scratch, StageContext } from "./pod";
 
 type Container = k8s.types.input.core.v1.Container;
 type Volume = k8s.types.input.core.v1.Volume;
+type VolumeMount = k8s.types.input.core.v1.VolumeMount;
+type EnvVar = k8s.types.input.core.v1.EnvVar;
 
 /** Exit codes of this project's programs that mean "bad input": retrying cannot help. */
 export const FATAL_EXIT_CODES = [2, 3, 4, 5, 6];
@@ -26,7 +28,8 @@ export interface JobSpecInput {
 /**
  * A Job that runs once: no TTL (a TTL-deleted Job is re-created, i.e. re-run, by the next `up`),
  * bounded by activeDeadlineSeconds, failing at once on bad-input exit codes, and not counting
- * evictions or node loss (DisruptionTarget) against its retries.
+ * evictions or node loss (DisruptionTarget) against its retries. Its pod is hardened (podSecurity,
+ * CONTAINER_SECURITY) with /tmp as its only writable scratch.
  */
 export function jobArgs(ctx: StageContext, j: JobSpecInput): k8s.batch.v1.JobArgs {
     const s = ctx.settings;
@@ -38,6 +41,8 @@ export function jobArgs(ctx: StageContext, j: JobSpecInput): k8s.batch.v1.JobArg
     } else {
         annotations["pulumi.com/skipAwait"] = "true";
     }
+    const tmp = scratch();
+    const c = j.container;
     return {
         metadata: { name: j.name, namespace: ctx.namespace, labels: j.labels, annotations },
         spec: {
@@ -54,10 +59,18 @@ export function jobArgs(ctx: StageContext, j: JobSpecInput): k8s.batch.v1.JobArg
                 spec: {
                     restartPolicy: "Never",
                     serviceAccountName: j.serviceAccountName,
+                    ...podSecurity(s, { gpu: j.gpu, apiAccess: j.serviceAccountName !== undefined }),
                     imagePullSecrets: pullSecretRefs(ctx),
                     ...(j.gpu ? gpuPodFields(s) : {}),
-                    containers: [{ ...j.container, name: "main", imagePullPolicy: s.images.pullPolicy }],
-                    volumes: j.volumes,
+                    containers: [{
+                        ...c,
+                        name: "main",
+                        imagePullPolicy: s.images.pullPolicy,
+                        env: [...((c.env ?? []) as EnvVar[]), ...tmp.env],
+                        securityContext: CONTAINER_SECURITY,
+                        volumeMounts: [...((c.volumeMounts ?? []) as VolumeMount[]), tmp.mount],
+                    }],
+                    volumes: [...j.volumes, tmp.volume],
                 },
             },
         },

@@ -25,6 +25,7 @@ export function jobName(run: string, stage: string, variant: string | undefined,
 }
 
 export const LABELS = {
+    name: "app.kubernetes.io/name",
     partOf: "app.kubernetes.io/part-of",
     instance: "app.kubernetes.io/instance",
     component: "app.kubernetes.io/component",
@@ -36,9 +37,12 @@ export const LABELS = {
 } as const;
 
 export function labels(run: string, stage: string, variant?: string, hash?: string): Record<string, string> {
+    // The Kubernetes recommended labels, then this project's (selectors use the project's).
     return {
-        [LABELS.partOf]: "cot-vr",
+        [LABELS.name]: "cot-vr",
         [LABELS.instance]: run,
+        [LABELS.component]: stage,
+        [LABELS.partOf]: "cot-vr",
         [LABELS.managedBy]: "pulumi",
         [LABELS.run]: run,
         [LABELS.stage]: stage,

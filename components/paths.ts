@@ -6,13 +6,17 @@ import { ModelRef, ModelSize, Settings, TrainVariant } from "../config";
 export const VOLUME_NAMES = ["models", "data", "checkpoints", "results"] as const;
 export type VolumeName = (typeof VOLUME_NAMES)[number];
 
-export const MOUNTS: Record<VolumeName | "config" | "shm", string> = {
+export const MOUNTS: Record<VolumeName | "config" | "shm" | "tmp" | "hfToken", string> = {
     models: "/models",
     data: "/data",
     checkpoints: "/checkpoints",
     results: "/results",
     config: "/etc/cotvr",
     shm: "/dev/shm",
+    /** Scratch and HOME (the root filesystem is read-only): caches of triton, MIOpen, vLLM, inductor. */
+    tmp: "/tmp",
+    /** The Hugging Face token, as a file (huggingface_hub reads HF_TOKEN_PATH). */
+    hfToken: "/var/run/secrets/cotvr/hf",
 };
 
 /** Where the images put this project's programs (images/README.md). */

@@ -14,6 +14,7 @@ import { stageGraph, StageNode } from "./graph";
 import { stageIdentities } from "./identity";
 import { configuredImages, ImageRefs, ProjectImages } from "./images";
 import { labels, teacherApiBase } from "./naming";
+import { networkPolicies } from "./network";
 import { StageContext } from "./pod";
 import { renderRecipes } from "./recipes";
 import { Report } from "./report";
@@ -111,6 +112,12 @@ export class Pipeline extends pulumi.ComponentResource {
                 stringData: { ".dockerconfigjson": dockerConfigJson(reg.server, reg.username, secrets.registryPassword) },
             }, { parent: this, provider });
             pullSecrets.push(pull.metadata.name);
+        }
+
+        if (s.cluster.networkPolicy) {
+            for (const [role, policy] of Object.entries(networkPolicies(s, ns))) {
+                new k8s.networking.v1.NetworkPolicy(`${name}-netpol-${role}`, policy, { parent: this, provider });
+            }
         }
 
         // Every config rendered once, every identity computed once, for all stages of this update.

@@ -35,11 +35,12 @@ export interface StageContext {
     readonly ids: Identities;
 }
 
-/** Volumes and mounts for the shared claims a container uses, plus its ConfigMap and /dev/shm. */
+/** Volumes and mounts for the shared claims a container uses, plus its ConfigMap, /dev/shm and the
+ * Hugging Face token file. */
 export function storageVolumes(
     ctx: StageContext,
     use: Partial<Record<VolumeName, "ro" | "rw">>,
-    extra: { configMap?: Input<string>; shmSize?: string } = {},
+    extra: { configMap?: Input<string>; shmSize?: string; hfToken?: boolean } = {},
 ): { volumes: Volume[]; volumeMounts: VolumeMount[] } {
     const volumes: Volume[] = [];
     const volumeMounts: VolumeMount[] = [];
@@ -58,20 +59,26 @@ export function storageVolumes(
         volumes.push({ name: "dshm", emptyDir: { medium: "Memory", sizeLimit: extra.shmSize } });
         volumeMounts.push({ name: "dshm", mountPath: MOUNTS.shm });
     }
+    if (extra.hfToken) {
+        // A file, not an env var: env values end up in `describe` output and crash dumps.
+        volumes.push({ name: "hf-token", secret: { secretName: ctx.secretName, items: [{ key: "HF_TOKEN", path: HF_TOKEN_FILE }], optional: true } });
+        volumeMounts.push({ name: "hf-token", mountPath: MOUNTS.hfToken, readOnly: true });
+    }
     return { volumes, volumeMounts };
 }
+
+const HF_TOKEN_FILE = "token";
 
 /** Env var from a key of the stack's Secret (never a plain value in the spec). */
 export function secretEnv(ctx: StageContext, name: string, key = name, optional = false): EnvVar {
     return { name, valueFrom: { secretKeyRef: { name: ctx.secretName, key, optional } } };
 }
 
-/** Hugging Face env: cache on the data volume, token from the Secret under both names tools read. */
-export function hfEnv(ctx: StageContext): EnvVar[] {
+/** Hugging Face env: cache on the data volume, the token as a file (mount it with storageVolumes' hfToken). */
+export function hfEnv(): EnvVar[] {
     return [
         { name: "HF_HOME", value: HF_HOME },
-        secretEnv(ctx, "HF_TOKEN", "HF_TOKEN", true),
-        secretEnv(ctx, "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN", true),
+        { name: "HF_TOKEN_PATH", value: `${MOUNTS.hfToken}/${HF_TOKEN_FILE}` },
     ];
 }
 
@@ -86,23 +93,50 @@ export function resources(s: Settings, r: { gpus?: number; cpu: string; memory: 
 
 /**
  * Pod fields for a GPU workload on ROCm: node selection (configurable; the GPU request alone is
- * enough where `amd.com/gpu.product-name` is missing), tolerations, the video group that opens
- * /dev/kfd and /dev/dri (which the device plugin mounts: no hostPath), unconfined seccomp.
+ * enough where `amd.com/gpu.product-name` is missing) and tolerations. The device plugin mounts
+ * /dev/kfd and the GPU's /dev/dri node (no hostPath); the supplemental groups open them (podSecurity).
  */
 export function gpuPodFields(s: Settings): Partial<PodSpec> {
     return {
         nodeSelector: Object.keys(s.cluster.nodeSelector).length ? s.cluster.nodeSelector : undefined,
         tolerations: s.cluster.tolerations,
         hostIPC: s.cluster.hostIPC || undefined,
+    };
+}
+
+/**
+ * Pod security of every pod: a non-root user that is no host user, its group owning what it writes on
+ * the volumes (fsGroup, changed only when the volume's root differs), RuntimeDefault seccomp; GPU pods
+ * add the video/render groups and cluster.gpuSeccompProfile (see config.ts for why ROCm needs it).
+ * Only pods that call the API (report, generation holding the teacher) get a service account token.
+ */
+export function podSecurity(s: Settings, p: { gpu: boolean; apiAccess: boolean }): Partial<PodSpec> {
+    const user = s.cluster.runAsUser;
+    return {
+        automountServiceAccountToken: p.apiAccess,
         securityContext: {
-            supplementalGroups: s.cluster.supplementalGroups,
-            seccompProfile: { type: "Unconfined" },
+            ...(user === 0
+                ? { runAsUser: 0 }
+                : { runAsNonRoot: true, runAsUser: user, runAsGroup: user, fsGroup: user, fsGroupChangePolicy: "OnRootMismatch" }),
+            supplementalGroups: p.gpu ? s.cluster.supplementalGroups : undefined,
+            seccompProfile: { type: p.gpu ? s.cluster.gpuSeccompProfile : "RuntimeDefault" },
         },
     };
 }
 
-/** Container security for GPU containers (ROCm debuggers and RCCL use ptrace). */
-export const GPU_CONTAINER_SECURITY = { capabilities: { add: ["SYS_PTRACE"] } };
+/** Every container: no privilege escalation, no capabilities (ROCm needs none: device access is the
+ * groups'; SYS_PTRACE only serves debuggers and profilers), a read-only root filesystem. */
+export const CONTAINER_SECURITY = { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } };
+
+/** The writable scratch of a container with a read-only root: /tmp, also HOME (caches), and a USER
+ * name for tools that ask for one (getpass falls back to $USER when the uid has no passwd entry). */
+export function scratch(): { volume: Volume; mount: VolumeMount; env: EnvVar[] } {
+    return {
+        volume: { name: "tmp", emptyDir: {} },
+        mount: { name: "tmp", mountPath: MOUNTS.tmp },
+        env: [{ name: "HOME", value: MOUNTS.tmp }, { name: "USER", value: "cotvr" }],
+    };
+}
 
 export function pullSecretRefs(ctx: StageContext) {
     return ctx.imagePullSecrets.length ? ctx.imagePullSecrets.map((name) => ({ name })) : undefined;

@@ -6,7 +6,7 @@ import { ModelRef } from "../config";
 import { jobArgs, stageJob } from "./job";
 import { jobName, labels, shortHash } from "./naming";
 import { checkpointOf, configFile, programCommand, readOutputPath } from "./paths";
-import { GPU_CONTAINER_SECURITY, hfEnv, resources, StageContext, storageVolumes } from "./pod";
+import { hfEnv, resources, StageContext, storageVolumes } from "./pod";
 
 export type ReadStage = "sample" | "evaluate";
 
@@ -32,7 +32,7 @@ export function readerJobArgs(ctx: StageContext, r: ReaderSpec, configMapName: p
     const { volumes, volumeMounts } = storageVolumes(
         ctx,
         { models: "ro", data: "rw", checkpoints: "ro", results: "rw" },
-        { configMap: configMapName, shmSize: "16Gi" },
+        { configMap: configMapName, shmSize: "16Gi", hfToken: true },
     );
     return jobArgs(ctx, {
         name: jobName(s.run, JOB_STAGE[r.stage], ref.name, hash),
@@ -45,9 +45,8 @@ export function readerJobArgs(ctx: StageContext, r: ReaderSpec, configMapName: p
                 "--config", configFile(r.configKey), ...r.args,
                 "--variant", ref.name, "--out", readOutputPath(s, r.stage, ref), "--config-hash", hash, "--require", checkpointOf(s, ref).marker,
             ],
-            env: hfEnv(ctx),
+            env: hfEnv(),
             resources: resources(s, { gpus: 1, cpu: "8", memory: ref.size === "90b" ? "256Gi" : "64Gi" }),
-            securityContext: GPU_CONTAINER_SECURITY,
             volumeMounts,
         },
         volumes,

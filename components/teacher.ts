@@ -8,7 +8,7 @@ import { Settings } from "../config";
 import { stageTimeouts } from "./job";
 import { labels, teacherName, teacherSelector } from "./naming";
 import { modelDir } from "./paths";
-import { GPU_CONTAINER_SECURITY, gpuPodFields, pullSecretRefs, resources, StageContext, storageVolumes } from "./pod";
+import { CONTAINER_SECURITY, gpuPodFields, podSecurity, pullSecretRefs, resources, scratch, StageContext, storageVolumes } from "./pod";
 
 export const TEACHER_PORT_NAME = "http";
 
@@ -34,6 +34,7 @@ export function teacherDeploymentArgs(ctx: StageContext): k8s.apps.v1.Deployment
     const name = teacherName(s.run);
     const lbl = labels(s.run, "teacher");
     const { volumes, volumeMounts } = storageVolumes(ctx, { models: "ro" }, { shmSize: t.shmSize });
+    const tmp = scratch();
     // Loading 165 GiB of weights takes long: the startup probe allows the whole teacher timeout,
     // after which readiness on /health decides.
     const period = 10;
@@ -49,6 +50,7 @@ export function teacherDeploymentArgs(ctx: StageContext): k8s.apps.v1.Deployment
             template: {
                 metadata: { labels: lbl },
                 spec: {
+                    ...podSecurity(s, { gpu: true, apiAccess: false }),
                     ...gpuPodFields(s),
                     imagePullSecrets: pullSecretRefs(ctx),
                     containers: [{
@@ -58,15 +60,15 @@ export function teacherDeploymentArgs(ctx: StageContext): k8s.apps.v1.Deployment
                         command: ["vllm"],
                         args: teacherArgs(s),
                         ports: [{ name: TEACHER_PORT_NAME, containerPort: t.port }],
-                        env: [{ name: "HF_HUB_OFFLINE", value: "1" }],
+                        env: [{ name: "HF_HUB_OFFLINE", value: "1" }, ...tmp.env],
                         resources: resources(s, { gpus: t.gpus, cpu: t.cpu, memory: t.memory }),
-                        securityContext: GPU_CONTAINER_SECURITY,
-                        volumeMounts,
+                        securityContext: CONTAINER_SECURITY,
+                        volumeMounts: [...volumeMounts, tmp.mount],
                         startupProbe: { httpGet: { path: "/health", port: TEACHER_PORT_NAME }, periodSeconds: period, failureThreshold: startupFailures },
                         readinessProbe: { httpGet: { path: "/health", port: TEACHER_PORT_NAME }, periodSeconds: 10, failureThreshold: 3 },
                         livenessProbe: { httpGet: { path: "/health", port: TEACHER_PORT_NAME }, periodSeconds: 30, failureThreshold: 5 },
                     }],
-                    volumes,
+                    volumes: [...volumes, tmp.volume],
                 },
             },
         },

@@ -6,7 +6,7 @@ import { Settings, TrainVariant } from "../config";
 import { jobArgs, stageJob } from "./job";
 import { jobName, labels } from "./naming";
 import { configFile, datasetMarker, modelMarker, programCommand, trainOutputDir } from "./paths";
-import { GPU_CONTAINER_SECURITY, hfEnv, resources, secretEnv, StageContext, storageVolumes } from "./pod";
+import { hfEnv, resources, secretEnv, StageContext, storageVolumes } from "./pod";
 import { trainTemplate } from "./recipes";
 
 const CONFIG_KEY = "train.yaml";
@@ -30,9 +30,9 @@ export function trainJobArgs(ctx: StageContext, name: string, v: TrainVariant, c
     const { volumes, volumeMounts } = storageVolumes(
         ctx,
         { models: "ro", data: "ro", checkpoints: "rw" },
-        { configMap: configMapName, shmSize: v.shmSize },
+        { configMap: configMapName, shmSize: v.shmSize, hfToken: true },
     );
-    const env = [...hfEnv(ctx)];
+    const env = [...hfEnv()];
     if (v.metricLogger === "wandb") env.push(secretEnv(ctx, "WANDB_API_KEY"));
     return jobArgs(ctx, {
         name: jobName(s.run, "train", name, hash),
@@ -44,7 +44,6 @@ export function trainJobArgs(ctx: StageContext, name: string, v: TrainVariant, c
             args: trainArgs(s, name, v, hash),
             env,
             resources: resources(s, { gpus: 1, cpu: v.cpu, memory: v.memory }),
-            securityContext: GPU_CONTAINER_SECURITY,
             volumeMounts,
         },
         volumes,

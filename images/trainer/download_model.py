@@ -49,7 +49,12 @@ def missing_files(dest: Path, required: Sequence[str], shards: int) -> list[str]
 
 
 def hf_token() -> str | None:
-    return os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or None
+    """The token from the env, or from the file the Job mounts (HF_TOKEN_PATH, as huggingface_hub reads it)."""
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    path = os.environ.get("HF_TOKEN_PATH")
+    if not token and path and os.path.isfile(path):
+        token = Path(path).read_text(encoding="utf-8").strip()
+    return token or None
 
 
 def download(repo_id: str, dest: Path, ignore: Sequence[str], token: str, revision: str | None) -> None:

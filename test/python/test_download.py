@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,32 @@ def test_bad_args_are_exit_2(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as err:
         run(["--dest", str(tmp_path)])
     assert err.value.code == 2
+
+
+def test_token_from_the_mounted_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Job mounts the token as a file (HF_TOKEN_PATH), never as an env var."""
+    import huggingface_hub
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUGGING_FACE_HUB_TOKEN", raising=False)
+    token_file = tmp_path / "token"
+    token_file.write_text("hf_from_file\n")
+    monkeypatch.setenv("HF_TOKEN_PATH", str(token_file))
+    seen: list[str] = []
+    inner = fake_snapshot(REQUIRED + shards(5), [])
+
+    def recording(**kwargs):
+        seen.append(kwargs["token"])
+        return inner(**kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", recording)
+    assert run(args(tmp_path / "m")) == 0
+    assert seen == ["hf_from_file"]
+    # The real huggingface_hub reads the same file (at import): the other programs need no code for it.
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")}
+    out = subprocess.run([sys.executable, "-c", "from huggingface_hub import get_token; print(get_token())"],
+                         env={**env, "HF_TOKEN_PATH": str(token_file)}, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "hf_from_file"

@@ -32,14 +32,54 @@ describe("provider", async () => {
 
 describe("secrets", async () => {
     const r = await render(settings());
-    it("the HF token reaches pods only through the Secret, never in plain text", () => {
+    it("the HF token reaches pods only as a file from the Secret, never in plain text or an env var", () => {
         const text = JSON.stringify(r.objects);
         expect(text.includes(TOKEN)).toBe(false);
         const secret = r.byKind("Secret")[0];
         expect(secret.stringData).toEqual({ HF_TOKEN: "<redacted>" }); // recorded as a Pulumi secret
-        const env = container(r.job("download", "90b")).env;
-        expect(env).toContainEqual({ name: "HF_TOKEN", valueFrom: { secretKeyRef: { name: "blog-secrets", key: "HF_TOKEN", optional: true } } });
-        expect(env.filter((e: any) => "value" in e && /hf_/.test(e.value))).toEqual([]);
+        const job = r.job("download", "90b");
+        const env = container(job).env;
+        expect(env).toContainEqual({ name: "HF_TOKEN_PATH", value: "/var/run/secrets/cotvr/hf/token" });
+        expect(env.filter((e: any) => e.valueFrom?.secretKeyRef)).toEqual([]);
+        expect(job.spec.template.spec.volumes).toContainEqual({ name: "hf-token", secret: { secretName: "blog-secrets", items: [{ key: "HF_TOKEN", path: "token" }], optional: true } });
+        expect(container(job).volumeMounts).toContainEqual({ name: "hf-token", mountPath: "/var/run/secrets/cotvr/hf", readOnly: true });
+    });
+    it("every pod runs hardened: non-root user >= 10000, no privilege escalation, no capabilities, read-only root with /tmp scratch", () => {
+        const pods = [...r.byKind("Job"), ...r.byKind("Deployment")].map((o) => o.spec.template.spec);
+        expect(pods.length).toBeGreaterThan(10);
+        for (const pod of pods) {
+            expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001 });
+            for (const c of pod.containers) {
+                expect(c.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } });
+                expect(c.volumeMounts).toContainEqual({ name: "tmp", mountPath: "/tmp" });
+                expect(c.env).toContainEqual({ name: "HOME", value: "/tmp" });
+            }
+            expect(pod.volumes).toContainEqual({ name: "tmp", emptyDir: {} });
+        }
+    });
+    it("CPU pods use RuntimeDefault seccomp; only pods that call the API get a token", () => {
+        for (const stage of ["download", "generate", "report"]) {
+            const jobs = r.byKind("Job").filter((j) => j.metadata.labels["cot-vr/stage"] === stage);
+            for (const j of jobs) expect(j.spec.template.spec.securityContext.seccompProfile).toEqual({ type: "RuntimeDefault" });
+        }
+        const tokens = Object.fromEntries([...r.byKind("Job"), ...r.byKind("Deployment")].map((o) => [o.metadata.name, o.spec.template.spec.automountServiceAccountToken]));
+        expect(Object.entries(tokens).filter(([, t]) => t !== false).map(([n]) => n).sort()).toEqual([r.job("generate").metadata.name, r.job("report").metadata.name].sort());
+    });
+    it("carries the Kubernetes recommended labels on every object", () => {
+        for (const o of r.objects.filter((x) => x.kind !== "Namespace" || x.metadata.labels)) {
+            expect(Object.keys(o.metadata.labels ?? {}), `${o.kind}/${o.metadata.name}`).toEqual(expect.arrayContaining([
+                "app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component", "app.kubernetes.io/part-of", "app.kubernetes.io/managed-by",
+            ]));
+        }
+    });
+    it("with cluster.networkPolicy: default deny, the teacher reachable only from the generation, HTTPS and API egress only where needed", async () => {
+        const r2 = await render(settings({ cluster: { networkPolicy: true } }));
+        const pol = Object.fromEntries(r2.byKind("NetworkPolicy").map((p) => [p.metadata.name, p.spec]));
+        expect(Object.keys(pol).sort()).toEqual(["blog-api-egress", "blog-default-deny", "blog-generate-to-teacher", "blog-https-egress", "blog-teacher-from-generate"]);
+        expect(pol["blog-default-deny"]).toMatchObject({ podSelector: { matchLabels: { "cot-vr/run": "blog" } }, policyTypes: ["Ingress", "Egress"] });
+        expect(pol["blog-teacher-from-generate"].ingress).toEqual([{ from: [{ podSelector: { matchLabels: { "cot-vr/run": "blog", "cot-vr/stage": "generate" } } }], ports: [{ protocol: "TCP", port: 8000 }] }]);
+        expect(pol["blog-api-egress"].podSelector.matchExpressions).toEqual([{ key: "cot-vr/stage", operator: "In", values: ["generate", "report"] }]);
+        expect(r.byKind("NetworkPolicy")).toEqual([]);
     });
 });
 
@@ -84,8 +124,10 @@ describe("teacher", async () => {
     it("takes one GPU with the ROCm pod settings and no hostPath devices", () => {
         expect(c.resources.limits["amd.com/gpu"]).toBe("1");
         expect(c.resources.requests["amd.com/gpu"]).toBe("1");
-        expect(pod.securityContext).toEqual({ supplementalGroups: [44], seccompProfile: { type: "Unconfined" } });
-        expect(c.securityContext.capabilities.add).toEqual(["SYS_PTRACE"]);
+        // Non-root: the video/render groups open the GPU devices; seccomp Unconfined for ROCm's NUMA calls (config.ts).
+        expect(pod.securityContext).toEqual({ runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001, fsGroupChangePolicy: "OnRootMismatch", supplementalGroups: [44, 109, 110], seccompProfile: { type: "Unconfined" } });
+        expect(c.securityContext.capabilities).toEqual({ drop: ["ALL"] });
+        expect(pod.automountServiceAccountToken).toBe(false);
         expect(JSON.stringify(pod.volumes)).not.toContain("hostPath");
         expect(pod.volumes).toContainEqual({ name: "dshm", emptyDir: { medium: "Memory", sizeLimit: "64Gi" } });
         expect(pod.tolerations).toEqual([{ key: "amd.com/gpu", operator: "Exists", effect: "NoSchedule" }]);

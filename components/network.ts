@@ -1,0 +1,56 @@
+// NetworkPolicies of a run (cluster.networkPolicy): every pod of the run is denied by default; DNS is
+// open to all; the teacher accepts traffic only from the generation; HTTPS goes out only from the
+// pods that download (Hugging Face models and datasets, W&B); the API server is reachable only from
+// the pods that call it (the generation scales the teacher, the report reads Job times).
+import * as k8s from "@pulumi/kubernetes";
+import { Settings, StageName } from "../config";
+import { labels, LABELS, teacherSelector } from "./naming";
+
+type PolicyArgs = k8s.networking.v1.NetworkPolicyArgs;
+
+const HTTPS_STAGES: StageName[] = ["download", "generate", "train", "sample", "evaluate"];
+const API_STAGES: StageName[] = ["generate", "report"];
+/** The API server's ports: its Service (443) and where it listens on the control plane (6443). */
+const API_PORTS = [443, 6443];
+
+const tcp = (port: number) => ({ protocol: "TCP", port });
+
+export function networkPolicies(s: Settings, namespace: k8s.types.input.meta.v1.ObjectMeta["namespace"]): Record<string, PolicyArgs> {
+    const run = { [LABELS.run]: s.run };
+    const stages = (list: StageName[]) => ({ matchLabels: run, matchExpressions: [{ key: LABELS.stage, operator: "In", values: list }] });
+    const meta = (name: string) => ({ name: `${s.run}-${name}`, namespace, labels: labels(s.run, "network") });
+    return {
+        "default-deny": {
+            metadata: meta("default-deny"),
+            spec: {
+                podSelector: { matchLabels: run },
+                policyTypes: ["Ingress", "Egress"],
+                egress: [{ ports: [{ protocol: "UDP", port: 53 }, tcp(53)] }],
+            },
+        },
+        "teacher-from-generate": {
+            metadata: meta("teacher-from-generate"),
+            spec: {
+                podSelector: { matchLabels: teacherSelector(s.run) },
+                policyTypes: ["Ingress"],
+                ingress: [{ from: [{ podSelector: { matchLabels: { ...run, [LABELS.stage]: "generate" } } }], ports: [tcp(s.teacher.port)] }],
+            },
+        },
+        "generate-to-teacher": {
+            metadata: meta("generate-to-teacher"),
+            spec: {
+                podSelector: { matchLabels: { ...run, [LABELS.stage]: "generate" } },
+                policyTypes: ["Egress"],
+                egress: [{ to: [{ podSelector: { matchLabels: teacherSelector(s.run) } }], ports: [tcp(s.teacher.port)] }],
+            },
+        },
+        "https-egress": {
+            metadata: meta("https-egress"),
+            spec: { podSelector: stages(HTTPS_STAGES), policyTypes: ["Egress"], egress: [{ ports: [tcp(443)] }] },
+        },
+        "api-egress": {
+            metadata: meta("api-egress"),
+            spec: { podSelector: stages(API_STAGES), policyTypes: ["Egress"], egress: [{ ports: API_PORTS.map(tcp) }] },
+        },
+    };
+}

@@ -4,7 +4,7 @@
 #     1.34 JSON schemas of the PyPI package kubernetes-validate (made standalone by schemas.py);
 #     no skips: every object must have a schema and pass it.
 #   - checkov (PyPI) --framework kubernetes; findings.py fails on any finding that neither
-#     skip-list.txt (not applicable, with reasons) nor pending-hardening.txt (temporary) excuses,
+#     skip-list.txt (not applicable, with reasons) excuses,
 #     and on list entries that match nothing any more.
 # Before judging the stacks it proves that both gates can fail: a schema violation
 # (fixtures/schema-violation.yaml) and new findings (fixtures/new-finding.yaml) must be reported.
@@ -135,7 +135,7 @@ kubeconform "${STACKS[@]/#/$SCAN/}" || fail "kubeconform (see above)"
 log "checkov $("$VENV/bin/python" -c 'import importlib.metadata as m; print(m.version("checkov"))'): ${STACKS[*]}"
 # --skip-download: no Prisma Cloud calls (guidelines, severities); JSON on stdout, exit status ours.
 (cd "$SCAN" && "$VENV/bin/checkov" -d . --framework kubernetes --skip-download --soft-fail -o json >"$WORK/checkov.json")
-judge() { "$VENV/bin/python" "$HERE/findings.py" "$WORK/checkov.json" "$SCAN" --skip "$HERE/skip-list.txt" --pending "$HERE/pending-hardening.txt" "$@"; }
+judge() { "$VENV/bin/python" "$HERE/findings.py" "$WORK/checkov.json" "$SCAN" --skip "$HERE/skip-list.txt" "$@"; }
 if out=$(judge --stacks _selftest 2>&1); then
     fail "findings.py passed fixtures/new-finding.yaml: $out"
 fi

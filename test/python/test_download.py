@@ -170,7 +170,7 @@ def test_progress_in_bytes_from_huggingface_hub_bars(tmp_path: Path, local_hub: 
     dest = tmp_path / "Llama-3.2-11B-Vision-Instruct"
     env = {"HF_ENDPOINT": local_hub.url, "HF_HUB_OFFLINE": "0", "HF_TOKEN": "hf_test", "HF_HUB_ENABLE_HF_TRANSFER": hf_transfer,
            "HF_HUB_DISABLE_XET": "1", "COTVR_PROGRESS_INTERVAL": "0"}
-    proc = run_program(TRAINER / "download_model.py", *args(dest), env=env, timeout=300)
+    proc = run_program(TRAINER / "download_model.py", *args(dest), env=env, timeout=300, log_name=f"download-hf-transfer-{hf_transfer}")
     assert proc.returncode == 0, proc.stderr[-3000:]
     recs = [r for r in map(parse_progress, proc.stdout.splitlines()) if r]
     wanted = {n: d for n, d in local_hub.files.items() if not n.startswith("original/consolidated")}

@@ -64,7 +64,7 @@ def test_sample_runs_generate_v2_and_writes_the_answer(tmp_path: Path, tiny_chec
     proc = run_program(
         SAMPLE, "--config", str(config), "--variant", "lora-11b", "--question", "How many monthly sessions per user did Netflix have?",
         "--image-dataset", str(tiny_chartqa), "--image-split", "train", "--image-index", "1", "--out", str(out), "--config-hash", "s1",
-        env={"PYTHONPATH": str(HERE), "COTVR_PROGRESS_INTERVAL": "0"},
+        env={"PYTHONPATH": str(HERE), "COTVR_PROGRESS_INTERVAL": "0"}, log_name="sample",
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     data = json.loads(out.read_text())
@@ -129,6 +129,7 @@ def test_evaluate_runs_patched_recipe_with_lm_eval_chartqa(tmp_path: Path, tiny_
             "COTVR_EVAL_RECIPE": str(patched_recipe),
             "COTVR_PROGRESS_INTERVAL": "0",
         },
+        log_name="evaluate",
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     data = json.loads(out.read_text())

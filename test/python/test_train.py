@@ -158,11 +158,11 @@ def real_train(tmp_path: Path, tiny_tiktoken: Path, make_cot_dataset):
     out = tmp_path / "ckpt" / "lora-11b"
     tune = Path(sys.executable).with_name("tune")
 
-    def train(epochs: int = 2):
+    def train(epochs: int = 2, log_name: str | None = None):
         return run_program(
             TRAIN, "--recipe", "lora_finetune_single_device", "--config", str(config), "--output-dir", str(out),
             "--epochs", str(epochs), "--config-hash", "h1", "--tune", str(tune),
-            env={"PYTHONPATH": str(HERE), "COTVR_PROGRESS_INTERVAL": "0"},
+            env={"PYTHONPATH": str(HERE), "COTVR_PROGRESS_INTERVAL": "0"}, log_name=log_name,
         )
 
     return train, out
@@ -186,7 +186,7 @@ def disk_log(out: Path) -> dict[int, dict[str, float]]:
 
 def test_progress_from_real_torchtune_run_and_resume(real_train) -> None:
     train, out = real_train
-    proc = train()
+    proc = train(log_name="train")
     assert proc.returncode == 0, proc.stderr[-4000:]
     # torchtune's own output reaches the log unchanged: its bar and its logger lines
     assert "1|1|Loss: " in proc.stderr and "2|4|Loss: " in proc.stderr and "Writing logs to" in proc.stdout
@@ -212,7 +212,7 @@ def test_progress_from_real_torchtune_run_and_resume(real_train) -> None:
     # starts at the finished epoch's steps, although torchtune restarts its global step at 0.
     shutil.rmtree(out / "epoch_1")
     (out / ".complete.json").unlink()
-    proc = train()
+    proc = train(log_name="train-resumed")
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "resuming after epoch_0" in proc.stderr and "2|2|Loss: " in proc.stderr  # upstream's restarted step count
     recs = records(proc.stdout)

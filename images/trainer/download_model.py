@@ -7,6 +7,15 @@ files are there; verification of the files torchtune needs (`config.json`,
 `original/tokenizer.model`, `model-0000i-of-0000N.safetensors`); the marker written last.
 `snapshot_download` resumes partial downloads, so a restarted pod continues where it stopped.
 
+Progress: `COTVR_PROGRESS` records in unit bytes, from huggingface_hub's own progress bars.
+Every file download (plain HTTP, hf_transfer or hf_xet) reports its bytes to the bar that
+`huggingface_hub.utils.tqdm._get_progress_bar_context` opens (unit "B", initial = resumed
+bytes); while snapshot_download runs, that module's `tqdm` is a subclass that also adds the
+bytes up. `snapshot_download(tqdm_class=...)` only sees whole files and is not used at all with
+HF_HUB_ENABLE_HF_TRANSFER=1 (the Job's setting): it feeds the `files` field when it runs.
+total = the sizes the hub lists for the selected files (one `model_info(files_metadata=True)`
+call); files already complete in --dest (skipped by snapshot_download) count as done.
+
 Exit codes: 0 ok, 2 bad arguments, 3 missing token / gated or unknown repo,
 4 incomplete download (network error or files missing afterwards).
 """
@@ -14,10 +23,13 @@ Exit codes: 0 ok, 2 bad arguments, 3 missing token / gated or unknown repo,
 from __future__ import annotations
 
 import argparse
+import importlib
+import itertools
 import os
 import sys
+import threading
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Iterator, Sequence
 
 _HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(p) for p in (_HERE, _HERE.parent / "common") if (p / "cotvr_common.py").is_file()]
@@ -28,6 +40,7 @@ from cotvr_common import (  # noqa: E402
     EXIT_OK,
     MARKER_NAME,
     CotvrError,
+    Progress,
     log,
     read_marker,
     run_main,
@@ -57,18 +70,110 @@ def hf_token() -> str | None:
     return token or None
 
 
-def download(repo_id: str, dest: Path, ignore: Sequence[str], token: str, revision: str | None) -> None:
+class DownloadProgress:
+    """Bytes done over all file bars (thread-safe: snapshot_download downloads in threads)."""
+
+    def __init__(self, progress: Progress, total: int | None, files_total: int | None, already: int) -> None:
+        self.progress, self.total, self.files_total = progress, total, files_total
+        self.already = already  # bytes of files complete before this run
+        self.bars: dict[int, int] = {}  # bar number -> its bytes (ids of closed bars get reused)
+        self.keys = itertools.count()
+        self.files_done: int | None = None
+        self.lock = threading.Lock()
+
+    def bar(self, key: int, n: float) -> None:
+        with self.lock:
+            self.bars[key] = int(n)
+            self.emit()
+
+    def files(self, n: int) -> None:
+        with self.lock:
+            self.files_done = n
+            self.emit()
+
+    def done(self) -> int:
+        done = self.already + sum(self.bars.values())
+        return min(done, self.total) if self.total else done
+
+    def emit(self, final: bool = False) -> None:
+        self.progress.update(self.done(), final=final, total=self.total, files=self.files_done, files_total=self.files_total)
+
+
+def byte_bar_class(base: type, tracker: DownloadProgress) -> type:
+    """huggingface_hub's tqdm, also reporting the bytes of its per-file ("B") bars."""
+
+    class ByteProgressTqdm(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._cotvr_bytes = kwargs.get("unit") == "B"
+            self._cotvr_n = float(kwargs.get("initial") or 0)  # counted here: a disabled tqdm keeps n at 0
+            self._cotvr_key = next(tracker.keys)
+            if self._cotvr_bytes:
+                tracker.bar(self._cotvr_key, self._cotvr_n)
+
+        def update(self, n: float | None = 1) -> Any:
+            result = super().update(n)
+            if self._cotvr_bytes:
+                self._cotvr_n += 1 if n is None else n
+                tracker.bar(self._cotvr_key, self._cotvr_n)
+            return result
+
+    return ByteProgressTqdm
+
+
+def files_bar_class(base: type, tracker: DownloadProgress) -> type:
+    """The `tqdm_class` for snapshot_download's "Fetching N files" bar (thread_map iterates it)."""
+
+    class FilesProgressTqdm(base):  # type: ignore[misc, valid-type]
+        def __iter__(self) -> Iterator[Any]:
+            for count, item in enumerate(super().__iter__(), start=1):
+                tracker.files(count)
+                yield item
+
+    return FilesProgressTqdm
+
+
+def plan_bytes(repo_id: str, dest: Path, ignore: Sequence[str], token: str, revision: str | None) -> tuple[int | None, int | None, int]:
+    """(total bytes, number of files, bytes already complete in dest) of the selected files."""
     import huggingface_hub
-    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.utils import filter_repo_objects
 
     try:
+        info = huggingface_hub.HfApi().model_info(repo_id, revision=revision, files_metadata=True, token=token)
+    except Exception as err:  # noqa: BLE001 - progress only: snapshot_download reports the real error
+        log(f"no file sizes from the hub ({type(err).__name__}): progress without a total")
+        return None, None, 0
+    siblings = list(filter_repo_objects(info.siblings or [], ignore_patterns=list(ignore) or None, key=lambda s: s.rfilename))
+    sizes = {s.rfilename: s.size for s in siblings}
+    if any(size is None for size in sizes.values()):
+        return None, len(sizes), 0
+    already = sum(size for name, size in sizes.items() if (dest / name).is_file() and (dest / name).stat().st_size == size)
+    return sum(sizes.values()), len(sizes), already
+
+
+def download(repo_id: str, dest: Path, ignore: Sequence[str], token: str, revision: str | None, variant: str | None = None) -> None:
+    import huggingface_hub
+    from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
+    from huggingface_hub.utils import tqdm as hf_tqdm
+
+    total, files_total, already = plan_bytes(repo_id, dest, ignore, token, revision)
+    tracker = DownloadProgress(Progress("download", variant or dest.name, "bytes"), total, files_total, already)
+    # `huggingface_hub.utils.tqdm` is the class; the module is in sys.modules under the same name.
+    bars = importlib.import_module("huggingface_hub.utils.tqdm")
+    original = bars.tqdm
+    bars.tqdm = byte_bar_class(original, tracker)
+    try:
+        tracker.emit()
         huggingface_hub.snapshot_download(
             repo_id=repo_id,
             revision=revision,
             local_dir=str(dest),
             ignore_patterns=list(ignore) or None,
             token=token,
+            tqdm_class=files_bar_class(hf_tqdm, tracker),
         )
+        with tracker.lock:
+            tracker.emit(final=True)
     except GatedRepoError as err:
         raise CotvrError(
             f"{repo_id} is gated and HF_TOKEN has no access: accept the licence on its model page with the token's account ({err})",
@@ -83,6 +188,8 @@ def download(repo_id: str, dest: Path, ignore: Sequence[str], token: str, revisi
         raise CotvrError(f"download of {repo_id} failed: {err}", EXIT_INCOMPLETE) from err
     except (OSError, ValueError) as err:
         raise CotvrError(f"download of {repo_id} failed: {type(err).__name__}: {err}", EXIT_INCOMPLETE) from err
+    finally:
+        bars.tqdm = original
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--require", action="append", default=[], help="file that must exist afterwards (repeatable)")
     parser.add_argument("--shards", required=True, type=int, help="number of model-*-of-N.safetensors shards")
     parser.add_argument("--revision", default=None)
+    parser.add_argument("--variant", default=None, help="name in progress records (default: the --dest folder's name)")
     return parser
 
 
@@ -119,7 +227,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     dest.mkdir(parents=True, exist_ok=True)
     log(f"downloading {args.repo_id} to {dest} (ignoring {args.ignore or 'nothing'})")
-    download(args.repo_id, dest, args.ignore, token, args.revision)
+    download(args.repo_id, dest, args.ignore, token, args.revision, args.variant)
 
     missing = missing_files(dest, args.require, args.shards)
     if missing:

@@ -10,6 +10,12 @@ recipe + images/trainer/eleuther_eval.patch), runs it exactly as `tune run <file
 Saved: per task `exact_match`, `relaxed_accuracy`, `anywhere_accuracy` and their `_stderr`,
 plus limit, model component, checkpoint dir, config hash, versions and timings.
 
+Progress: lm-eval 0.4.9.2 counts requests with the tqdm bar of `HFMultimodalLM.generate_until`
+("Running generate_until requests with text+image input", stderr; the recipe's wrapper inherits
+that method). While the recipe runs, the `tqdm` name of `lm_eval.models.hf_vlms` is a subclass
+that prints the same bar and also a `COTVR_PROGRESS` record (unit requests, task) per update,
+throttled; a final record follows evaluate()'s return.
+
 Exit codes: 0 ok, 2 bad arguments, 3 missing input, 1 recipe failed, 5 no metrics.
 """
 
@@ -33,6 +39,7 @@ from cotvr_common import (  # noqa: E402
     EXIT_NO_METRICS,
     EXIT_OK,
     CotvrError,
+    Progress,
     atomic_write_json,
     load_json_file,
     log,
@@ -128,10 +135,46 @@ def assert_patched(module: ModuleType) -> None:
         raise CotvrError("eval recipe is not patched with images/trainer/eleuther_eval.patch", EXIT_FAILED)
 
 
-def run_recipe(module: ModuleType, config: Path, overrides: Sequence[str]) -> Any:
+def request_progress_tqdm(base: type, progress: Progress, task: str, seen: dict[str, Any]) -> type:
+    """`base` (lm-eval's tqdm) that also reports its "Running ... requests" bars as progress.
+
+    Counts `update(n)` calls itself: a disabled tqdm (`disable_tqdm`, rank != 0) keeps n at 0.
+    """
+
+    class RequestProgressTqdm(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            desc = str(kwargs.get("desc") or (args[1] if len(args) > 1 else ""))
+            self._cotvr_requests = desc.startswith("Running ") and "requests" in desc
+            self._cotvr_done = 0
+            self._cotvr_total = kwargs.get("total")
+            if self._cotvr_requests:
+                seen.update(done=0, total=self._cotvr_total)
+                progress.update(0, total=self._cotvr_total, task=task)
+
+        def update(self, n: float | None = 1) -> Any:
+            result = super().update(n)
+            if self._cotvr_requests:
+                self._cotvr_done += 1 if n is None else n
+                seen.update(done=self._cotvr_done, total=self._cotvr_total)
+                progress.update(self._cotvr_done, total=self._cotvr_total, task=task)
+            return result
+
+    return RequestProgressTqdm
+
+
+def run_recipe(module: ModuleType, config: Path, overrides: Sequence[str], progress: Progress | None = None,
+               task: str = "") -> Any:
     """Run the recipe like `tune run`; return what lm-eval's evaluate() returned."""
     captured: dict[str, Any] = {}
     original = module.evaluate
+    seen: dict[str, Any] = {}
+    hf_vlms, original_tqdm = None, None
+    if progress is not None:
+        from lm_eval.models import hf_vlms
+
+        original_tqdm = hf_vlms.tqdm
+        hf_vlms.tqdm = request_progress_tqdm(original_tqdm, progress, task, seen)
 
     def capturing_evaluate(*args: Any, **kwargs: Any) -> Any:
         output = original(*args, **kwargs)
@@ -156,8 +199,16 @@ def run_recipe(module: ModuleType, config: Path, overrides: Sequence[str]) -> An
     finally:
         sys.argv = saved_argv
         module.evaluate = original
+        if hf_vlms is not None:
+            hf_vlms.tqdm = original_tqdm
     if "output" not in captured:
         raise CotvrError("the recipe finished without running lm-eval's evaluate()", EXIT_NO_METRICS)
+    if progress is not None:
+        # evaluate() returned: every request is answered. Without a bar (another model class),
+        # the sample counts lm-eval reports stand in for the request count.
+        effective = sum(int(v.get("effective", 0)) for v in n_samples(captured["output"]).values() if isinstance(v, Mapping))
+        total = seen.get("total") or effective or None
+        progress.update(total or seen.get("done", 0), final=True, total=total, task=task)
     return captured["output"]
 
 
@@ -215,7 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     assert_patched(module)
     started = time.monotonic()
     log(f"evaluating {args.variant} on {tasks} (limit {cfg.get('limit')})")
-    output = run_recipe(module, args.config, args.overrides)
+    progress = Progress("evaluate", args.variant, "requests")
+    output = run_recipe(module, args.config, args.overrides, progress, ",".join(tasks))
     metrics = extract_metrics(output, tasks)
 
     checkpointer = cfg.get("checkpointer") or {}

@@ -11,6 +11,11 @@ The image comes from `--image PATH`, or is materialised from a dataset row
 example) as a PNG next to `--out`. The question and image replace `prompt.user.{text,image}`;
 the system prompt stays the config's.
 
+Progress: `COTVR_PROGRESS` records in unit tokens. generate_v2 prints no progress of its own;
+a forward hook on the recipe's model counts its calls (the prefill and each decoding step each
+make one token), total = max_new_tokens + 1 (the recipe's bound: prefill + max_new_tokens).
+The final record's done and total are the number of tokens `decode` received.
+
 Output: `{variant, question, image, answer, config, config_hash, checkpoint_dir, ...}`.
 Exit codes: 0 ok (also: already done for this config hash), 1 failed, 2 bad arguments,
 3 missing input.
@@ -35,6 +40,7 @@ from cotvr_common import (  # noqa: E402
     EXIT_MISSING_INPUT,
     EXIT_OK,
     CotvrError,
+    Progress,
     atomic_write_bytes,
     atomic_write_json,
     log,
@@ -106,27 +112,46 @@ def build_config(config: Path, question: str, image: Path, overrides: Sequence[s
     return cfg
 
 
-def generate(cfg: Any, recipe_file: Path | None = None) -> str:
+def generate(cfg: Any, recipe_file: Path | None = None, progress: Progress | None = None) -> str:
     """Run generate_v2's InferenceRecipe on `cfg`; return the decoded answer."""
     module = load_module(recipe_file or generate_v2_path())
     recipe = module.InferenceRecipe(cfg=cfg)
     recipe.setup(cfg=cfg)
     transform = recipe.model_transform
     captured: list[str] = []
+    n_tokens: list[int] = []
     original_decode = transform.decode
+    bound = int(cfg.get("max_new_tokens") or 0) + 1
 
     def capturing_decode(*args: Any, **kwargs: Any) -> str:
         text = original_decode(*args, **kwargs)
         captured.append(text)
+        if args and hasattr(args[0], "__len__"):
+            n_tokens.append(len(args[0]))
         return text
 
+    calls = [0]
+
+    def count_forward(module: Any, inputs: Any, output: Any) -> None:  # returns None: output unchanged
+        calls[0] += 1
+        if progress is not None:
+            progress.update(calls[0], total=bound)
+
     transform.decode = capturing_decode
+    hook = recipe.model.register_forward_hook(count_forward) if progress is not None else None
     try:
+        if progress is not None:
+            progress.update(0, total=bound)
         recipe.generate(cfg=cfg)
     finally:
         transform.decode = original_decode
+        if hook is not None:
+            hook.remove()
     if not captured:
         raise CotvrError("generate_v2 finished without decoding an answer", EXIT_FAILED)
+    if progress is not None:
+        done = n_tokens[-1] if n_tokens else calls[0]
+        progress.update(done, final=True, total=done)
     return captured[-1]
 
 
@@ -165,7 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = build_config(args.config, args.question, image, args.overrides)
     started = time.monotonic()
     try:
-        answer = generate(cfg)
+        answer = generate(cfg, progress=Progress("sample", args.variant, "tokens"))
     except CotvrError:
         raise
     except Exception as err:  # noqa: BLE001

@@ -23,6 +23,14 @@ checkpoints of another hash (a complete `epoch_*` or `recipe_state/`) are never 
 leftovers (identity file, logs) move to `.superseded/<old hash>-<time>/`, so a corrected
 config re-runs without deleting anything by hand.
 
+Progress: `tune run`'s stdout and stderr go through unchanged (the pod log keeps them) while
+train.py reads the recipe's own per-epoch tqdm bar (`<epoch>|<global step>|Loss: <loss>: ..
+<n>/<steps per epoch>`) and the DiskLogger file (`Step N | loss:.. lr:.. tokens_per_second_per_gpu:..`)
+and prints `COTVR_PROGRESS` records: unit steps (optimizer steps), done = finished epochs x
+steps per epoch + the bar's n, total = epochs x the bar's total, plus epoch, epochs, loss, lr,
+tokens_per_second. The recipe's global step is not used for `done`: after a resume without
+max_steps_per_epoch torchtune 0.6.1 restarts it at 0.
+
 Exit codes: 0 ok (also: already complete), 1 recipe failed, 2 bad arguments, 3 missing input
 or the output dir belongs to another config hash.
 """
@@ -30,11 +38,15 @@ or the output dir belongs to another config hash.
 from __future__ import annotations
 
 import argparse
+import codecs
+import math
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -47,6 +59,7 @@ from cotvr_common import (  # noqa: E402
     EXIT_MISSING_INPUT,
     EXIT_OK,
     CotvrError,
+    Progress,
     atomic_write_json,
     load_json_file,
     log,
@@ -63,6 +76,177 @@ RUN_FILE = ".cotvr-run.json"
 ADAPTER = "adapter_model.pt"
 RECIPE_STATE = Path("recipe_state") / "recipe_state.pt"
 SUPERSEDED = ".superseded"  # leftovers of failed runs of other config hashes
+
+# One tqdm refresh of the recipe's per-epoch bar (recipes/lora_finetune_single_device.py:
+# `tqdm(total=steps_per_epoch)`, `set_description(f"{epoch + 1}|{global_step}|Loss: {loss}")`),
+# with the description (after the first step) or without it (the bar's first print and the
+# refresh that `pbar.update(1)` makes before `set_description`). Other bars (datasets' "Map: ..")
+# have another description and do not match.
+TQDM_RE = re.compile(
+    r"^\s*(?:(?P<epoch>\d+)\|(?P<step>\d+)\|Loss: (?P<loss>[^:\s]+): )?\s*\d+%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+) \["
+)
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # tqdm moves the cursor up between nested bars
+DISK_LOG_RE = re.compile(r"^Step (?P<step>\d+) \| (?P<fields>.*)$")  # torchtune DiskLogger.log_dict
+LOGS_TO_RE = re.compile(r"^Writing logs to (?P<path>\S+)")  # DiskLogger.__init__'s print
+
+
+def _finite(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None  # NaN is not JSON
+
+
+class TuneProgress:
+    """Turns `tune run`'s own output into progress records (see the module docstring)."""
+
+    def __init__(self, progress: Progress, epochs: int, completed_epochs: int, log_dir: Path | None, launched: float) -> None:
+        self.progress, self.epochs, self.completed = progress, epochs, completed_epochs
+        self.log_dir, self.launched = log_dir, launched
+        self.epoch: int | None = None  # 1-based, as the recipe prints it
+        self.done = -1
+        self.steps_per_epoch: int | None = None
+        self.loss: float | None = None
+        self.last_step: int | None = None
+        self.metrics: dict[str, float] = {}
+        self._log_file: Path | None = None
+        self._log_pos = 0
+        self._tail = ""
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    # -- inputs
+    def feed_stdout_line(self, line: str) -> None:
+        match = LOGS_TO_RE.match(line.strip())
+        if match:
+            self._log_file = Path(match.group("path"))
+
+    def feed_stderr(self, chunk: bytes) -> bool:
+        """Feed raw stderr bytes; True when the bar moved."""
+        text = self._tail + self._decoder.decode(chunk)
+        *segments, self._tail = re.split(r"[\r\n]", text)
+        moved = False
+        for segment in segments:
+            moved = self.feed_segment(segment) or moved
+        return moved
+
+    def feed_segment(self, segment: str) -> bool:
+        match = TQDM_RE.match(ANSI_RE.sub("", segment))
+        if not match:
+            return False
+        n, per_epoch = int(match.group("n")), int(match.group("total"))
+        if match.group("epoch"):
+            # The recipe calls pbar.update(1) before set_description: that refresh shows the new n
+            # with the previous step's description, and a finished bar is re-printed when the
+            # next one opens. Only a new global step is a finished step with its own loss.
+            step = int(match.group("step"))
+            if step == self.last_step:
+                return False
+            epoch, self.last_step = int(match.group("epoch")), step
+            loss = _finite(match.group("loss"))
+        elif n == 0:  # a bar's first print: an epoch starts
+            epoch = self.completed + 1 if self.epoch is None else self.epoch + 1
+            loss = self.loss
+        else:  # the first step's refresh before its description: the described one follows
+            return False
+        done = (epoch - 1) * per_epoch + n
+        if self.epoch is not None and (done, epoch) < (self.done, self.epoch):
+            return False
+        self.epoch, self.done, self.steps_per_epoch, self.loss = epoch, done, per_epoch, loss
+        return True
+
+    def read_metrics(self) -> None:
+        """New lines of the DiskLogger file: the latest lr and tokens/s (and loss)."""
+        path = self._log_file or self._find_log_file()
+        if path is None:
+            return
+        if path != self._log_file:
+            self._log_file, self._log_pos = path, 0
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                handle.seek(self._log_pos)
+                data = handle.read()
+        except OSError:
+            return
+        complete = data[: data.rfind("\n") + 1]  # a line still being written waits
+        self._log_pos += len(complete.encode("utf-8"))
+        for line in complete.splitlines():
+            match = DISK_LOG_RE.match(line.strip())
+            if match:
+                for pair in match.group("fields").split():
+                    key, _, value = pair.partition(":")
+                    number = _finite(value)
+                    if number is not None:
+                        self.metrics[key] = number
+
+    def _find_log_file(self) -> Path | None:
+        """DiskLogger names its file log_<unix time at start>.txt: the newest one of this launch."""
+        if self.log_dir is None or not self.log_dir.is_dir():
+            return None
+        found = []
+        for child in self.log_dir.glob("log_*.txt"):
+            match = re.match(r"^log_(\d+)\.txt$", child.name)
+            if match and int(match.group(1)) >= int(self.launched) - 1:
+                found.append((int(match.group(1)), child))
+        return max(found)[1] if found else None
+
+    # -- output
+    def emit(self, final: bool = False) -> dict[str, Any] | None:
+        if self.epoch is None or self.steps_per_epoch is None:
+            return None
+        self.read_metrics()
+        return self.progress.update(
+            self.done,
+            final=final,
+            total=self.epochs * self.steps_per_epoch,
+            epoch=self.epoch,
+            epochs=self.epochs,
+            loss=self.loss if self.loss is not None else self.metrics.get("loss"),
+            lr=self.metrics.get("lr"),
+            tokens_per_second=self.metrics.get("tokens_per_second_per_gpu"),
+        )
+
+
+def metric_log_dir(cfg: dict[str, Any]) -> Path | None:
+    logger = cfg.get("metric_logger") or {}
+    if not isinstance(logger, dict) or not str(logger.get("_component_", "")).endswith("DiskLogger"):
+        return None
+    return Path(str(logger["log_dir"])) if logger.get("log_dir") else None
+
+
+def run_tune(cmd: list[str], tracker: TuneProgress) -> int:
+    """Run `tune`, copying its stdout and stderr through unchanged while reading progress."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # its lines reach the pod log when written
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    lock = threading.Lock()  # one writer at a time on our stdout: records never split a line
+
+    def pump_stdout() -> None:
+        assert proc.stdout is not None
+        for line in iter(proc.stdout.readline, b""):
+            with lock:
+                sys.stdout.buffer.write(line)
+                sys.stdout.buffer.flush()
+            tracker.feed_stdout_line(line.decode("utf-8", errors="replace"))
+
+    def pump_stderr() -> None:
+        assert proc.stderr is not None
+        fd = proc.stderr.fileno()
+        while chunk := os.read(fd, 65536):
+            sys.stderr.buffer.write(chunk)
+            sys.stderr.buffer.flush()
+            if tracker.feed_stderr(chunk):
+                with lock:
+                    tracker.emit()
+
+    threads = [threading.Thread(target=pump, daemon=True) for pump in (pump_stdout, pump_stderr)]
+    for thread in threads:
+        thread.start()
+    code = proc.wait()
+    for thread in threads:
+        thread.join()
+    with lock:
+        tracker.emit(final=True)
+    return code
 
 
 @dataclass
@@ -201,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-hash", default=None)
     parser.add_argument("--require", action="append", default=[], help="path that must exist (repeatable)")
     parser.add_argument("--tune", default=os.environ.get("COTVR_TUNE", "tune"), help="the tune CLI")
+    parser.add_argument("--variant", default=None, help="name in progress records (default: the output dir's name)")
     parser.add_argument("overrides", nargs="*", help="extra torchtune key=value overrides")
     return parser
 
@@ -254,12 +439,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"resume_from_checkpoint={plan.resume}",
     ]
     log("running: " + " ".join(cmd))
+    tracker = TuneProgress(Progress("train", args.variant or out.name, "steps"), args.epochs, plan.completed_epochs,
+                           metric_log_dir(cfg), time.time())
     try:
-        proc = subprocess.run(cmd, check=False)
+        returncode = run_tune(cmd, tracker)
     except FileNotFoundError as err:
         raise CotvrError(f"cannot run {args.tune}: {err}", EXIT_FAILED) from err
-    if proc.returncode != 0:
-        raise CotvrError(f"tune run {args.recipe} exited with {proc.returncode}", EXIT_FAILED)
+    if returncode != 0:
+        raise CotvrError(f"tune run {args.recipe} exited with {returncode}", EXIT_FAILED)
     if not final.is_dir() or not epoch_complete(final):
         raise CotvrError(f"tune run finished but {final} is missing or incomplete", EXIT_FAILED)
     write_marker(

@@ -34,17 +34,40 @@ BLOG_COT_PROMPT_START = "You are an AI with an IQ of 170 tasked with enhancing d
 BLOG_COT_PROMPT_END = "DO NOT CHANGE THE ORIGINAL FINAL ANSWER. Begin now."
 
 
-def run_program(program: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    """Run one of the image programs the way the Job does: `python <program> args...`."""
+def run_program(program: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600,
+                log_name: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run one of the image programs the way the Job does: `python <program> args...`.
+
+    With COTVR_CAPTURE_LOGS=<dir> and `log_name`, stdout and stderr are also written, interleaved
+    in arrival order as a pod log shows them, to <dir>/<log_name>.log (test/fixtures/logs/).
+    """
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
     full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, str(program), *args],
-        capture_output=True,
-        text=True,
-        env=full_env,
-        timeout=timeout,
-    )
+    cmd = [sys.executable, str(program), *args]
+    capture_dir = os.environ.get("COTVR_CAPTURE_LOGS")
+    if not (capture_dir and log_name):
+        return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env)
+    chunks: dict[str, list[bytes]] = {"out": [], "err": []}
+    merged: list[bytes] = []
+    lock = threading.Lock()
+
+    def read(stream: Any, key: str) -> None:
+        while chunk := os.read(stream.fileno(), 65536):
+            with lock:
+                chunks[key].append(chunk)
+                merged.append(chunk)
+
+    readers = [threading.Thread(target=read, args=(proc.stdout, "out")), threading.Thread(target=read, args=(proc.stderr, "err"))]
+    for reader in readers:
+        reader.start()
+    code = proc.wait(timeout=timeout)
+    for reader in readers:
+        reader.join()
+    Path(capture_dir).mkdir(parents=True, exist_ok=True)
+    (Path(capture_dir) / f"{log_name}.log").write_bytes(b"".join(merged))
+    text = {key: b"".join(parts).decode("utf-8", errors="replace") for key, parts in chunks.items()}
+    return subprocess.CompletedProcess(cmd, code, text["out"], text["err"])
 
 
 # ------------------------------------------------------------------ tiny ChartQA

@@ -87,6 +87,7 @@ def test_bad_args_are_exit_2(tmp_path: Path) -> None:
     assert err.value.code == 2
 
 
+<<<<<<< HEAD
 def test_token_from_the_mounted_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Job mounts the token as a file (HF_TOKEN_PATH), never as an env var."""
     import huggingface_hub
@@ -114,3 +115,111 @@ def test_token_from_the_mounted_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     out = subprocess.run([sys.executable, "-c", "from huggingface_hub import get_token; print(get_token())"],
                          env={**env, "HF_TOKEN_PATH": str(token_file)}, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "hf_from_file"
+=======
+# ------------------------------------------------------------------ progress with the real huggingface_hub
+
+
+class LocalHub:
+    """The few Hub endpoints `snapshot_download` uses, served from memory on 127.0.0.1 (HF_ENDPOINT):
+    model info with file sizes, HEAD/GET `/<repo>/resolve/<sha>/<file>` (with Range for resumes).
+    Everything on the client side is the real huggingface_hub 0.34.4."""
+
+    SHA = "0123456789abcdef0123456789abcdef01234567"
+
+    def __init__(self, repo: str, files: dict[str, bytes]) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        hub = self
+        self.repo, self.files, self.gets = repo, files, []
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def _file(self) -> tuple[str, bytes] | None:
+                prefix = f"/{hub.repo}/resolve/{hub.SHA}/"
+                path = self.path.split("?")[0]
+                name = path[len(prefix):] if path.startswith(prefix) else None
+                return (name, hub.files[name]) if name in hub.files else None
+
+            def _headers(self, code: int, length: int, extra: dict | None = None) -> None:
+                self.send_response(code)
+                for key, value in {"Content-Length": str(length), "X-Repo-Commit": hub.SHA, **(extra or {})}.items():
+                    self.send_header(key, value)
+                self.end_headers()
+
+            def do_HEAD(self) -> None:  # noqa: N802
+                found = self._file()
+                if found is None:
+                    self._headers(404, 0)
+                    return
+                name, data = found
+                self._headers(200, len(data), {"ETag": f'"{abs(hash(data))}"'})
+
+            def do_GET(self) -> None:  # noqa: N802
+                if self.path.split("?")[0] in (f"/api/models/{hub.repo}", f"/api/models/{hub.repo}/revision/main"):
+                    body = json.dumps({"id": hub.repo, "sha": hub.SHA, "siblings": [
+                        {"rfilename": name, "size": len(data)} for name, data in hub.files.items()]}).encode()
+                    self._headers(200, len(body), {"Content-Type": "application/json"})
+                    self.wfile.write(body)
+                    return
+                found = self._file()
+                if found is None:
+                    self._headers(404, 0)
+                    return
+                name, data = found
+                start = int(self.headers["Range"].split("=")[1].split("-")[0]) if self.headers.get("Range") else 0
+                hub.gets.append(name)
+                self._headers(206 if start else 200, len(data) - start, {"ETag": f'"{abs(hash(data))}"'})
+                self.wfile.write(data[start:])
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture()
+def local_hub():
+    files = {"config.json": b"{}", "original/tokenizer.model": b"t" * 3000,
+             "original/consolidated.00.pth": b"c" * 5000, "model.safetensors.index.json": b"{}"}
+    files.update({name: bytes([i]) * (300_000 + i) for i, name in enumerate(shards(5), start=1)})
+    hub = LocalHub("meta-llama/Llama-3.2-11B-Vision-Instruct", files)
+    yield hub
+    hub.server.shutdown()
+
+
+@pytest.mark.parametrize("hf_transfer", ["0", "1"])
+def test_progress_in_bytes_from_huggingface_hub_bars(tmp_path: Path, local_hub: LocalHub, hf_transfer: str) -> None:
+    from conftest import TRAINER, run_program
+    from cotvr_common import parse_progress
+
+    dest = tmp_path / "Llama-3.2-11B-Vision-Instruct"
+    env = {"HF_ENDPOINT": local_hub.url, "HF_HUB_OFFLINE": "0", "HF_TOKEN": "hf_test", "HF_HUB_ENABLE_HF_TRANSFER": hf_transfer,
+           "HF_HUB_DISABLE_XET": "1", "COTVR_PROGRESS_INTERVAL": "0"}
+    proc = run_program(TRAINER / "download_model.py", *args(dest), env=env, timeout=300, log_name=f"download-hf-transfer-{hf_transfer}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = [r for r in map(parse_progress, proc.stdout.splitlines()) if r]
+    wanted = {n: d for n, d in local_hub.files.items() if not n.startswith("original/consolidated")}
+    total = sum(map(len, wanted.values()))
+    assert sorted(local_hub.gets) == sorted(wanted)  # the ignore pattern held: the real download ran
+    assert all(r["stage"] == "download" and r["variant"] == dest.name and r["unit"] == "bytes"
+               and r["total"] == total and r["files_total"] == len(wanted) for r in recs), recs[:3]
+    dones = [r["done"] for r in recs]
+    assert dones[0] == 0 and dones == sorted(dones) and dones[-1] == total
+    assert len(set(dones)) > len(wanted)  # per-file byte updates, not only whole files
+    # snapshot_download's files bar (tqdm_class) runs only without hf_transfer (serial loop then)
+    assert recs[-1].get("files") == (None if hf_transfer == "1" else len(wanted))
+
+    # a second run after a pod restart: the complete files count as done from the start
+    (dest / ".complete.json").unlink()
+    (dest / "model-00005-of-00005.safetensors").unlink()
+    proc = run_program(TRAINER / "download_model.py", *args(dest), env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    recs = [r for r in map(parse_progress, proc.stdout.splitlines()) if r]
+    assert recs[0]["done"] == total - len(local_hub.files["model-00005-of-00005.safetensors"])
+    assert recs[-1]["done"] == total
+>>>>>>> progress

@@ -108,6 +108,12 @@ def test_wrapper_runs_recipe_and_saves_json(eval_setup) -> None:
     assert data["checkpoint_dir"].endswith("epoch_9")
     assert data["model"] == "torchtune.models.llama3_2_vision.llama3_2_vision_11b"
     assert data["versions"]["torchtune"] == "0.6.1"
+    # The stand-in recipe opens no lm-eval bar: the final record takes lm-eval's sample count.
+    from cotvr_common import parse_progress
+
+    (final,) = [r for r in map(parse_progress, proc.stdout.splitlines()) if r]
+    assert (final["stage"], final["variant"], final["unit"], final["task"]) == ("evaluate", "lora-11b", "requests", "chartqa")
+    assert final["done"] == final["total"] == 2500
     # same hash again: no-op
     again = run(mode="crash")
     assert again.returncode == 0 and "nothing to do" in again.stderr

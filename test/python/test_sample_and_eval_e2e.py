@@ -20,6 +20,12 @@ EVALUATE = TRAINER / "evaluate.py"
 PATCH = TRAINER / "eleuther_eval.patch"
 
 
+def progress_records(stdout: str) -> list[dict]:
+    from cotvr_common import parse_progress
+
+    return [r for r in map(parse_progress, stdout.splitlines()) if r is not None]
+
+
 def first(stage: str) -> dict:
     cfg = next(c for c in torchtune_configs() if c.stage == stage)
     return cfg.load()
@@ -58,7 +64,7 @@ def test_sample_runs_generate_v2_and_writes_the_answer(tmp_path: Path, tiny_chec
     proc = run_program(
         SAMPLE, "--config", str(config), "--variant", "lora-11b", "--question", "How many monthly sessions per user did Netflix have?",
         "--image-dataset", str(tiny_chartqa), "--image-split", "train", "--image-index", "1", "--out", str(out), "--config-hash", "s1",
-        env={"PYTHONPATH": str(HERE)},
+        env={"PYTHONPATH": str(HERE), "COTVR_PROGRESS_INTERVAL": "0"}, log_name="sample",
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     data = json.loads(out.read_text())
@@ -66,7 +72,17 @@ def test_sample_runs_generate_v2_and_writes_the_answer(tmp_path: Path, tiny_chec
     assert data["question"].startswith("How many monthly sessions")
     assert data["answer"].strip() and data["answer"].strip().isalpha()  # what the model generated, captured
     assert Path(data["image"]).is_file() and data["image"].endswith(".png")
-    assert proc.stdout.strip() == data["answer"].strip()
+    answer_lines = [line for line in proc.stdout.splitlines() if not line.startswith("COTVR_PROGRESS ")]
+    assert "\n".join(answer_lines).strip() == data["answer"].strip()
+
+    # Progress in tokens: one model call per token, prefill + max_new_tokens (12) at most. This
+    # random model never emits <|eot_id|>, so it runs to the bound; the byte-level tokenizer makes
+    # one letter per token.
+    recs = progress_records(proc.stdout)
+    assert all(r["stage"] == "sample" and r["variant"] == "lora-11b" and r["unit"] == "tokens" for r in recs)
+    assert [r["done"] for r in recs] == list(range(14)) + [13]
+    assert all(r["total"] == 13 for r in recs)
+    assert len(data["answer"]) == 13
 
     again = run_program(SAMPLE, "--config", str(config), "--variant", "lora-11b", "--question", "q", "--image", data["image"],
                         "--out", str(out), "--config-hash", "s1", env={"PYTHONPATH": str(HERE)})
@@ -111,7 +127,9 @@ def test_evaluate_runs_patched_recipe_with_lm_eval_chartqa(tmp_path: Path, tiny_
             "PYTHONPATH": f"{HERE / 'hubshim'}:{HERE}",
             "COTVR_TEST_HF_DATASETS": json.dumps({"HuggingFaceM4/ChartQA": str(tiny_chartqa)}),
             "COTVR_EVAL_RECIPE": str(patched_recipe),
+            "COTVR_PROGRESS_INTERVAL": "0",
         },
+        log_name="evaluate",
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     data = json.loads(out.read_text())
@@ -119,3 +137,11 @@ def test_evaluate_runs_patched_recipe_with_lm_eval_chartqa(tmp_path: Path, tiny_
     assert set(chartqa) >= {"exact_match", "relaxed_accuracy", "anywhere_accuracy", "exact_match_stderr"}
     assert chartqa["exact_match"] == 0.0  # a random model that stops at once answers nothing
     assert data["limit"] == 2 and data["n_samples"]["chartqa"]["effective"] == 2
+
+    # Progress: lm-eval's own request bar still prints, and each of its updates is a record.
+    assert "Running generate_until requests with text+image input" in proc.stderr
+    assert "2/2" in proc.stderr
+    recs = progress_records(proc.stdout)
+    assert all(r["stage"] == "evaluate" and r["variant"] == "lora-11b" and r["unit"] == "requests"
+               and r["task"] == "chartqa" and r["total"] == 2 for r in recs), recs
+    assert [r["done"] for r in recs] == [0, 1, 2, 2]  # bar opened, two requests answered, final

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -169,3 +170,123 @@ def test_recipe_state_alone_counts_as_another_runs_epochs(tmp_path: Path) -> Non
     with pytest.raises(train_program.CotvrError, match=r"config hash h1 \(recipe_state\)"):
         train_program.check_run_identity(out, "h2")
     assert (out / ".cotvr-run.json").is_file()
+
+
+# ------------------------------------------------------------------ progress from the real recipe
+
+
+@pytest.fixture()
+def real_train(tmp_path: Path, tiny_tiktoken: Path, make_cot_dataset):
+    """train.py driving the REAL `tune run lora_finetune_single_device` (torchtune 0.6.1) on CPU:
+    the tiny LoRA Llama 3.2 Vision (tinyvision.py), the blog's train config with paths, model and
+    device swapped, 5 CoT rows at batch 2 = 2 optimizer steps per epoch."""
+    import torch
+    import yaml
+    from tinyvision import tiny_llama3_2_vision
+
+    base = tmp_path / "base"
+    base.mkdir()
+    torch.save(tiny_llama3_2_vision().state_dict(), base / "model.pt")
+    cfg = yaml.safe_load(next(c for c in template_configs() if c.id == "template/train/lora-11b").text)
+    cfg["model"].update({"_component_": "tinyvision.tiny_lora_llama3_2_vision", "image_size": 112})
+    cfg["tokenizer"].update({"path": str(tiny_tiktoken), "image_size": 112, "max_seq_len": 2048})
+    cfg["checkpointer"] = {"_component_": "torchtune.training.FullModelTorchTuneCheckpointer", "checkpoint_dir": str(base),
+                           "checkpoint_files": ["model.pt"], "output_dir": "${output_dir}", "model_type": "LLAMA3_VISION"}
+    cfg["dataset"]["source"] = str(make_cot_dataset(5))
+    cfg["optimizer"]["fused"] = False  # no fused AdamW on CPU
+    cfg.update({"device": "cpu", "dtype": "bf16", "batch_size": 2, "gradient_accumulation_steps": 1,
+                "enable_activation_checkpointing": False, "log_peak_memory_stats": False})
+    config = tmp_path / "train.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    out = tmp_path / "ckpt" / "lora-11b"
+    tune = Path(sys.executable).with_name("tune")
+
+    def train(epochs: int = 2, log_name: str | None = None):
+        return run_program(
+            TRAIN, "--recipe", "lora_finetune_single_device", "--config", str(config), "--output-dir", str(out),
+            "--epochs", str(epochs), "--config-hash", "h1", "--tune", str(tune),
+            env={"PYTHONPATH": str(HERE), "COTVR_PROGRESS_INTERVAL": "0"}, log_name=log_name,
+        )
+
+    return train, out
+
+
+def records(stdout: str) -> list[dict]:
+    from cotvr_common import parse_progress
+
+    return [r for r in map(parse_progress, stdout.splitlines()) if r is not None]
+
+
+def disk_log(out: Path) -> dict[int, dict[str, float]]:
+    """What torchtune's DiskLogger wrote: {step: {loss, lr, tokens_per_second_per_gpu, grad_norm}}."""
+    steps = {}
+    for path in sorted((out / "logs").glob("log_*.txt")):
+        for line in path.read_text().splitlines():
+            step, _, fields = line.partition(" | ")
+            steps[int(step.split()[1])] = {k: float(v) for k, v in (p.split(":", 1) for p in fields.split())}
+    return steps
+
+
+def test_progress_from_real_torchtune_run_and_resume(real_train) -> None:
+    train, out = real_train
+    proc = train(log_name="train")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    # torchtune's own output reaches the log unchanged: its bar and its logger lines
+    assert "1|1|Loss: " in proc.stderr and "2|4|Loss: " in proc.stderr and "Writing logs to" in proc.stdout
+    recs = records(proc.stdout)
+    assert recs, proc.stdout
+    assert all(r["stage"] == "train" and r["variant"] == "lora-11b" and r["unit"] == "steps" and r["total"] == 4 for r in recs)
+    assert [r["done"] for r in recs] == sorted(r["done"] for r in recs)  # never backwards
+    assert recs[0]["done"] == 0 and recs[0]["epoch"] == 1
+    last = recs[-1]
+    assert last["done"] == 4 and last["epoch"] == 2 and last["epochs"] == 2
+    logged = disk_log(out)
+    assert sorted(logged) == [1, 2, 3, 4]
+    # loss from the bar, lr and tokens/s from the DiskLogger: the values torchtune computed
+    assert last["loss"] == pytest.approx(logged[4]["loss"])
+    assert last["lr"] == pytest.approx(logged[4]["lr"])
+    assert last["tokens_per_second"] == pytest.approx(logged[4]["tokens_per_second_per_gpu"])
+    for rec in recs:
+        if rec["done"] >= 1 and "loss" in rec:
+            assert rec["loss"] == pytest.approx(logged[rec["done"]]["loss"])
+    assert last["rate"] is not None and last["rate"] > 0
+
+    # A pod killed during epoch 1 leaves epoch_0 + recipe_state (epochs_run=1): the resumed run
+    # starts at the finished epoch's steps, although torchtune restarts its global step at 0.
+    shutil.rmtree(out / "epoch_1")
+    (out / ".complete.json").unlink()
+    proc = train(log_name="train-resumed")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "resuming after epoch_0" in proc.stderr and "2|2|Loss: " in proc.stderr  # upstream's restarted step count
+    recs = records(proc.stdout)
+    assert recs[0]["done"] == 2 and recs[0]["epoch"] == 2 and recs[0]["total"] == 4
+    assert recs[-1]["done"] == 4 and recs[-1]["epoch"] == 2
+
+
+def test_tqdm_parser_unit() -> None:
+    """The bar parser on the sequence the real recipe prints (captured from the run above): the
+    bar's first print, the refresh pbar.update makes before set_description (new n, previous
+    step's loss), the finished bar re-printed when the next one opens."""
+    import io
+
+    import train as train_program
+    from cotvr_common import Progress
+
+    sink = io.StringIO()
+    tracker = train_program.TuneProgress(Progress("train", "v", "steps", interval=0, out=sink), 2, 0, None, 0.0)
+    bar = "\u2588" * 5
+    stream = (
+        f"\r  0%|          | 0/2 [00:00<?, ?it/s]\r 50%|{bar}     | 1/2 [00:02<00:02,  2.83s/it]"
+        f"\r1|1|Loss: 11.89: 50%|{bar}     | 1/2 [00:02<00:02,  2.83s/it]\r1|1|Loss: 11.89: 100%|{bar}{bar}| 2/2 [00:04<00:00,  2.10s/it]\r1|2|Loss: 11.87: 100%|{bar}{bar}| 2/2 [00:04<00:00,  2.10s/it]"
+        "\nINFO:torchtune.utils._logging:Checkpoint saved in 0.16 seconds.\n"
+        f"\r  0%|          | 0/2 [00:00<?, ?it/s]\x1b[A\r1|2|Loss: 11.87: 100%|{bar}{bar}| 2/2 [00:04<00:00,  2.30s/it]\n"
+        f"\r 50%|{bar}     | 1/2 [00:01<00:01,  1.19s/it]\x1b[A\n\r2|3|Loss: nan:  50%|{bar}     | 1/2 [00:01<00:01,  1.19s/it]\x1b[A\n"
+    ).encode()
+    seen = []
+    for i in range(0, len(stream), 7):  # arbitrary chunking, split UTF-8 characters included
+        if tracker.feed_stderr(stream[i : i + 7]):
+            seen.append((tracker.epoch, tracker.done))
+    assert seen == [(1, 0), (1, 1), (1, 2), (2, 2), (2, 3)]
+    assert tracker.loss is None  # "nan" is dropped, JSON has no NaN
+    rec = tracker.emit(final=True)
+    assert rec is not None and rec["done"] == 3 and rec["total"] == 4 and "loss" not in rec

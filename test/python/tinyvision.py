@@ -14,7 +14,12 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torchtune.models.llama3_2_vision._component_builders import llama3_2_vision_decoder, llama3_2_vision_encoder
+from torchtune.models.llama3_2_vision._component_builders import (
+    llama3_2_vision_decoder,
+    llama3_2_vision_encoder,
+    lora_llama3_2_vision_decoder,
+    lora_llama3_2_vision_encoder,
+)
 from torchtune.modules.model_fusion import DeepFusionModel
 
 VOCAB = 128_256
@@ -22,33 +27,37 @@ EOT_ID = 128_009
 TILE = 112  # the transform's image_size in the test configs
 
 
+def _encoder_args(image_size: int) -> dict:
+    return dict(patch_size=14, num_heads=2, clip_embed_dim=32, clip_num_layers=2, clip_hidden_states=[0],
+                num_layers_projection=1, decoder_embed_dim=32, tile_size=image_size, max_num_tiles=4, in_channels=3)
+
+
+def _decoder_args(image_size: int) -> dict:
+    return dict(vocab_size=VOCAB, num_layers=2, fusion_interval=1, num_special_tokens=8, num_heads=2, num_kv_heads=1,
+                embed_dim=32, max_seq_len=8192, encoder_max_seq_len=4 * ((image_size // 14) ** 2 + 1),
+                rope_base=500_000, intermediate_dim=64)
+
+
+def tiny_lora_llama3_2_vision(lora_attn_modules: list[str], decoder_trainable: str = "frozen", encoder_trainable: str = "lora",
+                              fusion_trainable: str = "lora", apply_lora_to_mlp: bool = False, apply_lora_to_output: bool = False,
+                              lora_rank: int = 8, lora_alpha: float = 16, lora_dropout: float = 0.0,
+                              image_size: int = TILE) -> DeepFusionModel:
+    """`lora_llama3_2_vision_11b` (same arguments, same trainable logic) at the tiny size: the
+    base weights of `tiny_llama3_2_vision` load into it, so the real LoRA recipe can train it."""
+    lora = dict(lora_attn_modules=lora_attn_modules, apply_lora_to_mlp=apply_lora_to_mlp, apply_lora_to_output=apply_lora_to_output,
+                lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout)
+    encoder = lora_llama3_2_vision_encoder(encoder_lora=encoder_trainable == "lora", fusion_lora=fusion_trainable == "lora",
+                                           **lora, **_encoder_args(image_size))
+    decoder = lora_llama3_2_vision_decoder(decoder_lora=decoder_trainable == "lora", fusion_lora=fusion_trainable == "lora",
+                                           **lora, **_decoder_args(image_size))
+    return DeepFusionModel(encoder=encoder, decoder=decoder, encoder_trainable=encoder_trainable != "frozen",
+                           decoder_trainable=decoder_trainable != "frozen", fusion_trainable=fusion_trainable != "frozen")
+
+
 def tiny_llama3_2_vision(eot_bias: float = 0.0, image_size: int = TILE) -> DeepFusionModel:
     torch.manual_seed(0)
-    encoder = llama3_2_vision_encoder(
-        patch_size=14,
-        num_heads=2,
-        clip_embed_dim=32,
-        clip_num_layers=2,
-        clip_hidden_states=[0],
-        num_layers_projection=1,
-        decoder_embed_dim=32,
-        tile_size=image_size,
-        max_num_tiles=4,
-        in_channels=3,
-    )
-    decoder = llama3_2_vision_decoder(
-        vocab_size=VOCAB,
-        num_layers=2,
-        fusion_interval=1,
-        num_special_tokens=8,
-        num_heads=2,
-        num_kv_heads=1,
-        embed_dim=32,
-        max_seq_len=8192,
-        encoder_max_seq_len=4 * ((image_size // 14) ** 2 + 1),
-        rope_base=500_000,
-        intermediate_dim=64,
-    )
+    encoder = llama3_2_vision_encoder(**_encoder_args(image_size))
+    decoder = llama3_2_vision_decoder(**_decoder_args(image_size))
     # Logit bias applied by a forward hook, not stored in the state dict: the checkpoint stays
     # the plain architecture, and `eot_bias` works on loaded weights too.
     bias = torch.full((VOCAB,), -1e4)

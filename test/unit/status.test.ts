@@ -413,3 +413,25 @@ describe("the I/O half reads the API through @kubernetes/client-node", () => {
         }
     });
 });
+
+describe("progress from the real tools' logs (test/fixtures/logs, captured by the Python tier)", () => {
+    const dir = path.join(__dirname, "..", "fixtures", "logs");
+    const cases: [string, string, string][] = [
+        ["train.log", "train", "steps"],
+        ["train-resumed.log", "train", "steps"],
+        ["evaluate.log", "evaluate", "requests"],
+        ["sample.log", "sample", "tokens"],
+        ["download-hf-transfer-1.log", "download", "bytes"],
+    ];
+    for (const [file, stage, unit] of cases) {
+        it(`reads the last record of ${file} between the tool's own output`, () => {
+            const text = fs.readFileSync(path.join(dir, file), "utf8");
+            const rec = lastProgress(text)!;
+            expect(rec).toMatchObject({ v: 1, stage, unit });
+            // The run finished: its last record says so.
+            expect(rec.done).toBe(rec.total);
+            // The records are mixed with upstream output (tqdm bars, torchtune/lm-eval logs).
+            expect(text.split(/\r\n|\n|\r/).filter((l) => l.trim() && !parseProgress(l)).length).toBeGreaterThan(0);
+        });
+    }
+});

@@ -177,6 +177,23 @@ def read_marker(folder: Path | str) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def done_for_hash(path: Path | str, config_hash: str | None, what: str, complete: Callable[[dict[str, Any]], bool] = lambda rec: True) -> bool:
+    """Whether `path` (an output JSON or a `.complete.json` marker) records this config hash and is
+    complete: the one "already done" check of every program. Logs "nothing to do" when it is.
+    An unreadable file is not done (the stage runs again and rewrites it)."""
+    p = Path(path)
+    if not config_hash or not p.is_file():
+        return False
+    try:
+        rec = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if isinstance(rec, dict) and rec.get("config_hash") == config_hash and complete(rec):
+        log(f"{what} {p} is complete for config hash {config_hash}: nothing to do")
+        return True
+    return False
+
+
 def require_paths(paths: Iterable[str | Path], what: str = "required input") -> None:
     """Fail with exit code 3 naming every missing path."""
     missing = [str(p) for p in paths if not Path(p).exists()]

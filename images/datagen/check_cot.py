@@ -14,7 +14,6 @@ Exit codes: 0 ok, 3 dataset missing/unreadable, 6 check failed.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any, Sequence
 _HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(p) for p in (_HERE, _HERE.parent / "common") if (p / "cotvr_common.py").is_file()]
 from cotvr_common import (  # noqa: E402
+    EXIT_BAD_ARGS,
     EXIT_CHECK_FAILED,
     EXIT_MISSING_INPUT,
     EXIT_OK,
@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.expected_rows is not None and args.expected_rows < 0:
-        raise CotvrError("--expected-rows must be >= 0", 2)
+        raise CotvrError("--expected-rows must be >= 0", EXIT_BAD_ARGS)
     log(f"checking {args.dataset} split {args.split}")
     result = check_dataset(args.dataset, args.split, args.expected_rows, args.max_missing_final_fraction)
     print(format_summary(result), flush=True)

@@ -64,11 +64,13 @@ from cotvr_common import (  # noqa: E402
     EXIT_FAILED,
     EXIT_MISSING_INPUT,
     EXIT_OK,
+    MARKER_NAME,
     CotvrError,
     KubeApi,
     Progress,
     atomic_write_json,
     dig,
+    done_for_hash,
     log,
     read_marker,
     run_main,
@@ -417,14 +419,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     out: Path = args.out
     expected = args.expected_rows if args.expected_rows is not None else args.limit
 
+    if done_for_hash(out / MARKER_NAME, args.config_hash, "dataset"):
+        return EXIT_OK
     marker = read_marker(out)
-    same = (
-        marker.get("config_hash") == args.config_hash
-        if marker and args.config_hash
-        else bool(marker) and marker.get("config_sha256") == config_sha and marker.get("limit") == args.limit
-    )
-    if marker and same:
-        log(f"{out} is complete ({marker.get('rows')} rows, config hash {marker.get('config_hash')}): nothing to do")
+    if marker and not args.config_hash and marker.get("config_sha256") == config_sha and marker.get("limit") == args.limit:
+        log(f"{out} is complete ({marker.get('rows')} rows, same config file and limit): nothing to do")
         return EXIT_OK
     if marker:
         log(f"{out} was made with config hash {marker.get('config_hash')}, this run is {args.config_hash}: regenerating")

@@ -33,7 +33,7 @@ from typing import Any, Iterator, Sequence
 
 _HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(p) for p in (_HERE, _HERE.parent / "common") if (p / "cotvr_common.py").is_file()]
-from cotvr_common import EXIT_MISSING_INPUT, CotvrError, KubeApi, log, run_main, utc_now  # noqa: E402
+from cotvr_common import EXIT_BAD_ARGS, EXIT_MISSING_INPUT, CotvrError, KubeApi, log, run_main, utc_now  # noqa: E402
 
 
 class TeacherScaler:
@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
-        raise CotvrError("hold needs a command after --", 2)
+        raise CotvrError("hold needs a command after --", EXIT_BAD_ARGS)
     with hold_teacher(scaler):
         return run_child(cmd)
 

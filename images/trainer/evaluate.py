@@ -34,6 +34,7 @@ from typing import Any, Mapping, Sequence
 _HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(p) for p in (_HERE, _HERE.parent / "common") if (p / "cotvr_common.py").is_file()]
 from cotvr_common import (  # noqa: E402
+    EXIT_BAD_ARGS,
     EXIT_FAILED,
     EXIT_MISSING_INPUT,
     EXIT_NO_METRICS,
@@ -41,7 +42,7 @@ from cotvr_common import (  # noqa: E402
     CotvrError,
     Progress,
     atomic_write_json,
-    load_json_file,
+    done_for_hash,
     log,
     require_paths,
     run_main,
@@ -251,16 +252,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     require_paths(args.require)
     require_paths([args.config], "eval config")
 
-    if args.out.is_file() and args.config_hash:
-        previous = load_json_file(args.out, "existing metrics", EXIT_NO_METRICS)
-        if isinstance(previous, Mapping) and previous.get("config_hash") == args.config_hash:
-            log(f"{args.out} already holds the metrics for config hash {args.config_hash}: nothing to do")
-            return EXIT_OK
+    if done_for_hash(args.out, args.config_hash, "metrics"):
+        return EXIT_OK
 
     cfg = resolved_config(args.config, args.overrides)
     tasks = [str(t) for t in (cfg.get("tasks") or [])]
     if not tasks:
-        raise CotvrError(f"{args.config} lists no tasks", 2)
+        raise CotvrError(f"{args.config} lists no tasks", EXIT_BAD_ARGS)
 
     module = load_recipe_module(args.recipe)
     assert_patched(module)

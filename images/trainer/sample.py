@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 import time
 from pathlib import Path
@@ -43,6 +42,7 @@ from cotvr_common import (  # noqa: E402
     Progress,
     atomic_write_bytes,
     atomic_write_json,
+    done_for_hash,
     log,
     require_paths,
     run_main,
@@ -177,14 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise CotvrError("--question is empty", EXIT_BAD_ARGS)
     require_paths(args.require)
     require_paths([args.config], "generation config")
-    if args.out.is_file() and args.config_hash:
-        try:
-            previous = json.loads(args.out.read_text(encoding="utf-8"))
-        except ValueError:
-            previous = None
-        if isinstance(previous, dict) and previous.get("config_hash") == args.config_hash and previous.get("answer"):
-            log(f"{args.out} already holds the sample for config hash {args.config_hash}: nothing to do")
-            return EXIT_OK
+    if done_for_hash(args.out, args.config_hash, "sample", lambda rec: bool(rec.get("answer"))):
+        return EXIT_OK
 
     image = materialise_image(args)
     cfg = build_config(args.config, args.question, image, args.overrides)

@@ -58,9 +58,11 @@ from cotvr_common import (  # noqa: E402
     EXIT_FAILED,
     EXIT_MISSING_INPUT,
     EXIT_OK,
+    MARKER_NAME,
     CotvrError,
     Progress,
     atomic_write_json,
+    done_for_hash,
     load_json_file,
     log,
     read_marker,
@@ -400,9 +402,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     final = out / f"epoch_{args.epochs - 1}"
 
     check_run_identity(out, args.config_hash)
-    marker = read_marker(out)
-    if marker is not None and final.is_dir():
-        log(f"{out} is complete ({marker.get('epochs')} epochs, config hash {marker.get('config_hash')}): nothing to do")
+    # check_run_identity refused another hash's work; a marker of this hash with its last epoch is done.
+    if final.is_dir() and done_for_hash(out / MARKER_NAME, args.config_hash, "fine-tune"):
         return EXIT_OK
 
     overrides = [f"output_dir={out}", f"epochs={args.epochs}", *args.overrides]

@@ -87,7 +87,6 @@ def test_bad_args_are_exit_2(tmp_path: Path) -> None:
     assert err.value.code == 2
 
 
-<<<<<<< HEAD
 def test_token_from_the_mounted_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The Job mounts the token as a file (HF_TOKEN_PATH), never as an env var."""
     import huggingface_hub
@@ -115,7 +114,8 @@ def test_token_from_the_mounted_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     out = subprocess.run([sys.executable, "-c", "from huggingface_hub import get_token; print(get_token())"],
                          env={**env, "HF_TOKEN_PATH": str(token_file)}, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "hf_from_file"
-=======
+
+
 # ------------------------------------------------------------------ progress with the real huggingface_hub
 
 
@@ -222,4 +222,3 @@ def test_progress_in_bytes_from_huggingface_hub_bars(tmp_path: Path, local_hub: 
     recs = [r for r in map(parse_progress, proc.stdout.splitlines()) if r]
     assert recs[0]["done"] == total - len(local_hub.files["model-00005-of-00005.safetensors"])
     assert recs[-1]["done"] == total
->>>>>>> progress

@@ -71,3 +71,51 @@ def tiny_llama3_2_vision(eot_bias: float = 0.0, image_size: int = TILE) -> DeepF
 
     decoder.output.register_forward_hook(add_bias)
     return DeepFusionModel(encoder=encoder, decoder=decoder, encoder_trainable=False, decoder_trainable=False, fusion_trainable=False)
+
+
+def tiny_lora_llama3_2_vision(
+    lora_attn_modules: list[str],
+    decoder_trainable: str = "frozen",
+    encoder_trainable: str = "lora",
+    fusion_trainable: str = "lora",
+    apply_lora_to_mlp: bool = False,
+    apply_lora_to_output: bool = False,
+    lora_rank: int = 8,
+    lora_alpha: float = 16,
+    lora_dropout: float = 0.0,
+    image_size: int = TILE,
+    quantize_base: bool = False,
+) -> DeepFusionModel:
+    """`lora_llama3_2_vision_11b` (the shipped fine-tune's builder) at a tiny width: the same
+    keyword arguments, so a rendered train config's `model:` block binds to it unchanged.
+
+    Widths are multiples of 128 so that QLoRA's NF4 (blocks of 64 x 256 scalers) can quantize
+    every frozen linear; 4 decoder layers with a fusion layer every 2 (layer scaling halves them).
+    """
+    # Looked up on _model_builders at call time, as lora_llama3_2_vision_11b does, so that the
+    # benchmark's --layers-scale (which wraps that module's builder) applies here too.
+    from torchtune.models.llama3_2_vision import _model_builders as builders
+    from torchtune.models.llama3_2_vision._model_builders import LoRATrainable
+
+    lora_llama3_2_vision_encoder = builders.lora_llama3_2_vision_encoder
+
+    torch.manual_seed(0)
+    enc, dec, fus = (LoRATrainable(x.lower()) for x in (encoder_trainable, decoder_trainable, fusion_trainable))
+    common = dict(lora_attn_modules=lora_attn_modules, apply_lora_to_mlp=apply_lora_to_mlp, apply_lora_to_output=apply_lora_to_output,
+                  lora_rank=lora_rank, lora_alpha=lora_alpha, lora_dropout=lora_dropout, quantize_base=quantize_base)
+    encoder = lora_llama3_2_vision_encoder(
+        encoder_lora=enc == LoRATrainable.LORA, fusion_lora=fus == LoRATrainable.LORA, **common,
+        patch_size=14, num_heads=2, clip_embed_dim=128, clip_num_layers=2, clip_hidden_states=[0],
+        decoder_embed_dim=128, num_layers_projection=1, tile_size=image_size, max_num_tiles=4, in_channels=3,
+    )
+    decoder = builders.lora_llama3_2_vision_decoder(
+        decoder_lora=dec == LoRATrainable.LORA, fusion_lora=fus == LoRATrainable.LORA, **common,
+        vocab_size=VOCAB, num_layers=4, fusion_interval=2, num_special_tokens=8, num_heads=2, num_kv_heads=2,
+        embed_dim=128, max_seq_len=8192, encoder_max_seq_len=4 * ((image_size // 14) ** 2 + 1), rope_base=500_000,
+        intermediate_dim=256,
+    )
+    return DeepFusionModel(
+        encoder=encoder, decoder=decoder,
+        encoder_trainable=enc != LoRATrainable.FROZEN, decoder_trainable=dec != LoRATrainable.FROZEN,
+        fusion_trainable=fus != LoRATrainable.FROZEN,
+    )

@@ -1,0 +1,704 @@
+"""Throughput benchmark of the shipped torchtune 0.6.1 fine-tune (lora_finetune_single_device).
+
+    python bench_finetune.py --config train.yaml [--settings blog,compile,compile_encoder,no_ac,best]
+                             [--steps 3] [--warmup 2] [--layers-scale 0.25] [--device cuda]
+                             [--device-peak-tflops 989] [--data synthetic|config|auto] [--json-out f]
+
+`--config` is a rendered torchtune train config (a plain train.yaml, or the rendered ConfigMap
+that carries one under data["train.yaml"]). The model is built from the config's `model`
+component with RANDOM weights (no checkpoint, nothing downloaded) in the config's dtype, LoRA /
+QLoRA included; loss, optimizer and lr scheduler are instantiated from the config; compile and
+activation checkpointing go through torchtune's own `training.compile_model`,
+`training.compile_loss` and `training.set_activation_checkpointing` with the recipe's wrap policy,
+and the encoder is compiled by `compile_vision_encoder` of the patched recipe
+(lora_finetune_single_device.patch). The step is the recipe's: per micro-batch loss x tokens,
+backward, then scale_grads(1/tokens), clip_grad_norm, optimizer.step, zero_grad, lr step.
+
+Settings (all keep the config's effective batch = batch_size x gradient_accumulation_steps):
+  blog              as configured (activation checkpointing on, compile off in the blog stack)
+  compile           + compile: true (torchtune compiles the decoder's layers and the loss)
+  compile_encoder   + the vision encoder's layers compiled too (the patched recipe's compile_encoder)
+  no_ac             activation checkpointing off, micro-batch m x accumulation = effective batch
+  no_ac_compile     no_ac + compile
+  best              no_ac + compile + compile_encoder
+A suffix `:mN` sets the micro-batch of a setting (e.g. no_ac:m4); without it the no_ac settings
+take --micro-batch (default auto: the largest divisor of the effective batch whose memory,
+by the memory model below, fits the device with --memory-margin).
+
+Memory model: peak ~= static + m x act_per_sample, with static = weights + LoRA/optimizer state
+(measured after the first optimizer step) and act_per_sample measured at the worst-case shape
+(max tiles, max text length) by one probe micro-batch of 1 sample without checkpointing.
+
+Data: each optimizer step is fed the same samples in every setting (seeded), split into
+micro-batches and collated by torchtune's padded_collate_tiled_images_and_mask, like the
+recipe's dataloader with its seeded sampler. `--data config` reads real rows through the
+config's own tokenizer + dataset components (the cluster Job: model and CoT dataset on the
+volumes); `--data synthetic` (default when those files are absent) draws shapes from
+`--image-sizes` (tiles from torchtune's own CLIPImageTransform with the config's image_size and
+max 4 tiles) and `--text-tokens` (see the option help for where the defaults come from).
+
+Output: a table on stdout, then one line `COTVR_BENCH {json}`; COTVR_PROGRESS records per setting.
+Exit codes: 0 ok (settings that run out of memory are reported as "oom", not failures),
+1 every setting failed, 2 bad arguments, 3 missing input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import json
+import math
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+for _p in (HERE, HERE.parent / "common"):
+    if (_p / "cotvr_common.py").exists() and str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
+
+BENCH_PREFIX = "COTVR_BENCH "
+CHARTQA_TRAIN_ROWS = 28_299  # HuggingFaceM4/ChartQA train split (UPSTREAM.md)
+GiB = 1024**3
+
+# Dense bf16 tensor peak, TFLOP/s, by device name (vendor datasheets; "dense" = no 2:4 sparsity).
+PEAK_TFLOPS = [
+    ("H100 PCIe", 756.0),
+    ("H100 NVL", 835.0),
+    ("H100", 989.0),  # SXM (H100 80GB HBM3)
+    ("H200", 989.0),
+    ("GH200", 989.0),
+    ("B200", 2250.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("MI355X", 2500.0),
+    ("MI325X", 1307.0),
+    ("MI300X", 1307.0),
+    ("MI300A", 980.0),
+    ("MI250X", 383.0),
+]
+
+# name -> (activation checkpointing, compile decoder+loss, compile encoder, uses the micro-batch)
+SETTINGS: dict[str, tuple[bool, bool, bool, bool]] = {
+    "blog": (True, False, False, False),
+    "compile": (True, True, False, False),
+    "compile_encoder": (True, True, True, False),
+    "no_ac": (False, False, False, True),
+    "no_ac_compile": (False, True, False, True),
+    "best": (False, True, True, True),
+}
+DEFAULT_SETTINGS = "blog,compile,compile_encoder,no_ac,best"
+
+# ChartQA image sizes (w x h : weight), an assumption stated in --help and in the output: the
+# augmented rows (20,901 of 28,299 train rows, ChartQA paper, Masry et al. 2022) are Statista
+# charts, rendered 800x557 (-> 2 tiles of 560); the human-written rows mix Statista, Pew (narrow,
+# ~310 wide -> 1 tile), OWID / OECD (~850x600 -> 4 tiles). The ChartQA test split spans
+# 184x326 .. 800x1796. Use --data config on the cluster for the real mix.
+DEFAULT_IMAGE_SIZES = "800x557:0.80,310x420:0.08,850x600:0.12"
+# CoT answer tokens: the teacher is told to "Maximize tokens in the CoT" (blog prompt), capped by
+# generate.maxTokens (4092, never reached in practice); a few hundred tokens is what the blog's
+# example style gives. Prompt: the ChartQA query (~20 tokens) + the Llama 3.2 chat headers.
+DEFAULT_TEXT_TOKENS = "200:600"
+
+
+def log(msg: str) -> None:
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- config
+
+
+def load_train_config(path: Path):
+    """A torchtune train config as a DictConfig, from a train.yaml or a rendered ConfigMap."""
+    import yaml
+    from omegaconf import OmegaConf
+
+    docs = [d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict)]
+    for doc in docs:
+        if doc.get("kind") == "ConfigMap" and "train.yaml" in (doc.get("data") or {}):
+            return OmegaConf.create(doc["data"]["train.yaml"])
+    if docs and "model" in docs[0]:
+        return OmegaConf.load(path)
+    raise SystemExit(f"{path}: neither a torchtune train config nor a ConfigMap with train.yaml")
+
+
+def parse_settings(text: str) -> list[tuple[str, int | None]]:
+    out = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        name, _, m = item.partition(":m")
+        if name not in SETTINGS:
+            raise argparse.ArgumentTypeError(f"unknown setting {name!r} (known: {', '.join(SETTINGS)})")
+        out.append((item, int(m) if m else None))
+    return out
+
+
+def peak_tflops(device_name: str) -> float | None:
+    for key, value in PEAK_TFLOPS:
+        if key.lower() in device_name.lower():
+            return value
+    return None
+
+
+# --------------------------------------------------------------------------- model
+
+
+def scale_decoder_layers(scale: float) -> None:
+    """Fewer decoder layers, same per-layer shapes: wrap the builders the model builders call."""
+    from torchtune.models.llama3_2_vision import _model_builders as mb
+
+    for name in ("llama3_2_vision_decoder", "lora_llama3_2_vision_decoder"):
+        original = getattr(mb, name)
+        if getattr(original, "_cotvr_scaled", False):
+            continue
+
+        def scaled(*args, __original=original, **kwargs):
+            interval = kwargs.get("fusion_interval", 1)
+            n = kwargs["num_layers"]
+            kwargs["num_layers"] = max(interval, int(round(n * scale / interval)) * interval)
+            log(f"layers-scale {scale}: decoder {n} -> {kwargs['num_layers']} self-attention layers "
+                f"(+1 fusion layer per {interval})")
+            return __original(*args, **kwargs)
+
+        scaled._cotvr_scaled = True
+        setattr(mb, name, scaled)
+
+
+def load_patched_recipe(recipe: Path | None):
+    """The patched lora_finetune_single_device recipe (for compile_vision_encoder): the image's
+    copy, or torchtune's own recipe with lora_finetune_single_device.patch applied in a temp dir."""
+    candidates = [recipe] if recipe else []
+    candidates += [Path(p) for p in [os.environ.get("COTVR_TRAIN_RECIPE", "")] if p]
+    candidates.append(Path("/opt/cotvr/recipes/lora_finetune_single_device.py"))
+    path = next((p for p in candidates if p and p.is_file()), None)
+    if path is None:
+        spec = importlib.util.find_spec("recipes")
+        source = Path(list(spec.submodule_search_locations)[0]) / "lora_finetune_single_device.py"
+        root = Path(tempfile.mkdtemp(prefix="cotvr-recipe-"))
+        (root / "recipes").mkdir()
+        shutil.copyfile(source, root / "recipes" / source.name)
+        patch = HERE / "lora_finetune_single_device.patch"
+        subprocess.run(["git", "apply", str(patch)], cwd=root, check=True)
+        path = root / "recipes" / source.name
+    spec = importlib.util.spec_from_file_location("cotvr_patched_lora_recipe", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "compile_vision_encoder"):
+        raise SystemExit(f"{path} is not the patched recipe (no compile_vision_encoder)")
+    return module
+
+
+@dataclass
+class Built:
+    model: Any
+    loss_fn: Any
+    optimizer: Any
+    scheduler: Any
+    ignore_index: int
+    params_total: int
+    params_trainable: int
+
+
+def build(cfg, device, dtype, *, ac: bool, compile_dec: bool, compile_enc: bool, recipe, steps_total: int,
+          before_wrap=None) -> Built:
+    """Model, loss, optimizer, scheduler as recipes/lora_finetune_single_device.py sets them up."""
+    import torch
+    from torchtune import config, modules, training
+    from torchtune.modules.peft import get_adapter_params, set_trainable_params
+
+    with training.set_default_dtype(dtype), device:
+        model = config.instantiate(cfg.model)  # random init: no checkpoint is loaded
+    adapter = get_adapter_params(model)
+    set_trainable_params(model, adapter)
+    if before_wrap is not None:
+        before_wrap(model)
+    if compile_dec:
+        training.compile_model(model)
+    if compile_enc:
+        recipe.compile_vision_encoder(model)
+    if ac:
+        training.set_activation_checkpointing(model, auto_wrap_policy={modules.TransformerSelfAttentionLayer})
+    optimizer = config.instantiate(cfg.optimizer, model.parameters())
+    loss_fn = config.instantiate(cfg.loss)
+    if compile_dec:
+        loss_fn = training.compile_loss(loss_fn)
+    if loss_fn.__class__.__name__ == "CEWithChunkedOutputLoss":
+        model.set_num_output_chunks(loss_fn.num_output_chunks)
+    scheduler = config.instantiate(cfg.lr_scheduler, optimizer, num_training_steps=steps_total, last_epoch=-1)
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return Built(model, loss_fn, optimizer, scheduler, loss_fn.ignore_index, total, trainable)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass
+class ShapeSpec:
+    source: str
+    image_sizes: list[tuple[int, int, float]] = field(default_factory=list)
+    text_tokens: tuple[int, int] = (200, 600)
+
+
+class SyntheticSamples:
+    """Samples shaped like the transform's output: tiles from torchtune's CLIPImageTransform on an
+    image of a drawn size, tokens with one <|image|> and a masked prompt, the real cross-attention mask."""
+
+    PROMPT_TOKENS = 40  # chat headers + <|image|> + a ChartQA query
+
+    def __init__(self, cfg, spec: ShapeSpec, seed: int) -> None:
+        from torchtune.models.clip._transform import CLIPImageTransform
+        from torchtune.modules.transforms import VisionCrossAttentionMask
+
+        size = int(cfg.tokenizer.get("image_size", cfg.model.get("image_size", 560)))
+        self.image_transform = CLIPImageTransform(
+            image_mean=(0.48145466, 0.4578275, 0.40821073), image_std=(0.26862954, 0.26130258, 0.27577711),
+            tile_size=size, possible_resolutions=None, max_num_tiles=4, resample="bilinear", resize_to_max_canvas=False,
+        )
+        self.xattn = VisionCrossAttentionMask(tile_size=size, patch_size=14, image_token_id=128256)
+        self.spec = spec
+        self.rng = random.Random(seed)
+        self._tiles_cache: dict[tuple[int, int], Any] = {}
+
+    def _image(self, w: int, h: int):
+        if (w, h) not in self._tiles_cache:
+            from PIL import Image
+
+            out = self.image_transform({"image": Image.new("RGB", (w, h), (255, 255, 255))})
+            self._tiles_cache[(w, h)] = (out["image"], out["aspect_ratio"])
+        tiles, ar = self._tiles_cache[(w, h)]
+        return tiles.clone(), ar.clone()
+
+    def tiles_of(self, w: int, h: int) -> int:
+        return int(self._image(w, h)[0].shape[0])
+
+    def sample(self, worst: bool = False) -> dict:
+        sizes = self.spec.image_sizes
+        if worst:
+            w, h, _ = max(sizes, key=lambda s: (self.tiles_of(s[0], s[1]), s[2]))
+            n_text = self.spec.text_tokens[1]
+        else:
+            w, h, _ = self.rng.choices(sizes, weights=[s[2] for s in sizes])[0]
+            n_text = self.rng.randint(*self.spec.text_tokens)
+        tiles, ar = self._image(w, h)
+        prompt = [128000, 128006, 882, 128007, 271, 128256] + [self.rng.randrange(1000, 120000) for _ in range(self.PROMPT_TOKENS - 10)]
+        prompt += [128009, 128006, 78191, 128007]
+        answer = [self.rng.randrange(1000, 120000) for _ in range(max(1, n_text - len(prompt) - 1))] + [128009]
+        tokens = prompt + answer
+        labels = [-100] * len(prompt) + answer  # train_on_input False: only the answer is learned
+        sample = {"tokens": tokens, "labels": labels, "encoder_input": {"images": [tiles], "aspect_ratio": [ar]}}
+        return self.xattn(sample)
+
+
+class ConfigSamples:
+    """Real rows through the config's own tokenizer (model transform) and dataset components."""
+
+    def __init__(self, cfg, seed: int) -> None:
+        from torchtune import config
+
+        tokenizer = config.instantiate(cfg.tokenizer)
+        self.ds = config.instantiate(cfg.dataset, tokenizer)
+        self.rng = random.Random(seed)
+        self._worst = None
+
+    def sample(self, worst: bool = False) -> dict:
+        if worst:
+            if self._worst is None:  # the largest of a few hundred rows stands in for the worst case
+                cands = [self.ds[self.rng.randrange(len(self.ds))] for _ in range(200)]
+                self._worst = max(cands, key=lambda s: (s["encoder_input"]["images"][0].shape[0], len(s["tokens"])))
+            return self._worst
+        return self.ds[self.rng.randrange(len(self.ds))]
+
+
+def collate(samples: list[dict], ignore_index: int) -> dict:
+    from torchtune.data import padded_collate_tiled_images_and_mask
+
+    return padded_collate_tiled_images_and_mask(samples, padding_idx=0, ignore_idx=ignore_index)
+
+
+# --------------------------------------------------------------------------- one step, as the recipe
+
+
+def to_device(batch: dict, device) -> dict:
+    from torchtune import utils
+
+    utils.batch_to_device(batch, device)
+    return batch
+
+
+def loss_step(b: Built, batch: dict) -> Any:
+    import torch
+
+    labels = batch.pop("labels")
+    logits = b.model(**batch)
+    ignore = torch.full((labels.shape[0], 1), b.ignore_index, device=labels.device, dtype=labels.dtype)
+    labels = torch.hstack((labels[..., 1:], ignore))
+    if not isinstance(logits, list):
+        labels = labels.reshape(-1)
+        logits = logits.reshape(-1, logits.size(-1))
+    loss = b.loss_fn(logits, labels)
+    del logits
+    return loss
+
+
+def optimizer_step(b: Built, micro_batches: list[dict], device, clip: float | None) -> float:
+    import torch
+    from torchtune import training
+
+    num_tokens = 0
+    running = 0
+    for mb in micro_batches:
+        batch = to_device({k: v for k, v in mb.items()}, device)
+        n = (batch["labels"] != b.ignore_index).sum()
+        num_tokens += n
+        current = loss_step(b, batch) * n
+        running += current.detach()
+        current.backward()
+    training.scale_grads(b.model, 1 / num_tokens)
+    if clip is not None:
+        torch.nn.utils.clip_grad_norm_(b.model.parameters(), max_norm=float(clip))
+    b.optimizer.step()
+    b.optimizer.zero_grad(set_to_none=True)
+    b.scheduler.step()
+    return float(running / num_tokens)
+
+
+def split(samples: list[dict], m: int, ignore_index: int) -> list[dict]:
+    return [collate(samples[i : i + m], ignore_index) for i in range(0, len(samples), m)]
+
+
+# --------------------------------------------------------------------------- measurement
+
+
+def sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def mem(device) -> dict[str, float]:
+    import torch
+
+    if device.type != "cuda":
+        return {}
+    return {
+        "allocated_gb": torch.cuda.memory_allocated(device) / GiB,
+        "peak_allocated_gb": torch.cuda.max_memory_allocated(device) / GiB,
+        "peak_reserved_gb": torch.cuda.max_memory_reserved(device) / GiB,
+    }
+
+
+def free(device) -> None:
+    import torch
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    torch._dynamo.reset()
+
+
+def is_oom(exc: BaseException) -> bool:
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
+
+
+def probe(cfg, device, dtype, recipe, steps_total: int, worst: dict, step_samples: list[dict], count_flops: bool) -> dict:
+    """Eager model without checkpointing: activation GB of one worst-case sample, and the useful
+    FLOPs of one optimizer step counted per sample (micro-batch 1: no padding, no recompute)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    out: dict[str, Any] = {}
+    free(device)
+    b = build(cfg, device, dtype, ac=False, compile_dec=False, compile_enc=False, recipe=recipe, steps_total=steps_total)
+    try:
+        out["params_total"], out["params_trainable"] = b.params_total, b.params_trainable
+        sync(device)
+        base = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+        if device.type == "cuda":
+            out["weights_gb"] = base / GiB  # recorded before the forward, so an OOM still reports it
+            torch.cuda.reset_peak_memory_stats(device)
+        batch = to_device(collate([worst], b.ignore_index), device)
+        (loss_step(b, batch)).backward()
+        sync(device)
+        if device.type == "cuda":
+            out["act_per_sample_gb"] = (torch.cuda.max_memory_allocated(device) - base) / GiB
+        b.optimizer.zero_grad(set_to_none=True)
+        if count_flops:
+            counter = FlopCounterMode(display=False)
+            with counter:
+                for s in step_samples:
+                    batch = to_device(collate([s], b.ignore_index), device)
+                    (loss_step(b, batch)).backward()
+            b.optimizer.zero_grad(set_to_none=True)
+            out["flops_per_step"] = counter.get_total_flops()
+            out["flops_per_sample"] = out["flops_per_step"] / len(step_samples)
+    except Exception as exc:  # noqa: BLE001 - an OOM probe is a result, not a crash
+        if not is_oom(exc):
+            raise
+        out["probe_oom"] = True
+        log(f"probe without checkpointing ran out of memory: {str(exc).splitlines()[0]}")
+    finally:
+        del b
+        free(device)
+    return out
+
+
+def choose_micro_batch(eff: int, static_gb: float | None, act_gb: float | None, total_gb: float | None, margin: float) -> int:
+    """Largest divisor m of the effective batch with static + m x act x (1 + margin) <= total."""
+    if not (static_gb and act_gb and total_gb):
+        return 1
+    fits = [m for m in range(1, eff + 1) if eff % m == 0 and static_gb + m * act_gb * (1 + margin) <= total_gb]
+    return max(fits) if fits else 1
+
+
+def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, recipe, stream, worst, eff: int,
+                steps_total: int, auto_m: int, progress) -> dict:
+    import torch
+
+    ac, compile_dec, compile_enc, uses_m = SETTINGS[name.split(":")[0]]
+    if uses_m:
+        m = m_override or auto_m
+    else:
+        m = m_override or int(cfg.batch_size)
+    if eff % m:
+        return {"setting": name, "error": f"micro-batch {m} does not divide the effective batch {eff}"}
+    accum = eff // m
+    res: dict[str, Any] = {"setting": name, "activation_checkpointing": ac, "compile": compile_dec,
+                           "compile_encoder": compile_enc, "micro_batch": m, "grad_accum": accum}
+    free(device)
+    t_build = time.perf_counter()
+    b = None
+    try:
+        b = build(cfg, device, dtype, ac=ac, compile_dec=compile_dec, compile_enc=compile_enc, recipe=recipe,
+                  steps_total=steps_total)
+        sync(device)
+        res["build_s"] = time.perf_counter() - t_build
+        clip = cfg.get("clip_grad_norm", None)
+        # Warmup: first step all worst-case samples (peak memory, largest compiled shapes), then the mix.
+        t0 = time.perf_counter()
+        for i in range(args.warmup):
+            samples = [worst] * eff if i == 0 else stream[i - 1]
+            optimizer_step(b, split(samples, m, b.ignore_index), device, clip)
+        sync(device)
+        res["warmup_s"] = time.perf_counter() - t0
+        res.update({k: v for k, v in mem(device).items() if k != "allocated_gb"})
+        res["static_gb"] = mem(device).get("allocated_gb")
+        if res.get("static_gb") is not None:
+            res["act_per_sample_gb"] = (res["peak_allocated_gb"] - res["static_gb"]) / m
+        # Timed: the same optimizer steps' samples in every setting. Collation on the CPU is outside
+        # the timer (the recipe's dataloader does it, also the image transform, in the same process).
+        timed = stream[max(args.warmup - 1, 0) :][: args.steps]  # warmup used stream[: warmup - 1]
+        batches = [split(s, m, b.ignore_index) for s in timed]
+        sync(device)
+        t0 = time.perf_counter()
+        losses = []
+        for i, mbs in enumerate(batches):
+            losses.append(optimizer_step(b, mbs, device, clip))
+            if progress:
+                progress.update(i + 1, total=len(batches), setting=name)
+        sync(device)
+        dt = time.perf_counter() - t0
+        res["step_s"] = dt / len(batches)
+        res["samples_per_s"] = len(batches) * eff / dt
+        res["loss_last"] = losses[-1]
+        res.update({k: v for k, v in mem(device).items() if k != "allocated_gb"})
+    except Exception as exc:  # noqa: BLE001
+        if not is_oom(exc):
+            raise
+        res["oom"] = True
+        res["error"] = str(exc).splitlines()[0][:200]
+        log(f"{name}: out of memory at micro-batch {m}")
+    finally:
+        del b
+        free(device)
+    return res
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_sizes(text: str) -> list[tuple[int, int, float]]:
+    out = []
+    for item in text.split(","):
+        wh, _, wt = item.partition(":")
+        w, h = wh.lower().split("x")
+        out.append((int(w), int(h), float(wt or 1)))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--config", type=Path, required=True, help="rendered train.yaml or its ConfigMap")
+    p.add_argument("--settings", type=parse_settings, default=parse_settings(DEFAULT_SETTINGS),
+                   help=f"comma list of {', '.join(SETTINGS)}, each optionally :mN (default {DEFAULT_SETTINGS}); "
+                        "empty: only the probe (weights, activations per sample, FLOPs)")
+    p.add_argument("--steps", type=int, default=3, help="timed optimizer steps per setting (default 3)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed optimizer steps first (default 2; the first is worst-case)")
+    p.add_argument("--micro-batch", default="auto", help="micro-batch of the no_ac settings: N or auto (memory model)")
+    p.add_argument("--memory-margin", type=float, default=0.15, help="safety margin on activations for auto (default 0.15)")
+    p.add_argument("--layers-scale", type=float, default=1.0, help="keep this fraction of the decoder's layers (per-layer shapes kept)")
+    p.add_argument("--device", default=None, help="cuda (default when available) or cpu")
+    p.add_argument("--device-peak-tflops", type=float, default=None, help="override the dense bf16 peak used for MFU")
+    p.add_argument("--data", choices=["auto", "synthetic", "config"], default="auto",
+                   help="config: real rows via the config's tokenizer+dataset; synthetic: shapes below (auto: config if its files exist)")
+    p.add_argument("--image-sizes", default=DEFAULT_IMAGE_SIZES,
+                   help="synthetic image sizes WxH:weight,... (default: ChartQA, see the module's DEFAULT_IMAGE_SIZES note)")
+    p.add_argument("--text-tokens", default=DEFAULT_TEXT_TOKENS, help="synthetic tokens per sample MIN:MAX, uniform (default 200:600)")
+    p.add_argument("--dataset-rows", type=int, default=CHARTQA_TRAIN_ROWS, help="rows per epoch for the projection (ChartQA train)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs for the projection (default: the config's)")
+    p.add_argument("--no-flops", action="store_true", help="skip the FLOP count (and MFU)")
+    p.add_argument("--recipe", type=Path, default=None, help="the patched recipe file (default: the image's, else patch torchtune's)")
+    p.add_argument("--json-out", type=Path, default=None, help="also write the JSON result here")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if not args.config.is_file():
+        print(f"bench_finetune: error: config {args.config} not found", file=sys.stderr)
+        return 3
+
+    import torch
+    from torchtune import training
+
+    cfg = load_train_config(args.config)
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dtype = training.get_dtype(cfg.get("dtype", "bf16"), device=device)
+    recipe = load_patched_recipe(args.recipe)
+    if args.layers_scale != 1.0:
+        scale_decoder_layers(args.layers_scale)
+
+    eff = int(cfg.batch_size) * int(cfg.get("gradient_accumulation_steps", 1))
+    epochs = args.epochs or int(cfg.epochs)
+    steps_per_epoch = (args.dataset_rows // eff)
+    steps_total = epochs * steps_per_epoch
+    lo, hi = (int(x) for x in args.text_tokens.split(":"))
+
+    data = args.data
+    if data == "auto":
+        paths = [Path(str(cfg.tokenizer.get("path", ""))), Path(str(cfg.dataset.get("source", "")))]
+        data = "config" if all(p.exists() for p in paths) else "synthetic"
+    if data == "config":
+        source = ConfigSamples(cfg, args.seed)
+        shape_note = f"real rows of {cfg.dataset.source} via the config's tokenizer + dataset"
+    else:
+        spec = ShapeSpec("synthetic", parse_sizes(args.image_sizes), (lo, hi))
+        source = SyntheticSamples(cfg, spec, args.seed)
+        mix = ", ".join(f"{w}x{h}->{source.tiles_of(w, h)} tiles ({wt:g})" for w, h, wt in spec.image_sizes)
+        shape_note = f"synthetic: images {mix}; text {lo}-{hi} tokens/sample (uniform)"
+    n_steps = max(args.warmup - 1, 0) + args.steps  # warmup step 0 is worst-case, then the mix
+    stream = [[source.sample() for _ in range(eff)] for _ in range(max(n_steps, 1))]
+    worst = source.sample(worst=True)
+    tiles_hist: dict[int, int] = {}
+    for s in (x for st in stream for x in st):
+        t = int(s["encoder_input"]["images"][0].shape[0])
+        tiles_hist[t] = tiles_hist.get(t, 0) + 1
+
+    dev_name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    total_gb = torch.cuda.get_device_properties(device).total_memory / GiB if device.type == "cuda" else None
+    peak = args.device_peak_tflops or peak_tflops(dev_name)
+    log(f"device {dev_name}, {total_gb and round(total_gb, 1)} GiB; model {cfg.model._component_}; effective batch {eff}")
+    log(f"shapes: {shape_note}")
+
+    try:
+        from cotvr_common import Progress
+    except ImportError:  # the benchmark does not need it
+        Progress = None  # type: ignore[assignment]
+
+    count_flops = not args.no_flops
+    need_probe = not args.settings or count_flops or any(SETTINGS[n.split(":")[0]][3] and m is None for n, m in args.settings)
+    pr = probe(cfg, device, dtype, recipe, steps_total, worst, stream[0], count_flops) if need_probe else {}
+    results = []
+    static_guess = None
+    auto_m = 1
+    if args.micro_batch != "auto":
+        auto_m = int(args.micro_batch)
+    for name, m_override in args.settings:
+        if args.micro_batch == "auto" and SETTINGS[name.split(":")[0]][3] and m_override is None:
+            # static: weights + LoRA + optimizer state, as the first measured setting saw it.
+            static = static_guess or pr.get("weights_gb")
+            auto_m = choose_micro_batch(eff, static, pr.get("act_per_sample_gb"), total_gb, args.memory_margin)
+            log(f"{name}: micro-batch auto -> {auto_m} (static {static and round(static, 1)} GB + m x "
+                f"{pr.get('act_per_sample_gb') and round(pr['act_per_sample_gb'], 2)} GB x {1 + args.memory_margin:g} <= {total_gb and round(total_gb, 1)} GB)")
+        progress = Progress("benchmark", name, "steps", total=args.steps) if Progress else None
+        log(f"setting {name} ...")
+        res = run_setting(name, m_override, cfg, args, device, dtype, recipe, stream, worst, eff, steps_total, auto_m, progress)
+        if res.get("static_gb") and not static_guess:
+            static_guess = res["static_gb"]
+        results.append(res)
+        log(json.dumps(res))
+
+    base = next((r for r in results if r["setting"] == "blog" and r.get("samples_per_s")), None)
+    flops = pr.get("flops_per_sample")
+    for r in results:
+        sps = r.get("samples_per_s")
+        if not sps:
+            continue
+        r["projected_hours"] = epochs * steps_per_epoch * eff / sps / 3600
+        if base:
+            r["vs_blog"] = sps / base["samples_per_s"]
+        if flops and peak:
+            r["mfu"] = flops * sps / (peak * 1e12)
+
+    out = {
+        "device": dev_name, "device_memory_gb": total_gb, "peak_tflops": peak, "torch": torch.__version__,
+        "config_model": str(cfg.model._component_), "layers_scale": args.layers_scale,
+        "effective_batch": eff, "epochs": epochs, "dataset_rows": args.dataset_rows, "steps": args.steps, "warmup": args.warmup,
+        "shapes": shape_note, "tiles_histogram": tiles_hist, "worst_case": {
+            "tiles": int(worst["encoder_input"]["images"][0].shape[0]), "tokens": len(worst["tokens"])},
+        "probe": pr, "results": results,
+    }
+    print_table(out)
+    line = json.dumps(out, default=str)
+    print(BENCH_PREFIX + line, flush=True)
+    if args.json_out:
+        args.json_out.write_text(line + "\n")
+    if not args.settings:  # probe only: weights and activation GB per sample
+        return 0 if pr.get("act_per_sample_gb") is not None or pr.get("flops_per_sample") else 1
+    return 0 if any(r.get("samples_per_s") for r in results) else 1
+
+
+def print_table(out: dict) -> None:
+    pr = out["probe"]
+    lines = [
+        f"device: {out['device']} ({out['device_memory_gb'] and round(out['device_memory_gb'], 1)} GiB), torch {out['torch']}, "
+        f"MFU peak {out['peak_tflops']} TFLOP/s dense bf16",
+        f"model: {out['config_model']}" + (f" with the decoder's layers scaled by {out['layers_scale']} (per-layer shapes kept): "
+                                           "NOT the full model" if out["layers_scale"] != 1.0 else " (full size)")
+        + f", {pr.get('params_total', 0) / 1e9:.2f}B params, {pr.get('params_trainable', 0) / 1e6:.1f}M trainable",
+        f"data: {out['shapes']}; tiles per sample in the timed stream {out['tiles_histogram']}",
+        f"effective batch {out['effective_batch']}, {out['steps']} timed optimizer steps after {out['warmup']} warmup; "
+        f"projection: {out['epochs']} epochs x {out['dataset_rows']} rows",
+    ]
+    if pr.get("flops_per_sample"):
+        lines.append(f"FLOPs: {pr['flops_per_sample'] / 1e12:.1f} TFLOP per sample (FlopCounterMode, one optimizer step "
+                     "at micro-batch 1: no padding, no recompute)")
+    if pr.get("act_per_sample_gb") is not None:
+        lines.append(f"memory probe (eager, no checkpointing, worst-case sample {out['worst_case']}): "
+                     f"weights {pr['weights_gb']:.1f} GB, activations {pr['act_per_sample_gb']:.2f} GB per sample")
+    head = f"{'setting':<18}{'m x acc':>8}{'samples/s':>11}{'vs blog':>9}{'MFU':>7}{'peak GB':>9}{'resv GB':>9}{'static':>8}{'act/smp':>9}{'hours':>8}{'warm s':>8}"
+    lines += ["", head, "-" * len(head)]
+    for r in out["results"]:
+        def f(key, fmt):
+            v = r.get(key)
+            return format(v, fmt) if isinstance(v, (int, float)) else "-"
+        status = "OOM" if r.get("oom") else (r.get("error", "")[:40] if not r.get("samples_per_s") else "")
+        lines.append(
+            f"{r['setting']:<18}{str(r.get('micro_batch')) + 'x' + str(r.get('grad_accum')):>8}{f('samples_per_s', '.2f'):>11}"
+            f"{f('vs_blog', '.2f'):>9}{f('mfu', '.0%'):>7}{f('peak_allocated_gb', '.1f'):>9}{f('peak_reserved_gb', '.1f'):>9}"
+            f"{f('static_gb', '.1f'):>8}{f('act_per_sample_gb', '.2f'):>9}{f('projected_hours', '.1f'):>8}{f('warmup_s', '.0f'):>8} {status}"
+        )
+    print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -387,6 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config-hash", default=None)
     parser.add_argument("--require", action="append", default=[], help="path that must exist (repeatable)")
     parser.add_argument("--tune", default=os.environ.get("COTVR_TUNE", "tune"), help="the tune CLI")
+    parser.add_argument("--recipe-file", type=Path, default=os.environ.get("COTVR_TRAIN_RECIPE") or None,
+                        help="run this recipe file instead of `tune run <recipe>` (the image sets the patched recipe)")
     parser.add_argument("--variant", default=None, help="name in progress records (default: the output dir's name)")
     parser.add_argument("overrides", nargs="*", help="extra torchtune key=value overrides")
     return parser
@@ -430,15 +432,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         out / RUN_FILE,
         {"config_hash": args.config_hash, "config_sha256": sha256_file(args.config), "epochs": args.epochs, "started_at": utc_now()},
     )
-    cmd = [
-        args.tune,
-        "run",
-        args.recipe,
-        "--config",
-        str(args.config),
-        *overrides,
-        f"resume_from_checkpoint={plan.resume}",
-    ]
+    recipe_args = ["--config", str(args.config), *overrides, f"resume_from_checkpoint={plan.resume}"]
+    if args.recipe_file:
+        # The image's patched copy (compile_encoder). `tune run <file>` would import it as a module
+        # path relative to the cwd; a single-device `tune run` is exactly `python <recipe> args`.
+        cmd = [sys.executable, str(args.recipe_file), *recipe_args]
+    else:
+        cmd = [args.tune, "run", args.recipe, *recipe_args]
     log("running: " + " ".join(cmd))
     tracker = TuneProgress(Progress("train", args.variant or out.name, "steps"), args.epochs, plan.completed_epochs,
                            metric_log_dir(cfg), time.time())

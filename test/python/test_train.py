@@ -51,6 +51,16 @@ def test_fresh_run_completes_and_marks(setup) -> None:
     assert call["overrides"]["output_dir"] == str(out) and call["overrides"]["epochs"] == "3"
 
 
+def test_runs_the_images_patched_recipe_file_like_tune_run(setup) -> None:
+    """COTVR_TRAIN_RECIPE (set in the image) runs `python <recipe file> --config ... overrides`."""
+    train, calls, out = setup
+    proc = train(COTVR_TRAIN_RECIPE=str(FAKE_TUNE.parent / "fake_tune.py"), COTVR_TUNE="/nonexistent/tune")
+    assert proc.returncode == 0, proc.stderr
+    (call,) = calls()
+    assert call["recipe"].endswith("fake_tune.py")
+    assert call["overrides"]["output_dir"] == str(out) and call["overrides"]["resume_from_checkpoint"] == "False"
+
+
 def test_noop_when_complete(setup) -> None:
     train, calls, out = setup
     assert train().returncode == 0

@@ -15,6 +15,8 @@ from pathlib import Path
 import torch
 
 args = sys.argv[1:]
+if args[0] == "--config":  # run as a recipe file (`python <recipe> --config ...`), as train.py runs the image's patched recipe
+    args = ["run", sys.argv[0], *args]
 assert args[0] == "run" and args[2] == "--config", args
 overrides = dict(a.split("=", 1) for a in args[4:])
 out = Path(overrides["output_dir"])

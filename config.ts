@@ -101,6 +101,9 @@ const clusterSchema = z.strictObject({
      * (mbind/set_mempolicy), which the runtimes' default profiles deny without CAP_SYS_NICE; ROCm's
      * container docs run with seccomp=unconfined. CPU pods always use RuntimeDefault. @default "Unconfined" */
     gpuSeccompProfile: z.enum(["Unconfined", "RuntimeDefault"]).default("Unconfined"),
+    /** Memory of one GPU, for the fine-tunes' memory model (micro-batch choice, out-of-memory check at
+     * preview). @default "192Gi": the MI300X */
+    gpuMemory: quantity.default("192Gi"),
     /** NetworkPolicies for the run's pods: the teacher accepts traffic only from the generation; every
      * pod may reach DNS, and only the pods that need it HTTPS (Hugging Face, W&B) or the API server
      * (generation, report). Needs a CNI that enforces NetworkPolicy. @default false */
@@ -190,9 +193,12 @@ const stagesSchema = z.strictObject({
     evaluate: z.boolean().default(true),
     /** Build the report from the evaluations. @default true */
     report: z.boolean().default(true),
+    /** Measure each enabled fine-tune's throughput on this cluster's GPU (random weights, minutes, no
+     * downloads): the shipped settings against the blog's, written to /results/<run>/bench/. @default false */
+    benchmark: z.boolean().default(false),
 }).prefault({});
 
-const STAGE_NAMES = ["download", "teacher", "generate", "train", "sample", "evaluate", "report"] as const;
+const STAGE_NAMES = ["download", "teacher", "generate", "train", "sample", "evaluate", "report", "benchmark"] as const;
 export type StageName = (typeof STAGE_NAMES)[number];
 
 const stageTimingSchema = (timeout: string) => z.strictObject({
@@ -212,6 +218,7 @@ const timingSchema = z.strictObject({
     sample: stageTimingSchema("2h"),
     evaluate: stageTimingSchema("24h"),
     report: stageTimingSchema("30m"),
+    benchmark: stageTimingSchema("1h"),
 }).prefault({});
 
 const teacherSchema = z.strictObject({
@@ -284,20 +291,27 @@ const trainVariantSchema = z.strictObject({
     epochs: posInt,
     /** null runs whole epochs. */
     maxStepsPerEpoch: posInt.nullable().default(null),
-    /** Batch size per step. Required. */
+    /** Samples per forward pass as the recipe config counts them (the blog: 16 for 11B, 2 for 90B). The
+     * effective batch is batchSize x gradientAccumulationSteps; see microBatchSize. Required. */
     batchSize: posInt,
     /** Gradient accumulation steps. Required. */
     gradientAccumulationSteps: posInt,
+    /** Samples per micro-batch: a divisor of batchSize; the accumulation grows so the effective batch,
+     * the optimizer steps and the learning-rate schedule stay the same. "auto": the largest that fits
+     * cluster.gpuMemory by the memory model (config.ts MEMORY_MODEL). */
+    microBatchSize: z.union([z.literal("auto"), posInt]).default("auto"),
     /** AdamW learning rate. */
     learningRate: z.number().positive().default(1e-4),
     /** Cosine schedule warmup steps. */
     warmupSteps: nonNegInt.default(100),
     /** Data shuffling and init seed. torchtune's configs leave it null (random); the blog sets 42 for both models. */
     seed: nonNegInt.default(42),
-    /** torch.compile the model and loss. */
-    compile: z.boolean().default(false),
-    /** Activation checkpointing (less memory, more compute). */
-    activationCheckpointing: z.boolean().default(true),
+    /** torch.compile the decoder and the loss. @default per model: true for 11b (measured faster), false for 90b (QLoRA compile ran out of memory) */
+    compile: z.boolean().optional(),
+    /** Also compile the vision encoder (~60% of the forward FLOPs; the image's patched recipe, key compile_encoder). @default per model: true for 11b, false for 90b */
+    compileEncoder: z.boolean().optional(),
+    /** Activation checkpointing: recomputes activations (less memory, ~1/3 more compute). @default false: the memory model picks a micro-batch that fits without it */
+    activationCheckpointing: z.boolean().optional(),
     /** Offload activations to CPU memory. */
     activationOffloading: z.boolean().default(false),
     /** Metric logger: disk (DiskLogger under the output dir) or wandb (key: `cot-vr:wandbApiKey` secret). */
@@ -312,14 +326,45 @@ const trainVariantSchema = z.strictObject({
     shmSize: quantity.default("64Gi"),
 });
 type RawTrainVariant = z.infer<typeof trainVariantSchema>;
-/** A train variant with its model-dependent defaults resolved. */
-export type TrainVariant = Omit<RawTrainVariant, "loraRank" | "loraAlpha"> & { readonly loraRank: number; readonly loraAlpha: number };
-
-/** Defaults that depend on the model: the blog changed rank/alpha for 11B only; 90B keeps 90B_qlora's. */
-export const MODEL_DEFAULTS: Record<ModelSize, { loraRank: number; loraAlpha: number; why: string }> = {
-    "11b": { loraRank: 16, loraAlpha: 32, why: "the blog's 11B LoRA" },
-    "90b": { loraRank: 8, loraAlpha: 16, why: "torchtune's 90B_qlora, kept by the blog" },
+/** A train variant with its model-dependent defaults resolved and its micro-batch planned. */
+export type TrainVariant = Omit<RawTrainVariant, "loraRank" | "loraAlpha" | "compile" | "compileEncoder" | "activationCheckpointing"> & {
+    readonly loraRank: number;
+    readonly loraAlpha: number;
+    readonly compile: boolean;
+    readonly compileEncoder: boolean;
+    readonly activationCheckpointing: boolean;
+    /** Samples per micro-batch (the recipe's batch_size) and the accumulation that keeps the effective batch. */
+    readonly microBatch: number;
+    readonly accumulation: number;
 };
+
+/** Defaults that depend on the model: the blog changed rank/alpha for 11B only; 90B keeps 90B_qlora's.
+ * Speed levers measured with images/trainer/bench_finetune.py (README "Fine-tune throughput"). */
+export const MODEL_DEFAULTS: Record<ModelSize, { loraRank: number; loraAlpha: number; compile: boolean; compileEncoder: boolean; activationCheckpointing: boolean; why: string }> = {
+    "11b": { loraRank: 16, loraAlpha: 32, compile: true, compileEncoder: true, activationCheckpointing: false, why: "the blog's 11B LoRA; compile + encoder, no recompute: 1.98x the blog's speed, measured" },
+    "90b": { loraRank: 8, loraAlpha: 16, compile: false, compileEncoder: false, activationCheckpointing: false, why: "torchtune's 90B_qlora, kept by the blog; no recompute: 1.60x, measured at 1/4 depth; compile ran out of memory" },
+};
+
+/**
+ * Memory of one fine-tune step on one GPU, GiB: static (bf16/NF4 weights, LoRA weights and their
+ * AdamW state) + per-sample activations at the worst-case shape (4 tiles of 560x560, 600 tokens),
+ * with and without activation checkpointing. Measured with bench_finetune.py on an H100 (11B LoRA
+ * r16; 90B QLoRA static measured, its activations without checkpointing estimated from a 1/4-depth
+ * model). A micro-batch m fits when static + m x act x (1 + ACT_MARGIN) + RESERVE <= cluster.gpuMemory.
+ */
+export const MEMORY_MODEL: Record<ModelSize, { staticGiB: number; actGiB: number; actCheckpointedGiB: number }> = {
+    "11b": { staticGiB: 20.1, actGiB: 16.1, actCheckpointedGiB: 3.25 },
+    "90b": { staticGiB: 62.7, actGiB: 36, actCheckpointedGiB: 5.0 },
+};
+/** Margin on activations (longer CoT answers than the calibration's 600 tokens) and the allocator's reserve. */
+export const ACT_MARGIN = 0.15;
+export const RESERVE_GIB = 4;
+
+/** Peak GiB of a micro-batch of m samples by the memory model. */
+export function peakGiB(model: ModelSize, m: number, checkpointing: boolean): number {
+    const mm = MEMORY_MODEL[model];
+    return mm.staticGiB + m * (checkpointing ? mm.actCheckpointedGiB : mm.actGiB) * (1 + ACT_MARGIN) + RESERVE_GIB;
+}
 
 const trainSchema = z.strictObject({
     /** Fine-tunes by name. Names appear in paths and Job names. */
@@ -474,14 +519,44 @@ export function stepsPerEpoch(rows: number, v: Pick<TrainVariant, "batchSize" | 
     return v.maxStepsPerEpoch !== null && v.maxStepsPerEpoch < steps ? v.maxStepsPerEpoch : steps;
 }
 
-function resolveVariants(raw: Record<string, RawTrainVariant>, defaulted: string[]): Record<string, TrainVariant> {
+function resolveVariants(raw: Record<string, RawTrainVariant>, gpuGiB: number, defaulted: string[], p: Problem): Record<string, TrainVariant> {
     return Object.fromEntries(Object.entries(raw).map(([name, v]) => {
         const d = MODEL_DEFAULTS[v.model];
-        for (const k of ["loraRank", "loraAlpha"] as const) {
+        const keys = ["loraRank", "loraAlpha", "compile", "compileEncoder", "activationCheckpointing"] as const;
+        for (const k of keys) {
             if (v[k] === undefined) defaulted.push(`train.variants.${name}.${k} = ${d[k]} (default for ${v.model}: ${d.why})`);
         }
-        return [name, { ...v, loraRank: v.loraRank ?? d.loraRank, loraAlpha: v.loraAlpha ?? d.loraAlpha }];
+        const resolved = Object.fromEntries(keys.map((k) => [k, v[k] ?? d[k]])) as Pick<TrainVariant, (typeof keys)[number]>;
+        const microBatch = planMicroBatch(name, v, resolved.activationCheckpointing, gpuGiB, p);
+        if (v.microBatchSize === "auto" && microBatch !== v.batchSize) {
+            defaulted.push(`train.variants.${name}: micro-batch ${microBatch} x accumulation ${(v.batchSize / microBatch) * v.gradientAccumulationSteps} (effective batch ${v.batchSize * v.gradientAccumulationSteps}, ~${peakGiB(v.model, microBatch, resolved.activationCheckpointing).toFixed(0)} GiB of ${gpuGiB.toFixed(0)})`);
+        }
+        return [name, { ...v, ...resolved, microBatch, accumulation: (v.batchSize / microBatch) * v.gradientAccumulationSteps }];
     }));
+}
+
+/** The micro-batch of a variant: the configured one if it divides batchSize and fits, else "auto"'s
+ * largest fitting divisor. Out of memory by the model is a config error, naming the fix. */
+function planMicroBatch(name: string, v: RawTrainVariant, checkpointing: boolean, gpuGiB: number, p: Problem): number {
+    const at = `train.variants.${name}`;
+    const divisors = Array.from({ length: v.batchSize }, (_, i) => i + 1).filter((m) => v.batchSize % m === 0);
+    const fits = (m: number) => peakGiB(v.model, m, checkpointing) <= gpuGiB;
+    const need = (m: number) => `~${peakGiB(v.model, m, checkpointing).toFixed(0)} GiB`;
+    if (v.microBatchSize !== "auto") {
+        const m = v.microBatchSize;
+        if (v.batchSize % m !== 0) {
+            p(`${at}.microBatchSize`, `${m} does not divide batchSize ${v.batchSize}: use one of ${divisors.join(", ")} or "auto"`);
+        } else if (!fits(m)) {
+            p(`${at}.microBatchSize`, `${m} samples need ${need(m)} by the memory model, more than cluster.gpuMemory (${gpuGiB.toFixed(0)} GiB): use "auto"${checkpointing ? "" : " or activationCheckpointing: true"}`);
+        }
+        return m;
+    }
+    const best = divisors.filter(fits).pop();
+    if (best === undefined) {
+        p(`${at}.activationCheckpointing`, `even 1 sample needs ${need(1)} by the memory model, more than cluster.gpuMemory (${gpuGiB.toFixed(0)} GiB)${checkpointing ? ": the model does not fit this GPU" : ": set activationCheckpointing: true"}`);
+        return 1;
+    }
+    return best;
 }
 
 /** Contradictions torchtune would only raise on the GPU, or that would silently train nothing. */
@@ -493,7 +568,8 @@ function checkTraining(c: RawSettings, trainings: [string, TrainVariant][], p: P
             p(`${at}.activationOffloading`, "needs activationCheckpointing: true (torchtune raises: offloading only applies to checkpointed activations)");
         }
         if (rows === undefined) continue;
-        const steps = stepsPerEpoch(rows, v);
+        // As the recipe counts them: micro-batches (drop_last) // accumulation.
+        const steps = stepsPerEpoch(rows, { batchSize: v.microBatch, gradientAccumulationSteps: v.accumulation, maxStepsPerEpoch: v.maxStepsPerEpoch });
         if (steps === 0) {
             p(`${at}.batchSize`, `${rows} rows make no optimizer step: batchSize ${v.batchSize} x gradientAccumulationSteps ${v.gradientAccumulationSteps} must be at most the rows (torchtune drops the last partial batch)`);
         } else if (v.warmupSteps >= steps * v.epochs) {
@@ -584,6 +660,7 @@ const DEPENDENTS: Record<StageName, StageName[]> = {
     sample: ["report"],
     evaluate: ["report"],
     report: [],
+    benchmark: [],
 };
 
 function checkStageOrder(c: RawSettings, st: Record<StageName, boolean>, evaluations: ModelRef[], p: Problem): void {
@@ -662,7 +739,7 @@ export function parseSettings(
     const run = resolveRun(c, opts.stack, p);
     const stages = Object.fromEntries(STAGE_NAMES.map((n) => [n, n === "teacher" ? (c.stages.teacher ?? c.stages.generate) : c.stages[n]])) as Record<StageName, boolean>;
     const defaulted: string[] = [];
-    const variants = resolveVariants(c.train.variants, defaulted);
+    const variants = resolveVariants(c.train.variants, quantityBytes(c.cluster.gpuMemory) / 2 ** 30, defaulted, p);
     const trainings = stages.train ? Object.entries(variants).filter(([, v]) => v.enabled) : [];
     checkVariants(c, stages, p);
     checkTraining(c, trainings, p);

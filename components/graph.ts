@@ -3,7 +3,7 @@
 // edges with `dependsOn`; tests assert on them.
 import { ModelRef, ModelSize, Settings, TrainVariant } from "../config";
 
-/** download:<size> | teacher | generate | train:<variant> | sample:<model> | evaluate:<model> | report */
+/** download:<size> | teacher | generate | train:<variant> | sample:<model> | evaluate:<model> | report | benchmark:<variant> */
 export type NodeId = string;
 
 interface Edges {
@@ -16,7 +16,7 @@ export type StageNode = Edges & (
     | { readonly kind: "download"; readonly size: ModelSize }
     | { readonly kind: "teacher" }
     | { readonly kind: "generate" }
-    | { readonly kind: "train"; readonly variant: string; readonly train: TrainVariant }
+    | { readonly kind: "train" | "benchmark"; readonly variant: string; readonly train: TrainVariant }
     | { readonly kind: "sample" | "evaluate"; readonly model: ModelRef }
     | { readonly kind: "report" }
 );
@@ -39,6 +39,12 @@ export function stageGraph(s: Settings): StageNode[] {
     const producer = (r: ModelRef) => (r.trainVariant ? `train:${r.trainVariant}` : `download:${r.size}`);
     for (const model of s.samples) nodes.push({ kind: "sample", id: `sample:${model.name}`, model, deps: deps(producer(model)) });
     for (const model of s.evaluations) nodes.push({ kind: "evaluate", id: `evaluate:${model.name}`, model, deps: deps(producer(model)) });
+    // Random weights, no dataset: the benchmark waits for nothing.
+    if (st.benchmark) {
+        for (const [variant, train] of Object.entries(s.train.variants).filter(([, v]) => v.enabled)) {
+            nodes.push({ kind: "benchmark", id: `benchmark:${variant}`, variant, train, deps: [] });
+        }
+    }
     if (st.report) {
         const reads = nodes.filter((n) => n.kind === "evaluate" || n.kind === "sample").map((n) => n.id);
         nodes.push({ kind: "report", id: "report", deps: reads });

@@ -82,6 +82,11 @@ export function readOutputPath(s: Settings, stage: "sample" | "evaluate", ref: M
     return `${resultsDir(s)}/${stage === "sample" ? "samples" : "eval"}/${ref.name}.json`;
 }
 
+/** Where the throughput benchmark of a fine-tune writes its figures. */
+export function benchOutputPath(s: Settings, variant: string): string {
+    return `${resultsDir(s)}/bench/${variant}.json`;
+}
+
 /** Where the generation records when it scaled the teacher (the teacher's GPU time, for the report). */
 export function teacherRecord(s: Settings): string {
     return `${resultsDir(s)}/gpu-time/teacher.jsonl`;

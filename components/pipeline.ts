@@ -7,6 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
+import { Benchmark } from "./benchmark";
 import { Download } from "./download";
 import { Evaluate } from "./evaluate";
 import { Generate } from "./generate";
@@ -160,6 +161,8 @@ export class Pipeline extends pulumi.ComponentResource {
                 return jobOf(new Sample(`${name}-sample-${node.model.name}`, { ctx, model: node.model }, opts));
             case "evaluate":
                 return jobOf(new Evaluate(`${name}-eval-${node.model.name}`, { ctx, model: node.model }, opts));
+            case "benchmark":
+                return jobOf(new Benchmark(`${name}-bench-${node.variant}`, { ctx, variant: node.variant, train: node.train }, opts));
             case "report":
                 return jobOf(new Report(`${name}-report`, { ctx, inputs: node.deps.map((d) => built.get(d)!.jobName!) }, opts));
         }

@@ -75,11 +75,14 @@ export function trainConfig(s: Settings, name: string, v: TrainVariant): string 
         collate_fn: "torchtune.data.padded_collate_tiled_images_and_mask",
         epochs: v.epochs,
         max_steps_per_epoch: v.maxStepsPerEpoch,
-        batch_size: v.batchSize,
-        gradient_accumulation_steps: v.gradientAccumulationSteps,
+        // The micro-batch and the accumulation that keeps the effective batch (config.ts planMicroBatch).
+        batch_size: v.microBatch,
+        gradient_accumulation_steps: v.accumulation,
         "optimizer.lr": v.learningRate,
         "lr_scheduler.num_warmup_steps": v.warmupSteps,
         compile: v.compile,
+        // Read by the image's patched recipe only (images/trainer/lora_finetune_single_device.patch).
+        compile_encoder: v.compileEncoder,
         enable_activation_checkpointing: v.activationCheckpointing,
         enable_activation_offloading: v.activationOffloading,
         metric_logger: metricLogger(v),

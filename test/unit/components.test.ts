@@ -261,3 +261,23 @@ describe("Jobs", async () => {
         }
     });
 });
+
+describe("throughput benchmark (stages.benchmark)", async () => {
+    const s = settings({ stages: { download: false, generate: false, train: false, sample: false, evaluate: false, report: false, benchmark: true } });
+    const r = await render(s);
+    it("measures each fine-tune from its own rendered config on one GPU, with nothing to download", async () => {
+        const jobs = r.byKind("Job");
+        expect(jobs.map((j) => j.metadata.labels["cot-vr/stage"])).toEqual(["benchmark", "benchmark"]);
+        const j = r.job("benchmark", "lora-11b");
+        const args = container(j).args;
+        expect(container(j).command).toEqual(["python", "/opt/cotvr/bench_finetune.py"]);
+        expect(argOf(args, "--settings")).toBe("blog,best");
+        expect(argOf(args, "--micro-batch")).toBe("8");
+        expect(argOf(args, "--json-out")).toBe("/results/blog/bench/lora-11b.json");
+        expect(container(j).resources.limits["amd.com/gpu"]).toBe("1");
+        // The very config the fine-tune would run.
+        const train = await render(settings());
+        expect(r.configOf(j)["train.yaml"]).toBe(train.configOf(train.job("train", "lora-11b"))["train.yaml"]);
+        expect(s.neededModels).toEqual([]);
+    });
+});

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, isPinnedImage, parseSettings, quantityBytes, settingsFromConfigMap, stackFileProblems, stepsPerEpoch } from "../../config";
+import { ConfigError, isPinnedImage, parseSettings, quantityBytes, peakGiB, settingsFromConfigMap, stackFileProblems, stepsPerEpoch } from "../../config";
 import { settings, TOKEN } from "./helpers";
 
 function problems(raw: Record<string, unknown>, secretKeys = ["cot-vr:hfToken"]): string[] {
@@ -165,7 +165,7 @@ describe("config that cannot silently run the wrong experiment", () => {
         expect(s.train.variants.a).toMatchObject({ loraRank: 16, loraAlpha: 32 });
         expect(s.train.variants.b).toMatchObject({ loraRank: 8, loraAlpha: 16 });
         expect(s.train.variants.c).toMatchObject({ loraRank: 32, loraAlpha: 16 });
-        expect(s.defaulted).toContain("train.variants.b.loraRank = 8 (default for 90b: torchtune's 90B_qlora, kept by the blog)");
+        expect(s.defaulted).toContainEqual(expect.stringMatching(/^train\.variants\.b\.loraRank = 8 \(default for 90b: torchtune's 90B_qlora, kept by the blog/));
         expect(s.defaulted.some((d) => d.startsWith("train.variants.c.loraRank"))).toBe(false);
     });
     it("rejects keys in a near-miss namespace, of no known namespace, and a project key written with a dot", () => {
@@ -222,5 +222,37 @@ describe("config that cannot silently run the wrong experiment", () => {
         ]);
         expect(problems({ ...only, train: { variants: { ["x".repeat(30)]: v({}) } } })[0]).toMatch(/at most 24|<=24/);
         expect(problems({ evaluate: { variants: ["base-11b", "base-11b"] } })).toEqual([expect.stringMatching(/^cot-vr:evaluate\.variants\.1: "base-11b" is listed twice/)]);
+    });
+});
+
+describe("fine-tune throughput: the blog's math, faster settings chosen for the GPU's memory", () => {
+    const v = (extra: Record<string, unknown>) => ({ model: "11b", method: "lora", epochs: 1, batchSize: 16, gradientAccumulationSteps: 1, ...extra });
+    const only = { stages: { sample: false, evaluate: false, report: false } };
+    it("splits the blog's batch into micro-batches that fit an MI300X, keeping the effective batch", () => {
+        const s = settings();
+        expect(s.train.variants["lora-11b"]).toMatchObject({ microBatch: 8, accumulation: 2, compile: true, compileEncoder: true, activationCheckpointing: false });
+        expect(s.train.variants["qlora-90b"]).toMatchObject({ microBatch: 2, accumulation: 8, compile: false, activationCheckpointing: false });
+        for (const t of Object.values(s.train.variants)) expect(t.microBatch * t.accumulation).toBe(t.batchSize * t.gradientAccumulationSteps);
+    });
+    it("chooses by the declared GPU memory: an 80 GB card gets smaller micro-batches", () => {
+        const s = settings({ ...only, cluster: { gpuMemory: "80Gi" }, train: { variants: { a: v({}) } } });
+        expect(s.train.variants.a).toMatchObject({ microBatch: 2, accumulation: 8 });
+        expect(peakGiB("11b", 2, false)).toBeLessThanOrEqual(80);
+        expect(peakGiB("11b", 4, false)).toBeGreaterThan(80);
+    });
+    it("rejects a micro-batch that cannot fit, naming the variant and the fix, before any GPU is used", () => {
+        expect(problems({ ...only, train: { variants: { a: v({ microBatchSize: 16 }) } } })).toEqual([
+            expect.stringMatching(/^cot-vr:train\.variants\.a\.microBatchSize: 16 samples need ~\d+ GiB by the memory model, more than cluster\.gpuMemory \(192 GiB\): use "auto" or activationCheckpointing: true/),
+        ]);
+        expect(problems({ ...only, train: { variants: { a: v({ microBatchSize: 3 }) } } })).toEqual([
+            expect.stringMatching(/^cot-vr:train\.variants\.a\.microBatchSize: 3 does not divide batchSize 16: use one of 1, 2, 4, 8, 16 or "auto"/),
+        ]);
+        expect(problems({ ...only, cluster: { gpuMemory: "80Gi" }, train: { variants: { q: v({ model: "90b", method: "qlora", batchSize: 2, gradientAccumulationSteps: 8 }) } } })).toEqual([
+            expect.stringMatching(/^cot-vr:train\.variants\.q\.activationCheckpointing: even 1 sample needs ~\d+ GiB .* set activationCheckpointing: true/),
+        ]);
+    });
+    it("keeps the blog's settings where the stack asks for them", () => {
+        const s = settings({ ...only, train: { variants: { a: v({ compile: false, compileEncoder: false, activationCheckpointing: true }) } } });
+        expect(s.train.variants.a).toMatchObject({ microBatch: 16, accumulation: 1, compile: false, activationCheckpointing: true });
     });
 });

@@ -15,8 +15,15 @@ function renderCli(args: string[]) {
 }
 
 describe("shipped stacks", () => {
-    it("ships blog, smoke and a sweep", () => {
-        expect(STACKS).toEqual(expect.arrayContaining(["blog", "smoke", "sweep-rank32"]));
+    it("ships blog, smoke, a sweep and the throughput benchmark", () => {
+        expect(STACKS).toEqual(expect.arrayContaining(["blog", "smoke", "sweep-rank32", "bench"]));
+    });
+    it("bench measures the blog's two fine-tunes and nothing else, with no token", () => {
+        const { settings, placeholders } = stackSettings(readStackFile(stackFilePath("bench")), { placeholderSecrets: true });
+        expect(placeholders).toEqual([]);
+        expect(Object.entries(settings.stages).filter(([, on]) => on).map(([k]) => k)).toEqual(["benchmark"]);
+        const blog = stackSettings(readStackFile(stackFilePath("blog")), { placeholderSecrets: true }).settings;
+        expect(settings.train.variants).toEqual(blog.train.variants);
     });
     for (const stack of STACKS) {
         it(`${stack}: validates, and needs only the secrets a user sets`, () => {
@@ -27,13 +34,14 @@ describe("shipped stacks", () => {
     }
     it("blog runs every stage on the blog's settings", () => {
         const { settings: s } = stackSettings(readStackFile(stackFilePath("blog")), { placeholderSecrets: true });
-        expect(Object.values(s.stages).every(Boolean)).toBe(true);
+        // Every stage of the experiment (the benchmark is a stack of its own).
+        expect(Object.entries(s.stages).filter(([, on]) => !on).map(([k]) => k)).toEqual(["benchmark"]);
         expect(s.trainings.map(([n]) => n)).toEqual(["lora-11b", "qlora-90b"]);
         expect(s.evaluations.map((r) => r.name)).toEqual(["base-11b", "lora-11b", "base-90b", "qlora-90b"]);
     });
     it("smoke runs every stage on tiny limits, in a dataset folder of its own", () => {
         const { settings: s } = stackSettings(readStackFile(stackFilePath("smoke")), { placeholderSecrets: true });
-        expect(Object.values(s.stages).every(Boolean)).toBe(true);
+        expect(Object.entries(s.stages).filter(([, on]) => !on).map(([k]) => k)).toEqual(["benchmark"]);
         expect(s.generate.limit).toBeLessThanOrEqual(16);
         expect(s.generate.datasetName).not.toBe("cot_chartqa");
         for (const [, v] of s.trainings) expect([v.epochs, v.maxStepsPerEpoch]).toEqual([1, 2]);

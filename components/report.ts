@@ -6,7 +6,7 @@ import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
 import { jobArgs, stageJob } from "./job";
 import { jobName, labels, LABELS, shortHash } from "./naming";
-import { configFile, programCommand, reportDirs } from "./paths";
+import { configFile, programCommand, reportDirs, teacherRecord } from "./paths";
 import { StageContext, storageVolumes } from "./pod";
 
 const CONFIG_KEY = "report.json";
@@ -25,12 +25,14 @@ export function reportSpec(s: Settings) {
         variants: s.evaluations.map((r) => ({ name: r.name, size: r.size, tuned: Boolean(r.trainVariant) })),
         // The blog's headline: the tuned 11B scores 2.3x the 90B base.
         headline: tuned11b && base90b ? { numerator: tuned11b.name, denominator: base90b.name } : null,
+        teacherGpus: s.teacher.gpus,
+        gpuHourPrice: s.cluster.gpuHourPrice ?? null,
     };
 }
 
 export function reportArgs(s: Settings): string[] {
     const d = reportDirs(s);
-    return ["--eval-dir", d.evalDir, "--spec", configFile(CONFIG_KEY), "--namespace", s.cluster.namespace, "--run", s.run, "--out", d.out];
+    return ["--eval-dir", d.evalDir, "--spec", configFile(CONFIG_KEY), "--namespace", s.cluster.namespace, "--run", s.run, "--out", d.out, "--teacher-record", teacherRecord(s)];
 }
 
 export class Report extends pulumi.ComponentResource {

@@ -8,7 +8,8 @@ headline: {numerator, denominator} | null}`), one evaluate.py JSON per variant i
 `--eval-dir` (`<variant>.json`), and the run's Jobs read from the Kubernetes API with the
 pod's service account token over plain HTTPS (no client library).
 
-Outputs in `--out`: report.json, report.md, exact_match.png (each written tmp + rename);
+Outputs in `--out`: report.json, report.md, exact_match.png, gpu_timeline.png (the GPU Jobs and the
+teacher's serving intervals from `--teacher-record`, as a Gantt chart) (each written tmp + rename);
 the Markdown is also printed to stdout.
 
 Exit codes: 0 ok, 2 bad arguments, 3 missing input (spec or an expected eval JSON),
@@ -173,6 +174,41 @@ def job_timings(jobs: Sequence[Mapping[str, Any]], gpu_resource: str, now: dt.da
     return rows
 
 
+def teacher_rows(record: Path, gpus: float, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """The teacher's serving intervals from the generation's scale events (teacher_scale.py): each
+    scale to >= 1 replica opens one, the next scale to 0 closes it; one still open runs to now."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    if not record.is_file():
+        return []
+    rows: list[dict[str, Any]] = []
+    opened: str | None = None
+
+    def close(start: str, end: str | None) -> None:
+        t0, t1 = _parse_time(start), _parse_time(end) if end else now
+        seconds = max(0.0, (t1 - t0).total_seconds()) if t0 and t1 else None
+        rows.append({
+            "job": "teacher", "stage": "teacher", "variant": None, "status": "complete" if end else "running",
+            "start": start, "completion": end, "seconds": seconds, "gpus": gpus,
+            "gpu_hours": round(seconds * gpus / 3600.0, 3) if seconds is not None else None,
+        })
+
+    for line in record.read_text(encoding="utf-8").splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue  # a torn last line of a killed pod
+        if not isinstance(event, dict) or event.get("event") != "scaled":
+            continue
+        if int(event.get("replicas") or 0) >= 1 and opened is None:
+            opened = str(event.get("at"))
+        elif int(event.get("replicas") or 0) == 0 and opened is not None:
+            close(opened, str(event.get("at")))
+            opened = None
+    if opened is not None:
+        close(opened, None)
+    return rows
+
+
 def stage_totals(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float]]:
     totals: dict[str, dict[str, float]] = {}
     for row in rows:
@@ -232,9 +268,45 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         for stage, total in report["stages"].items():
             lines.append(f"| {stage} | {int(total['jobs'])} | {_hours(total['seconds'])} | {total['gpu_hours']:.2f} |")
         lines.append(f"| **total** | | | **{report['total_gpu_hours']:.2f}** |")
+        if report.get("cost"):
+            lines.append(f"\nGPU cost: **{report['cost']['amount']:.2f} {report['cost']['currency']}** "
+                         f"({report['total_gpu_hours']:.2f} GPU-hours at the stack's cluster.gpuHourPrice)")
     for warning in report.get("warnings", []):
         lines.append(f"\n> warning: {warning}")
     return "\n".join(lines) + "\n"
+
+
+STAGE_COLOURS = {"teacher": "#9467bd", "train": "#d62728", "sample": "#2ca02c", "evaluate": "#1f77b4", "benchmark": "#ff7f0e"}
+
+
+def render_timeline(report: Mapping[str, Any]) -> bytes | None:
+    """A Gantt chart of the run's GPU time: one row per GPU Job (and the teacher's serving
+    intervals), coloured by stage. None when no GPU time is known."""
+    rows = [r for r in report.get("jobs") or [] if r.get("gpus") and r.get("start") and r.get("seconds") is not None]
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t0 = min(_parse_time(r["start"]) for r in rows)
+    fig, ax = plt.subplots(figsize=(10.0, 0.45 * len(rows) + 1.5), dpi=120)
+    for i, r in enumerate(rows):
+        start_h = (_parse_time(r["start"]) - t0).total_seconds() / 3600.0
+        ax.broken_barh([(start_h, r["seconds"] / 3600.0)], (i - 0.4, 0.8), color=STAGE_COLOURS.get(r["stage"], "#7f7f7f"))
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels([f"{r['stage']} {r.get('variant') or ''} ({r['gpus']:g} GPU)".strip() for r in rows], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("hours since the first GPU pod started")
+    total = report.get("total_gpu_hours")
+    ax.set_title(f"GPU timeline of run {report['run']}" + (f": {total:.1f} GPU-hours" if total is not None else ""))
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
 
 
 def render_chart(report: Mapping[str, Any]) -> bytes:
@@ -264,7 +336,8 @@ def render_chart(report: Mapping[str, Any]) -> bytes:
 # ---------------------------------------------------------------- main
 
 
-def build_report(spec: Mapping[str, Any], eval_dir: Path, run: str, jobs: Sequence[Mapping[str, Any]] | None, warnings: list[str]) -> dict[str, Any]:
+def build_report(spec: Mapping[str, Any], eval_dir: Path, run: str, jobs: Sequence[Mapping[str, Any]] | None, warnings: list[str],
+                 teacher: Sequence[Mapping[str, Any]] = ()) -> dict[str, Any]:
     task = str(spec["tasks"][0])
     metric = str(spec["metric"])
     rows = []
@@ -321,10 +394,15 @@ def build_report(spec: Mapping[str, Any], eval_dir: Path, run: str, jobs: Sequen
         "warnings": warnings,
     }
     if jobs is not None:
-        timings = job_timings(jobs, str(spec.get("gpuResource") or "amd.com/gpu"))
+        # The teacher's serving time is GPU time too (a Deployment, not a Job: recorded by the generation).
+        timings = sorted([*job_timings(jobs, str(spec.get("gpuResource") or "amd.com/gpu")), *teacher],
+                         key=lambda r: (r["start"] or "", r["job"] or ""))
         report["jobs"] = timings
         report["stages"] = stage_totals(timings)
         report["total_gpu_hours"] = round(sum(t["gpu_hours"] for t in report["stages"].values()), 3)
+        price = spec.get("gpuHourPrice")
+        if isinstance(price, Mapping) and price.get("amount") is not None:
+            report["cost"] = {"amount": round(report["total_gpu_hours"] * float(price["amount"]), 2), "currency": price.get("currency")}
     return report
 
 
@@ -339,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--token-file", type=Path, default=None)
     parser.add_argument("--ca-file", default=None)
     parser.add_argument("--no-jobs", action="store_true", help="skip reading Jobs (no GPU time in the report)")
+    parser.add_argument("--teacher-record", type=Path, default=None, help="the generation's teacher scale events (its GPU time)")
     return parser
 
 
@@ -368,11 +447,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     for warning in warnings:
         log(f"warning: {warning}")
 
-    report = build_report(spec, args.eval_dir, args.run, jobs, warnings)
+    teacher = teacher_rows(args.teacher_record, float(spec.get("teacherGpus") or 1)) if args.teacher_record else []
+    report = build_report(spec, args.eval_dir, args.run, jobs, warnings, teacher)
     markdown = render_markdown(report)
     png = render_chart(report)
+    timeline = render_timeline(report)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(args.out / "exact_match.png", png)
+    if timeline is not None:
+        atomic_write_bytes(args.out / "gpu_timeline.png", timeline)
     atomic_write_text(args.out / "report.md", markdown)
     atomic_write_json(args.out / "report.json", report)  # last: its presence means the set is complete
     print(markdown, flush=True)

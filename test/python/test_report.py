@@ -177,3 +177,37 @@ def test_zero_denominator_gives_no_ratio(tmp_path: Path) -> None:
     assert proc.returncode == 0
     data = json.loads((tmp_path / "report" / "report.json").read_text())
     assert data["headline"]["ratio"] is None and "scored 0" in data["headline"]["note"]
+
+
+def test_teacher_time_timeline_and_cost(tmp_path: Path, api: FakeApi) -> None:
+    """The teacher's serving time (the generation's scale events, teacher_scale.py's format) counts
+    as GPU time; the GPU timeline is drawn; a GPU-hour price turns hours into cost."""
+    from cotvr_common import KubeApi
+    from teacher_scale import TeacherScaler
+
+    eval_dir, spec = write_inputs(tmp_path)
+    spec.write_text(json.dumps({**SPEC, "teacherGpus": 1, "gpuHourPrice": {"amount": 2.5, "currency": "USD"}}))
+    record = tmp_path / "teacher.jsonl"
+    # Written by the real scaler's recorder (no API call needed for the record format).
+    scaler = TeacherScaler(KubeApi("http://127.0.0.1:1"), "cot-vr", "blog-teacher", record)
+    scaler._record("scaled", replicas=1)
+    lines = record.read_text().splitlines()
+    first = json.loads(lines[0])
+    record.write_text("\n".join([
+        json.dumps({**first, "at": "2026-05-01T02:00:00Z"}),
+        json.dumps({**first, "replicas": 0, "at": "2026-05-01T10:30:00Z"}),
+        '{"event": "scaled", "torn',  # a killed pod's last line
+    ]) + "\n")
+    token = tmp_path / "token"
+    token.write_text("sa-token\n")
+    proc = report(tmp_path, eval_dir, spec, "--api", api.url, "--token-file", str(token), "--teacher-record", str(record))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert data["stages"]["teacher"]["gpu_hours"] == pytest.approx(8.5)
+    assert data["total_gpu_hours"] == pytest.approx(38.5 + 8.5)
+    assert data["cost"] == {"amount": pytest.approx(47.0 * 2.5), "currency": "USD"}
+    assert "GPU cost: **117.50 USD**" in (tmp_path / "report" / "report.md").read_text()
+    from PIL import Image
+
+    with Image.open(tmp_path / "report" / "gpu_timeline.png") as image:
+        assert image.format == "PNG" and image.size[0] > 600

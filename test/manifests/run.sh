@@ -36,14 +36,7 @@ case "${1:-}" in
 esac
 t0=$SECONDS
 
-# uv (PyPI) installs checkov's ~100 locked packages in seconds.
-UV="$CACHE/uv-$UV_VERSION/bin/uv"
-if [ ! -x "$UV" ]; then
-    log "installing uv $UV_VERSION"
-    rm -rf "$CACHE/uv-$UV_VERSION"
-    "$PY" -m venv "$CACHE/uv-$UV_VERSION"
-    "$CACHE/uv-$UV_VERSION/bin/pip" install --quiet --disable-pip-version-check "uv==$UV_VERSION"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/uv.sh"
 
 if [ "${1:-}" = "--lock" ]; then
     exec "$UV" pip compile "$HERE/requirements.in" --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \

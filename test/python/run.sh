@@ -23,14 +23,7 @@ export UV_CACHE_DIR="$CACHE/uv-cache" UV_NO_PROGRESS=1 UV_PYTHON_DOWNLOADS=never
 mkdir -p "$CACHE"
 log() { printf '[test:python] %s\n' "$*" >&2; }
 
-# uv (a PyPI package) resolves and installs: seconds instead of pip's long backtracking.
-UV="$CACHE/uv-$UV_VERSION/bin/uv"
-if [ ! -x "$UV" ]; then
-    log "installing uv $UV_VERSION"
-    rm -rf "$CACHE/uv-$UV_VERSION"
-    "$PY" -m venv "$CACHE/uv-$UV_VERSION"
-    "$CACHE/uv-$UV_VERSION/bin/pip" install --quiet --disable-pip-version-check "uv==$UV_VERSION"
-fi
+source "$(dirname "${BASH_SOURCE[0]}")/../lib/uv.sh"
 
 if [ "${1:-}" = "--lock" ]; then
     common=(--no-header --exclude-newer "$EXCLUDE_NEWER" --python-platform x86_64-unknown-linux-gnu)

@@ -350,7 +350,8 @@ export function podInterval(pod: any, resource: string): PodInterval {
     const cond = (pod.status?.conditions ?? []).find((c: any) => c.type === "PodScheduled" && c.status === "True");
     const statuses = pod.status?.containerStatuses ?? [];
     const ends = statuses.map((c: any) => ms(c.state?.terminated?.finishedAt)).filter((x: number) => !Number.isNaN(x));
-    const starts = statuses.map((c: any) => ms(c.state?.running?.startedAt ?? c.state?.terminated?.startedAt)).filter((x: number) => !Number.isNaN(x));
+    // status.startTime: kwok's completion stage rewrites the containers' startedAt to the end time.
+    const starts = [ms(pod.status?.startTime), ...statuses.map((c: any) => ms(c.state?.running?.startedAt))].filter((x: number) => !Number.isNaN(x));
     let finished: number | undefined;
     if (["Succeeded", "Failed"].includes(pod.status?.phase) && ends.length) finished = Math.max(...ends);
     else if (pod.metadata?.deletionTimestamp) {
@@ -392,6 +393,7 @@ export function gpuTimeline(kubeconfig: string, namespace: string, gpuResource =
         const old = pods.get(pod.metadata.uid);
         // a pod forgets nothing: keep a finish seen earlier (e.g. before kwok removed the pod)
         if (old?.finished !== undefined && iv.finished === undefined) iv.finished = old.finished;
+        if (old?.started !== undefined) iv.started = Math.min(old.started, iv.started ?? Infinity);
         pods.set(pod.metadata.uid, iv);
     });
     return {

@@ -7,7 +7,8 @@
 #   bash test/e2e/cluster.sh status DIR
 #
 # Binaries come from PATH (see toolchain.sh). Certificates, keys and the kubeconfig are made here,
-# in DIR. Nodes: test/e2e/kwok/nodes.yaml (2 x MI300X with 8 amd.com/gpu each, 1 CPU-only node).
+# in DIR. kwok's Stages are API objects (kwok/stage-crd.yaml; the defaults of kwok/stages.yaml), which
+# test/e2e/sim.ts changes per test. Nodes: test/e2e/kwok/nodes.yaml (2 x MI300X with 8 amd.com/gpu each, 1 CPU-only node).
 # Volumes: a default StorageClass `standard` (and `local-path`, `nfs-rwx`) served by
 # test/e2e/provisioner.mjs, which makes a Retain PV for each pending claim of an existing class and
 # hands a Released PV back to a new claim of the same namespace/name (data kept across `destroy`).
@@ -136,7 +137,13 @@ start_all() {
   local job_ms="${COT_E2E_JOB_MS:-1500}"
   awk -v ms="$job_ms" '{print} /^  name: pod-complete$/ {inpc=1} inpc && /^spec:$/ && ms>0 {print "  delay:\n    durationMilliseconds: " ms; inpc=0}' \
     "$HERE/kwok/stages.yaml" >"$DIR/stages.yaml"
-  start_bg kwok kwok --kubeconfig "$KUBECONFIG" --config "$DIR/stages.yaml" \
+  # Stages are objects of the API server (kwok's Stage CRD, --enable-crds=Stage), not a --config file,
+  # so that a test can give pods of a stage/variant their own run time on the running cluster
+  # (test/e2e/sim.ts applyStageDurations); kwok watches them and applies changes without a restart.
+  kubectl apply --server-side -f "$HERE/kwok/stage-crd.yaml" >/dev/null
+  wait_for "Stage CRD" 60 kubectl wait --for=condition=Established crd/stages.kwok.x-k8s.io --timeout=2s
+  kubectl apply --server-side --field-manager=cot-vr-e2e -f "$DIR/stages.yaml" >/dev/null
+  start_bg kwok kwok --kubeconfig "$KUBECONFIG" --enable-crds=Stage \
     --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
     --node-ip 10.0.0.1 --cidr 10.0.0.1/16 --server-address "127.0.0.1:$kwok_port" --node-lease-duration-seconds 40
   start_bg provisioner node "$HERE/provisioner.mjs" "$KUBECONFIG"

@@ -289,7 +289,7 @@ export function timeoutProblems(s: Settings, est: StageEstimate[]): string[] {
     for (const e of est) {
         const timeout = s.timing[e.stage].timeout;
         if (e.seconds > timeout) {
-            out.push(`cot-vr:timing.${e.stage}.timeout is ${fmtDuration(timeout)} but ${e.id} is estimated at ${fmtDuration(e.seconds)} (${e.basis}): raise it above ${fmtDuration(Math.ceil(e.seconds * 1.25 / 3600) * 3600)}`);
+            out.push(`cot-vr:timing.${e.stage}.timeout is ${fmtDuration(timeout)} but ${e.id} is estimated at ${fmtDuration(e.seconds)} (${e.basis}): raise it to at least ${fmtDuration(Math.ceil(e.seconds * 1.25 / 60) * 60)}`);
         }
     }
     return out;

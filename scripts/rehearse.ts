@@ -27,8 +27,13 @@ import { readStackFile, stackFilePath, stackSettings } from "./stackfile";
 
 const ROOT = path.resolve(__dirname, "..");
 const E2E = path.join(ROOT, "test", "e2e");
-/** Default scale: 5 simulated seconds per real hour, so the blog's ~36 h run rehearses in ~3 minutes. */
-const DEFAULT_SCALE = 5;
+/** Without --scale, the estimated makespan is simulated in about this many seconds (the blog's ~36 h:
+ * ~3.3 s per real hour), never faster than 1 s per real hour nor slower than real time. */
+const TARGET_SIM_SECONDS = 120;
+export function defaultScale(makespanSeconds: number): number {
+    const hours = makespanSeconds / 3600;
+    return hours > 0 ? Math.min(3600, Math.max(1, TARGET_SIM_SECONDS / hours)) : 60;
+}
 /** A pod that no node can ever hold is reported once the scheduler said why (or after this long). */
 const UNSCHEDULABLE_GRACE_MS = 4000;
 
@@ -38,7 +43,7 @@ class Failure extends Error {}
 interface Args {
     stackFile: string;
     like?: string;
-    scale: number;
+    scale?: number;
     parallel?: number;
     bench: string[];
     keep: boolean;
@@ -65,7 +70,7 @@ function parse(argv: string[]): Args {
     const stackFile = values.config ? path.resolve(values.config) : stackFilePath(values.stack!);
     if (!fs.existsSync(stackFile)) throw new Failure(`no stack file ${stackFile}`);
     return {
-        stackFile, like: values.like, scale: num(values.scale, "scale") ?? DEFAULT_SCALE,
+        stackFile, like: values.like, scale: num(values.scale, "scale"),
         parallel: num(values.parallel, "parallel"), bench: values.bench ?? [], keep: values.keep ?? false,
     };
 }
@@ -285,7 +290,7 @@ function printPlan(s: Settings, est: StageEstimate[], scale: number): void {
         console.log(`  ${e.id.padEnd(28)} ${fmtDuration(e.seconds).padStart(6)}  ${e.gpus ? `${e.gpus} GPU` : "     "}  ${e.basis}`);
     }
     say(`estimate with unlimited GPUs: makespan ${fmtDuration(p.makespan)}, ${p.gpuHours.toFixed(1)} GPU-hours; critical path ${p.criticalPath.join(" -> ")}`);
-    say(`simulated at ${scale} s per real hour: about ${Math.round(p.makespan / 3600 * scale)} s`);
+    say(`simulated at ${scale.toPrecision(3)} s per real hour (--scale): about ${Math.round(p.makespan / 3600 * scale)} s`);
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -295,8 +300,9 @@ async function main(argv: string[]): Promise<number> {
     const bench: BenchFigure[] = a.bench.map((f) => parseBench(fs.readFileSync(f, "utf8"), f));
     const graph = stageGraph(s);
     const est = estimateStages(s, { bench });
+    const scale = a.scale ?? defaultScale(plan(graph, est).makespan);
     say(`stack ${sf.stack} (${path.relative(process.cwd(), a.stackFile) || a.stackFile}), run ${s.run}, namespace ${s.cluster.namespace}`);
-    printPlan(s, est, a.scale);
+    printPlan(s, est, scale);
 
     // Before any cluster: timeouts shorter than the estimates.
     const tp = timeoutProblems(s, est);
@@ -385,9 +391,9 @@ async function main(argv: string[]): Promise<number> {
         }
 
         // Simulated durations.
-        const durations = est.filter((e) => e.stage !== "teacher").map((e) => ({ stage: e.stage, variant: e.variant, seconds: e.seconds / 3600 * a.scale }));
+        const durations = est.filter((e) => e.stage !== "teacher").map((e) => ({ stage: e.stage, variant: e.variant, seconds: e.seconds / 3600 * scale }));
         // The teacher pod turns Ready after its estimated start; the generation's estimate includes it.
-        const teacherStart = teacherLoadSeconds() / 3600 * a.scale;
+        const teacherStart = teacherLoadSeconds() / 3600 * scale;
         handles.push(await sim.applyStageDurations(kubeconfig, durations, { teacherStartSeconds: teacherStart }));
         if (s.stages.generate && !s.teacher.keep) handles.push(sim.holdTeacherWhileGenerating(kubeconfig, s.cluster.namespace, s.run));
 
@@ -410,17 +416,17 @@ async function main(argv: string[]): Promise<number> {
         if (code !== 0) throw new Failure(`pulumi up failed (exit ${code}):\n${upOut.slice(-5000)}`);
 
         // What happened.
-        const hours = (sec: number) => (sec / a.scale).toFixed(1);
+        const hours = (sec: number) => (sec / scale).toFixed(1);
         console.log("\nStages in the order they ran (estimated real hours from the start of the update):");
         for (const r of watch.order(t0, t1)) {
             console.log(`  ${hours(r.start).padStart(6)} - ${hours(r.end).padStart(6)} h  ${r.stage}${r.variant ? ` ${r.variant}` : ""}${r.gpus ? `  (${r.gpus} GPU)` : ""}`);
         }
         const rows = watch.intervals(t0, t1);
         console.log("\nGPU timeline (one row per GPU pod):");
-        console.log(textTimeline(rows, { scale: a.scale }));
-        const makespan = (t1 - t0) / 1000 / a.scale;
-        const gh = gpuHours(rows, a.scale);
-        console.log(`\nmakespan ${makespan.toFixed(1)} h (pulumi up, simulated; includes the engine's and scheduler's own latency x${(3600 / a.scale).toFixed(0)})`);
+        console.log(textTimeline(rows, { scale }));
+        const makespan = (t1 - t0) / 1000 / scale;
+        const gh = gpuHours(rows, scale);
+        console.log(`\nmakespan ${makespan.toFixed(1)} h (pulumi up, simulated; includes the engine's and scheduler's own latency x${(3600 / scale).toFixed(0)})`);
         console.log(`GPU-hours ${gh.toFixed(1)}`);
         const price = s.cluster.gpuHourPrice;
         console.log(price ? `cost ${(gh * price.amount).toFixed(2)} ${price.currency} at ${price.amount} ${price.currency} per GPU-hour` : `cost: set ${PROJECT}:cluster.gpuHourPrice to see it`);

@@ -192,12 +192,21 @@ export function whyNot(pod: Obj, node: NodeShape, gpuResource: string, isTeacher
     return out;
 }
 
-/** For a pod that no node could ever hold: one line per node with its reasons; undefined when some node fits. */
+/** For a pod that no node could ever hold: one line per node with its reasons, the nodes that miss
+ * by the fewest reasons first; undefined when some node fits. */
 export function neverSchedulable(pod: Obj, nodes: NodeShape[], gpuResource: string): string[] | undefined {
     const isTeacher = pod.metadata?.labels?.["cot-vr/stage"] === "teacher";
     const per = nodes.map((n) => ({ n, why: whyNot(pod, n, gpuResource, isTeacher) }));
     if (per.some((p) => p.why.length === 0)) return undefined;
+    per.sort((a, b) => a.why.length - b.why.length);
     return per.map((p) => `${p.n.name}: ${p.why.join("; ")}`);
+}
+
+/** The keys to change: those of the nodes that come closest (fewest reasons), each once. */
+export function keysToChange(reasons: string[]): string[] {
+    const count = (l: string) => l.split("; ").length;
+    const best = Math.min(...reasons.map(count));
+    return keysIn(reasons.filter((l) => count(l) === best));
 }
 
 /** The stack keys named in reasons, each once. */

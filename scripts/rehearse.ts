@@ -20,7 +20,7 @@ import {
     teacherLoadSeconds, timeoutProblems,
 } from "./estimate";
 import {
-    ClassShape, classManifest, classShape, claimProblems, defaultNodes, gpuHours, Interval, keysIn, neverSchedulable, nodeManifest,
+    ClassShape, classManifest, classShape, claimProblems, defaultNodes, gpuHours, Interval, keysToChange, neverSchedulable, nodeManifest,
     NodeShape, nodeShape, textTimeline,
 } from "./rehearse-core";
 import { readStackFile, stackFilePath, stackSettings } from "./stackfile";
@@ -180,7 +180,7 @@ class Watch {
     constructor(private env: NodeJS.ProcessEnv, private ns: string, private nodes: NodeShape[], private s: Settings, private onFail: () => void) {}
 
     start(): void {
-        this.timer = setInterval(() => void this.tick(), 500);
+        this.timer = setInterval(() => void this.tick(), 1000);
     }
     async stop(): Promise<void> {
         if (this.timer) clearInterval(this.timer);
@@ -246,7 +246,7 @@ class Watch {
         }
         const never = neverSchedulable(p, this.nodes, this.s.cluster.gpuResource);
         if (never && (cond.message || now - since > UNSCHEDULABLE_GRACE_MS)) {
-            const keys = keysIn(never);
+            const keys = keysToChange(never);
             this.fail(`${what} can never be scheduled on these nodes\n  scheduler: ${cond.message ?? cond.reason}\n  per node:\n${never.map((l) => `    ${l}`).join("\n")}\n  change: ${keys.join(", ")}`);
         }
     }
@@ -370,6 +370,19 @@ async function main(argv: string[]): Promise<number> {
             await new Promise((r) => setTimeout(r, 300));
         }
         say(`simulated nodes: ${nodes.map((n) => `${n.name}${n.allocatable[s.cluster.gpuResource] ? ` (${n.allocatable[s.cluster.gpuResource]} GPUs)` : ""}`).join(", ")}`);
+
+        // What the stack expects to exist already: its namespace (createNamespace false) and existing claims.
+        const ns = s.cluster.namespace;
+        const existing = (["models", "data", "checkpoints", "results"] as const).filter((v) => s.storage[v].existingClaim);
+        if (!s.cluster.createNamespace || existing.length) kubectl(["create", "namespace", ns]);
+        for (const v of existing) {
+            const vol = s.storage[v];
+            kubectl(["create", "-f", "-"], YAML.stringify({
+                apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name: vol.existingClaim, namespace: ns },
+                spec: { accessModes: [vol.accessMode], resources: { requests: { storage: vol.size } }, ...(s.storage.storageClass ? { storageClassName: s.storage.storageClass } : {}) },
+            }));
+            say(`storage.${v}.existingClaim ${vol.existingClaim}: created in the simulation (on your cluster it must exist in namespace ${ns})`);
+        }
 
         // A copy of the project with the stack pointed at the local cluster.
         const proj = path.join(work, "project");

@@ -5,7 +5,7 @@ import {
     CHARTQA_ROWS, datasetRows, epochSamples, estimateStages, FLOP_RATIO_90B, H100_11B_LORA_SAMPLES_PER_S, MI300X_PER_H100, parseBench, plan,
     pulumiDefaultParallel, requiredParallel, stageGraph, timeoutProblems, trainSamplesPerS,
 } from "../../scripts/estimate";
-import { claimProblems, defaultNodes, keysIn, neverSchedulable, nodeShape, provisionerModes, textTimeline } from "../../scripts/rehearse-core";
+import { claimProblems, defaultNodes, keysIn, keysToChange, neverSchedulable, nodeShape, provisionerModes, textTimeline } from "../../scripts/rehearse-core";
 import { readStackFile, stackFilePath, stackSettings } from "../../scripts/stackfile";
 import { settings } from "./helpers";
 
@@ -169,7 +169,9 @@ describe("simulated nodes and scheduling verdicts", () => {
         expect(n.taints).toEqual([{ key: "gpu", value: "true", effect: "NoSchedule" }]);
         expect(n.allocatable).toEqual({ cpu: "96", memory: "1Ti", "amd.com/gpu": "8" });
         // The stack's default toleration (amd.com/gpu) does not cover this pool's taint.
-        expect(keysIn(neverSchedulable(gpuPod(1), [n], "amd.com/gpu")!)).toEqual(["cot-vr:cluster.tolerations"]);
+        expect(keysToChange(neverSchedulable(gpuPod(1), [n], "amd.com/gpu")!)).toEqual(["cot-vr:cluster.tolerations"]);
+        // The CPU node misses on more counts: the key is the GPU node's.
+        expect(keysToChange(neverSchedulable(gpuPod(9, {}, "teacher"), defaultNodes(), "amd.com/gpu")!)).toEqual(["cot-vr:teacher.gpus"]);
     });
 
     test("claims: a missing class or an access mode the provisioner lacks never binds", () => {

@@ -235,8 +235,9 @@ export interface Interval {
  * One row per GPU pod, drawn in `width` columns; times in estimated real hours (simulated seconds /
  * scale, the scale being simulated seconds per real hour).
  */
-export function textTimeline(rows: Interval[], opts: { scale: number; width?: number }): string {
+export function textTimeline(rows: Interval[], opts: { scale: number; width?: number; digits?: number }): string {
     const width = opts.width ?? 60;
+    const d = opts.digits ?? 1;
     if (rows.length === 0) return "(no GPU pods ran)";
     const t1 = Math.max(...rows.map((r) => r.end));
     const hours = (sim: number) => sim / opts.scale;
@@ -247,9 +248,9 @@ export function textTimeline(rows: Interval[], opts: { scale: number; width?: nu
         const a = col(r.start);
         const b = Math.max(a + 1, col(r.end) + (r.end >= t1 ? 1 : 0));
         const bar = " ".repeat(a) + "#".repeat(Math.min(width, b) - a) + " ".repeat(Math.max(0, width - b));
-        return `${label(r).padEnd(lw)} ${String(r.gpus).padStart(2)} GPU |${bar}| ${hours(r.start).toFixed(1)}-${hours(r.end).toFixed(1)} h`;
+        return `${label(r).padEnd(lw)} ${String(r.gpus).padStart(2)} GPU |${bar}| ${hours(r.start).toFixed(d)}-${hours(r.end).toFixed(d)} h`;
     });
-    const axis = `${"".padEnd(lw)}        0${"".padEnd(width - 1)}${hours(t1).toFixed(1)} h`;
+    const axis = `${"".padEnd(lw)}        0${"".padEnd(width - 1)}${hours(t1).toFixed(d)} h`;
     return [...lines, axis].join("\n");
 }
 

@@ -429,18 +429,19 @@ async function main(argv: string[]): Promise<number> {
         if (code !== 0) throw new Failure(`pulumi up failed (exit ${code}):\n${upOut.slice(-5000)}`);
 
         // What happened.
-        const hours = (sec: number) => (sec / scale).toFixed(1);
+        const digits = (t1 - t0) / 1000 / scale < 3 ? 2 : 1;
+        const hours = (sec: number) => (sec / scale).toFixed(digits);
         console.log("\nStages in the order they ran (estimated real hours from the start of the update):");
         for (const r of watch.order(t0, t1)) {
             console.log(`  ${hours(r.start).padStart(6)} - ${hours(r.end).padStart(6)} h  ${r.stage}${r.variant ? ` ${r.variant}` : ""}${r.gpus ? `  (${r.gpus} GPU)` : ""}`);
         }
         const rows = watch.intervals(t0, t1);
         console.log("\nGPU timeline (one row per GPU pod):");
-        console.log(textTimeline(rows, { scale }));
+        console.log(textTimeline(rows, { scale, digits }));
         const makespan = (t1 - t0) / 1000 / scale;
         const gh = gpuHours(rows, scale);
-        console.log(`\nmakespan ${makespan.toFixed(1)} h (pulumi up, simulated; includes the engine's and scheduler's own latency x${(3600 / scale).toFixed(0)})`);
-        console.log(`GPU-hours ${gh.toFixed(1)}`);
+        console.log(`\nmakespan ${makespan.toFixed(digits)} h (pulumi up, simulated; includes the engine's and scheduler's own latency x${(3600 / scale).toFixed(0)})`);
+        console.log(`GPU-hours ${gh.toFixed(digits)}`);
         const price = s.cluster.gpuHourPrice;
         console.log(price ? `cost ${(gh * price.amount).toFixed(2)} ${price.currency} at ${price.amount} ${price.currency} per GPU-hour` : `cost: set ${PROJECT}:cluster.gpuHourPrice to see it`);
         console.log(parallelNote);

@@ -48,7 +48,7 @@ describe("npm run rehearse", () => {
         expect(at("train qlora-90b")).toBeLessThan(at("evaluate qlora-90b"));
         expect(at("evaluate qlora-90b")).toBeLessThan(at("report"));
         // The teacher held its GPU while the generation ran (the real teacher_scale.py scaled it).
-        const timeline = out.slice(out.indexOf("GPU timeline"), out.indexOf("makespan"));
+        const timeline = out.slice(out.indexOf("GPU timeline"), out.indexOf("\nmakespan "));
         for (const row of ["teacher", "train lora-11b", "train qlora-90b", "evaluate base-90b", "sample base-11b"]) expect(timeline).toContain(row);
         const makespan = Number(/makespan ([0-9.]+) h/.exec(out)?.[1]);
         const gh = Number(/GPU-hours ([0-9.]+)/.exec(out)?.[1]);

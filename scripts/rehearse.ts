@@ -1,0 +1,471 @@
+// `npm run rehearse -- (--stack <name> | --config <Pulumi.<stack>.yaml>) [--like <kubeconfig>]
+//      [--scale <simulated seconds per real hour>] [--parallel N] [--bench <file>]... [--keep]`
+//
+// Runs the REAL `pulumi up` of a stack on a local control plane with simulated GPU nodes (the e2e
+// tier: test/e2e/toolchain.sh, cluster.sh, kwok), each Job running for its estimated duration
+// (scripts/estimate.ts) scaled down, then prints the order stages ran in, a GPU timeline, makespan,
+// GPU-hours and cost. Throw-away state: a local file backend and PULUMI_HOME in a temp dir; the
+// stack's cluster.kubeconfig/context are pointed at the local cluster. Nothing is written to the
+// user's Pulumi state or cluster (--like only reads nodes and StorageClasses).
+import * as k8s from "@kubernetes/client-node";
+import { spawn, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { parseArgs } from "util";
+import * as YAML from "yaml";
+import { ConfigError, PROJECT, Settings } from "../config";
+import {
+    BenchFigure, estimateStages, fmtDuration, parseBench, plan, pulumiDefaultParallel, requiredParallel, stageGraph, StageEstimate,
+    teacherLoadSeconds, timeoutProblems,
+} from "./estimate";
+import {
+    ClassShape, classManifest, classShape, claimProblems, defaultNodes, gpuHours, Interval, keysToChange, neverSchedulable, nodeManifest,
+    NodeShape, nodeShape, textTimeline,
+} from "./rehearse-core";
+import { readStackFile, stackFilePath, stackSettings } from "./stackfile";
+
+const ROOT = path.resolve(__dirname, "..");
+const E2E = path.join(ROOT, "test", "e2e");
+/** Without --scale, the estimated makespan is simulated in about this many seconds (the blog's ~36 h:
+ * ~3.3 s per real hour), never faster than 1 s per real hour nor slower than real time. */
+const TARGET_SIM_SECONDS = 120;
+export function defaultScale(makespanSeconds: number): number {
+    const hours = makespanSeconds / 3600;
+    return hours > 0 ? Math.min(3600, Math.max(1, TARGET_SIM_SECONDS / hours)) : 60;
+}
+/** A pod that no node can ever hold is reported once the scheduler said why (or after this long). */
+const UNSCHEDULABLE_GRACE_MS = 4000;
+
+const say = (msg: string) => console.log(`[rehearse] ${msg}`);
+class Failure extends Error {}
+
+interface Args {
+    stackFile: string;
+    like?: string;
+    scale?: number;
+    parallel?: number;
+    bench: string[];
+    keep: boolean;
+}
+
+function parse(argv: string[]): Args {
+    const { values } = parseArgs({
+        args: argv,
+        options: {
+            stack: { type: "string" }, config: { type: "string" }, like: { type: "string" }, scale: { type: "string" },
+            parallel: { type: "string" }, bench: { type: "string", multiple: true }, keep: { type: "boolean" },
+        },
+        strict: true,
+    });
+    if (!values.stack === !values.config) {
+        throw new Failure("usage: npm run rehearse -- (--stack <name> | --config <Pulumi.<stack>.yaml>) [--like <kubeconfig>] [--scale <sim s per real h>] [--parallel N] [--bench <file>] [--keep]");
+    }
+    const num = (v: string | undefined, what: string) => {
+        if (v === undefined) return undefined;
+        const n = Number(v);
+        if (!(n > 0)) throw new Failure(`--${what} must be a positive number`);
+        return n;
+    };
+    const stackFile = values.config ? path.resolve(values.config) : stackFilePath(values.stack!);
+    if (!fs.existsSync(stackFile)) throw new Failure(`no stack file ${stackFile}`);
+    return {
+        stackFile, like: values.like, scale: num(values.scale, "scale"),
+        parallel: num(values.parallel, "parallel"), bench: values.bench ?? [], keep: values.keep ?? false,
+    };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Processes
+
+function sh(cmd: string, args: string[], env: NodeJS.ProcessEnv, opts: { cwd?: string; input?: string } = {}) {
+    const r = spawnSync(cmd, args, { cwd: opts.cwd ?? ROOT, env, input: opts.input, encoding: "utf8", maxBuffer: 256 << 20 });
+    if (r.error) throw r.error;
+    return { code: r.status ?? -1, out: (r.stdout ?? "") + (r.stderr ?? ""), stdout: r.stdout ?? "" };
+}
+
+function must(r: { code: number; out: string }, what: string): string {
+    if (r.code !== 0) throw new Failure(`${what} failed (exit ${r.code}):\n${r.out.slice(-4000)}`);
+    return r.out;
+}
+
+/** PATH with the e2e toolchain, built on first use; its build log lines stream to the terminal. */
+async function toolchainPath(): Promise<string> {
+    say("toolchain: test/e2e/toolchain.sh (the first run builds Pulumi, the Kubernetes provider, etcd, kube-apiserver, ... from the Go module proxy: 20-40 minutes; cached after)");
+    const t0 = Date.now();
+    const cache = process.env.COT_E2E_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "cot-vr-e2e");
+    const p = spawn("bash", ["-c", `eval "$(bash "$1" --env)" && printf '%s' "$PATH"`, "toolchain", path.join(E2E, "toolchain.sh")], { stdio: ["ignore", "pipe", "inherit"] });
+    let out = "";
+    p.stdout.on("data", (d) => (out += d));
+    // Visible progress during a cold build: every 30 s, the newest build log's last line.
+    const ticker = setInterval(() => {
+        let newest: { f: string; m: number } | undefined;
+        for (const f of fs.existsSync(cache) ? fs.readdirSync(cache) : []) {
+            if (!f.endsWith(".build.log")) continue;
+            const m = fs.statSync(path.join(cache, f)).mtimeMs;
+            if (!newest || m > newest.m) newest = { f, m };
+        }
+        const last = newest ? fs.readFileSync(path.join(cache, newest.f), "utf8").trim().split("\n").pop()?.slice(0, 120) : "";
+        say(`toolchain: still building (${Math.round((Date.now() - t0) / 60000)} min) ${newest ? `${newest.f.replace(".build.log", "")}: ${last}` : ""}`);
+    }, 30000);
+    const code = await new Promise<number>((res) => p.on("close", (c) => res(c ?? 1)));
+    clearInterval(ticker);
+    if (code !== 0 || !out) throw new Failure("the e2e toolchain could not be built (see above); it needs Go and the Go module proxy");
+    return out;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The real cluster (--like): read only
+
+async function readLike(kubeconfig: string): Promise<{ nodes: NodeShape[]; classes: ClassShape[]; context: string }> {
+    const kc = new k8s.KubeConfig();
+    kc.loadFromFile(kubeconfig);
+    const core = kc.makeApiClient(k8s.CoreV1Api);
+    const storage = kc.makeApiClient(k8s.StorageV1Api);
+    const [nodes, classes] = await Promise.all([core.listNode(), storage.listStorageClass()]);
+    // Enough nodes to show the pool's shape without simulating a thousand-node cluster.
+    const items = nodes.items.slice(0, 64);
+    return {
+        nodes: items.map((n, i) => nodeShape(n as any, i)),
+        classes: classes.items.map((c) => classShape(c as any)),
+        context: kc.getCurrentContext(),
+    };
+}
+
+/** The classes of test/e2e/kwok/storageclasses.yaml (provisioner modes unknown: any mode binds). */
+function e2eClasses(): ClassShape[] {
+    const docs = YAML.parseAllDocuments(fs.readFileSync(path.join(E2E, "kwok", "storageclasses.yaml"), "utf8")).map((d) => d.toJS());
+    return docs.filter(Boolean).map((c) => ({ ...classShape(c), modes: undefined }));
+}
+
+// ---------------------------------------------------------------------------------------------------
+// The simulation of stage durations (test/e2e/sim.ts)
+
+interface Sim {
+    applyStageDurations(kubeconfig: string, durations: { stage: string; variant?: string; seconds: number }[], opts?: { teacherStartSeconds?: number }): unknown;
+    holdTeacherWhileGenerating(kubeconfig: string, namespace: string, run: string): unknown;
+}
+
+function loadSim(): Sim {
+    const file = path.join(E2E, "sim.ts");
+    if (!fs.existsSync(file)) throw new Failure(`${path.relative(ROOT, file)} is missing: it runs each simulated Job for its estimated duration`);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return require(file) as Sim;
+}
+
+/** Stops whatever a sim call returned (a stop function, an object with stop/close, or a promise of one). */
+async function stopHandle(h: unknown): Promise<void> {
+    const v: any = await Promise.resolve(h).catch(() => undefined);
+    if (typeof v === "function") await v();
+    else if (v && typeof v.stop === "function") await v.stop();
+    else if (v && typeof v.close === "function") await v.close();
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Watching the update
+
+interface Seen {
+    pod: any;
+    firstRunning?: number;
+    end?: number;
+}
+
+class Watch {
+    pods = new Map<string, Seen>();
+    jobs: any[] = [];
+    failure?: string;
+    private timer?: NodeJS.Timeout;
+    private busy = false;
+    private pendingSince = new Map<string, number>();
+    constructor(private env: NodeJS.ProcessEnv, private ns: string, private nodes: NodeShape[], private s: Settings, private onFail: () => void) {}
+
+    start(): void {
+        this.timer = setInterval(() => void this.tick(), 1000);
+    }
+    async stop(): Promise<void> {
+        if (this.timer) clearInterval(this.timer);
+        while (this.busy) await new Promise((r) => setTimeout(r, 50));
+        await this.tick();
+    }
+    private get(kind: string): Promise<any[]> {
+        return new Promise((resolve) => {
+            const p = spawn("kubectl", ["-n", this.ns, "get", kind, "-o", "json"], { env: this.env });
+            let out = "";
+            p.stdout.on("data", (d) => (out += d));
+            p.on("close", (code) => {
+                try {
+                    resolve(code === 0 ? JSON.parse(out).items : []);
+                } catch {
+                    resolve([]);
+                }
+            });
+        });
+    }
+    private async tick(): Promise<void> {
+        if (this.busy) return;
+        this.busy = true;
+        try {
+            const [pods, jobs, pvcs] = await Promise.all([this.get("pods"), this.get("jobs"), this.get("pvc")]);
+            if (jobs.length) this.jobs = jobs;
+            const now = Date.now();
+            const present = new Set<string>();
+            for (const p of pods) {
+                const id = p.metadata.uid;
+                present.add(id);
+                const seen = this.pods.get(id) ?? { pod: p };
+                seen.pod = p;
+                const running = p.status?.phase === "Running" || p.status?.phase === "Succeeded" || p.status?.phase === "Failed";
+                if (running && seen.firstRunning === undefined) seen.firstRunning = p.status?.startTime ? Date.parse(p.status.startTime) : now;
+                const term = p.status?.containerStatuses?.[0]?.state?.terminated?.finishedAt;
+                if (term) seen.end = Date.parse(term);
+                this.pods.set(id, seen);
+                this.checkScheduling(p, pvcs, now);
+            }
+            // Pods that went away (the teacher scaled back to 0) end when last seen.
+            for (const [id, seen] of this.pods) if (!present.has(id) && seen.end === undefined) seen.end = now;
+        } finally {
+            this.busy = false;
+        }
+    }
+    private checkScheduling(p: any, pvcs: any[], now: number): void {
+        const cond = (p.status?.conditions ?? []).find((c: any) => c.type === "PodScheduled" && c.status === "False");
+        if (!cond || this.failure) {
+            this.pendingSince.delete(p.metadata.uid);
+            return;
+        }
+        const since = this.pendingSince.get(p.metadata.uid) ?? now;
+        this.pendingSince.set(p.metadata.uid, since);
+        const owner = p.metadata.ownerReferences?.[0];
+        const what = `pod ${p.metadata.name} (${owner ? `${owner.kind} ` : ""}stage ${p.metadata.labels?.["cot-vr/stage"] ?? "?"}${p.metadata.labels?.["cot-vr/variant"] ? ` ${p.metadata.labels["cot-vr/variant"]}` : ""})`;
+        // A claim that never binds: the scheduler says "unbound immediate PersistentVolumeClaims".
+        const unbound = pvcs.filter((c) => c.status?.phase !== "Bound" && (p.spec.volumes ?? []).some((v: any) => v.persistentVolumeClaim?.claimName === c.metadata.name));
+        if (unbound.length && now - since > 15000) {
+            const vols = unbound.map((c) => `${c.metadata.name} (class ${c.spec.storageClassName ?? "none"}, ${c.spec.accessModes?.join(",")})`);
+            this.fail(`${what} waits for claims that never bound: ${vols.join("; ")}\n  scheduler: ${cond.message}\n  change: ${PROJECT}:storage.storageClass or ${PROJECT}:storage.<volume>.accessMode / existingClaim`);
+            return;
+        }
+        const never = neverSchedulable(p, this.nodes, this.s.cluster.gpuResource);
+        if (never && (cond.message || now - since > UNSCHEDULABLE_GRACE_MS)) {
+            const keys = keysToChange(never);
+            this.fail(`${what} can never be scheduled on these nodes\n  scheduler: ${cond.message ?? cond.reason}\n  per node:\n${never.map((l) => `    ${l}`).join("\n")}\n  change: ${keys.join(", ")}`);
+        }
+    }
+    private fail(msg: string): void {
+        this.failure = msg;
+        this.onFail();
+    }
+    /** When the first pod started running (wall-clock ms). */
+    firstStart(): number | undefined {
+        const t = [...this.pods.values()].map((p) => p.firstRunning).filter((x): x is number => x !== undefined);
+        return t.length ? Math.min(...t) : undefined;
+    }
+    /** GPU pod intervals in simulated seconds from t0. */
+    intervals(t0: number, now: number): Interval[] {
+        const out: Interval[] = [];
+        for (const { pod, firstRunning, end } of this.pods.values()) {
+            let gpus = 0;
+            for (const c of pod.spec?.containers ?? []) gpus += Number(c.resources?.limits?.[this.s.cluster.gpuResource] ?? 0);
+            if (!gpus || firstRunning === undefined) continue;
+            out.push({
+                name: pod.metadata.name, stage: pod.metadata.labels?.["cot-vr/stage"] ?? "?", variant: pod.metadata.labels?.["cot-vr/variant"],
+                gpus, node: pod.spec.nodeName, start: (firstRunning - t0) / 1000, end: ((end ?? now) - t0) / 1000,
+            });
+        }
+        return out;
+    }
+    /** Job pods in the order they started: stage, variant, start, end (simulated seconds). */
+    order(t0: number, now: number): { stage: string; variant?: string; start: number; end: number; gpus: number }[] {
+        const rows = [];
+        for (const { pod, firstRunning, end } of this.pods.values()) {
+            if (firstRunning === undefined) continue;
+            let gpus = 0;
+            for (const c of pod.spec?.containers ?? []) gpus += Number(c.resources?.limits?.[this.s.cluster.gpuResource] ?? 0);
+            rows.push({ stage: pod.metadata.labels?.["cot-vr/stage"] ?? "?", variant: pod.metadata.labels?.["cot-vr/variant"], start: (firstRunning - t0) / 1000, end: ((end ?? now) - t0) / 1000, gpus });
+        }
+        return rows.sort((a, b) => a.start - b.start);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+function printPlan(s: Settings, est: StageEstimate[], scale: number): void {
+    const p = plan(stageGraph(s), est);
+    say(`estimated durations on MI300X (estimates: see scripts/estimate.ts; --bench replaces the fine-tune figures):`);
+    for (const e of p.stages) {
+        console.log(`  ${e.id.padEnd(28)} ${fmtDuration(e.seconds).padStart(6)}  ${e.gpus ? `${e.gpus} GPU` : "     "}  ${e.basis}`);
+    }
+    say(`estimate with unlimited GPUs: makespan ${fmtDuration(p.makespan)}, ${p.gpuHours.toFixed(1)} GPU-hours; critical path ${p.criticalPath.join(" -> ")}`);
+    say(`simulated at ${scale.toPrecision(3)} s per real hour (--scale): about ${Math.round(p.makespan / 3600 * scale)} s`);
+}
+
+async function main(argv: string[]): Promise<number> {
+    const a = parse(argv);
+    const sf = readStackFile(a.stackFile);
+    const { settings: s } = stackSettings(sf, { placeholderSecrets: true });
+    const bench: BenchFigure[] = a.bench.map((f) => parseBench(fs.readFileSync(f, "utf8"), f));
+    const graph = stageGraph(s);
+    const est = estimateStages(s, { bench });
+    const scale = a.scale ?? defaultScale(plan(graph, est).makespan);
+    say(`stack ${sf.stack} (${path.relative(process.cwd(), a.stackFile) || a.stackFile}), run ${s.run}, namespace ${s.cluster.namespace}`);
+    printPlan(s, est, scale);
+
+    // Before any cluster: timeouts shorter than the estimates.
+    const tp = timeoutProblems(s, est);
+    if (tp.length) throw new Failure(`a stage would be cut off by its timeout:\n${tp.map((x) => `  - ${x}`).join("\n")}`);
+
+    const need = requiredParallel(graph, est);
+    const given = a.parallel ?? pulumiDefaultParallel(os.cpus().length);
+    const parallelNote = `this stack needs pulumi up --parallel >= ${need.parallel} (up to ${need.parallel} awaited Jobs can run at once, ${need.gpuJobs} of them on GPUs; each holds an engine slot for its whole run)`;
+    say(parallelNote);
+    if (given < need.parallel) {
+        say(`WARNING: --parallel ${given}${a.parallel ? "" : ` (pulumi's default here: 4 x ${os.cpus().length} CPUs)`} would serialise stages: run pulumi up --parallel ${need.parallel}`);
+    }
+
+    // The cluster to simulate.
+    let nodes = defaultNodes();
+    let classes = e2eClasses();
+    if (a.like) {
+        const like = await readLike(a.like);
+        say(`--like ${a.like} (context ${like.context}): ${like.nodes.length} nodes, ${like.nodes.filter((n) => Number(n.allocatable[s.cluster.gpuResource] ?? 0) > 0).length} with ${s.cluster.gpuResource}; StorageClasses ${like.classes.map((c) => `${c.name}${c.isDefault ? " (default)" : ""}`).join(", ") || "none"} (read only)`);
+        nodes = like.nodes;
+        classes = like.classes;
+    }
+    const cp = claimProblems(s, classes);
+    if (cp.length) throw new Failure(`a volume claim would never bind:\n${cp.map((x) => `  - ${x}`).join("\n")}`);
+    const sim = loadSim();
+
+    const pathEnv = await toolchainPath();
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), "cot-vr-rehearse-"));
+    const cluster = path.join(work, "cluster");
+    const kubeconfig = path.join(cluster, "kubeconfig");
+    const env: NodeJS.ProcessEnv = {
+        ...process.env, PATH: pathEnv, KUBECONFIG: kubeconfig,
+        PULUMI_BACKEND_URL: `file://${path.join(work, "state")}`, PULUMI_HOME: path.join(work, "pulumi-home"),
+        PULUMI_CONFIG_PASSPHRASE: "rehearsal", PULUMI_SKIP_UPDATE_CHECK: "true", PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+        PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK: "true", NO_COLOR: "1",
+    };
+    for (const d of ["state", "pulumi-home"]) fs.mkdirSync(path.join(work, d), { recursive: true });
+    const handles: unknown[] = [];
+    let clusterUp = false;
+    const teardown = async () => {
+        for (const h of handles) await stopHandle(h).catch(() => undefined);
+        if (a.keep) {
+            say(`kept: KUBECONFIG=${kubeconfig}; stop with: bash test/e2e/cluster.sh stop ${cluster}; work dir ${work}`);
+        } else if (clusterUp) {
+            sh("bash", [path.join(E2E, "cluster.sh"), "stop", cluster], env);
+            fs.rmSync(work, { recursive: true, force: true });
+        }
+    };
+    const onSignal = () => void teardown().then(() => process.exit(130));
+    process.once("SIGINT", onSignal);
+    process.once("SIGTERM", onSignal);
+    try {
+        say("starting the local control plane (test/e2e/cluster.sh)");
+        clusterUp = true;
+        must(sh("bash", [path.join(E2E, "cluster.sh"), "start", cluster], env), "cluster.sh start");
+        // Replace the e2e tier's nodes and classes by the simulated cluster's.
+        const kubectl = (args: string[], input?: string) => must(sh("kubectl", args, env, { input }), `kubectl ${args.slice(0, 3).join(" ")}`);
+        kubectl(["delete", "nodes", "--all", "--wait=false"]);
+        kubectl(["delete", "storageclasses", "--all"]);
+        const docs = [...nodes.map(nodeManifest), ...classes.map(classManifest)];
+        kubectl(["create", "-f", "-"], docs.map((d) => YAML.stringify(d)).join("---\n"));
+        kubectl(["wait", "--for=condition=Ready", "node", "--all", "--timeout=60s"]);
+        for (let i = 0; i < 100; i++) {
+            if (!/node\.kubernetes\.io\//.test(kubectl(["get", "nodes", "-o", "jsonpath={.items[*].spec.taints[*].key}"]))) break;
+            await new Promise((r) => setTimeout(r, 300));
+        }
+        say(`simulated nodes: ${nodes.map((n) => `${n.name}${n.allocatable[s.cluster.gpuResource] ? ` (${n.allocatable[s.cluster.gpuResource]} GPUs)` : ""}`).join(", ")}`);
+
+        // What the stack expects to exist already: its namespace (createNamespace false) and existing claims.
+        const ns = s.cluster.namespace;
+        const existing = (["models", "data", "checkpoints", "results"] as const).filter((v) => s.storage[v].existingClaim);
+        if (!s.cluster.createNamespace || existing.length) kubectl(["create", "namespace", ns]);
+        for (const v of existing) {
+            const vol = s.storage[v];
+            kubectl(["create", "-f", "-"], YAML.stringify({
+                apiVersion: "v1", kind: "PersistentVolumeClaim", metadata: { name: vol.existingClaim, namespace: ns },
+                spec: { accessModes: [vol.accessMode], resources: { requests: { storage: vol.size } }, ...(s.storage.storageClass ? { storageClassName: s.storage.storageClass } : {}) },
+            }));
+            say(`storage.${v}.existingClaim ${vol.existingClaim}: created in the simulation (on your cluster it must exist in namespace ${ns})`);
+        }
+
+        // A copy of the project with the stack pointed at the local cluster.
+        const proj = path.join(work, "project");
+        fs.mkdirSync(path.join(proj, "stacks"), { recursive: true });
+        for (const e of fs.readdirSync(ROOT)) {
+            if (["node_modules", ".git", "render", "out", ".ci", "images", "test", "stacks"].includes(e)) continue;
+            fs.cpSync(path.join(ROOT, e), path.join(proj, e), { recursive: true });
+        }
+        fs.symlinkSync(path.join(ROOT, "node_modules"), path.join(proj, "node_modules"));
+        fs.copyFileSync(a.stackFile, path.join(proj, "stacks", `Pulumi.${sf.stack}.yaml`));
+        const pulumi = (...args: string[]) => must(sh("pulumi", [...args, "--stack", sf.stack, "--non-interactive"], env, { cwd: proj }), `pulumi ${args[0]} ${args[1] ?? ""}`);
+        must(sh("pulumi", ["stack", "init", sf.stack, "--non-interactive"], env, { cwd: proj }), "pulumi stack init");
+        pulumi("config", "set-all", "--path", "--plaintext", `${PROJECT}:cluster.kubeconfig=${kubeconfig}`, "--plaintext", `${PROJECT}:cluster.context=e2e`);
+        for (const k of sf.unsetSecrets) {
+            const key = k.slice(PROJECT.length + 1);
+            if (key === "hfToken" || (key === "wandbApiKey" && s.trainings.some(([, v]) => v.metricLogger === "wandb")) || (key === "registryPassword" && s.images.build)) {
+                pulumi("config", "set", "--secret", k, "rehearsal-placeholder");
+            }
+        }
+
+        // Simulated durations.
+        const durations = est.filter((e) => e.stage !== "teacher").map((e) => ({ stage: e.stage, variant: e.variant, seconds: e.seconds / 3600 * scale }));
+        // The teacher pod turns Ready after its estimated start; the generation's estimate includes it.
+        const teacherStart = teacherLoadSeconds() / 3600 * scale;
+        handles.push(await sim.applyStageDurations(kubeconfig, durations, { teacherStartSeconds: teacherStart }));
+        if (s.stages.generate && !s.teacher.keep) handles.push(sim.holdTeacherWhileGenerating(kubeconfig, s.cluster.namespace, s.run));
+
+        const upArgs = ["up", "--yes", "--skip-preview", "--stack", sf.stack, "--non-interactive"];
+        if (a.parallel) upArgs.push("--parallel", String(a.parallel));
+        say(`pulumi ${upArgs.join(" ")} (real engine, throw-away backend in ${work})`);
+        const up = spawn("pulumi", upArgs, { cwd: proj, env, stdio: ["ignore", "pipe", "pipe"] });
+        let upOut = "";
+        const log = fs.createWriteStream(path.join(work, "pulumi-up.log"));
+        up.stdout.on("data", (d) => { upOut += d; log.write(d); });
+        up.stderr.on("data", (d) => { upOut += d; log.write(d); });
+        const watch = new Watch(env, s.cluster.namespace, nodes, s, () => up.kill("SIGINT"));
+        const t0 = Date.now();
+        watch.start();
+        const code = await new Promise<number>((res) => up.on("close", (c) => res(c ?? 1)));
+        const t1 = Date.now();
+        await watch.stop();
+        // From the first pod: the engine's own start (seconds) would read as an hour at this scale.
+        const tStart = watch.firstStart() ?? t0;
+        log.end();
+        if (watch.failure) throw new Failure(`the real run would stall here:\n  ${watch.failure}`);
+        if (code !== 0) throw new Failure(`pulumi up failed (exit ${code}):\n${upOut.slice(-5000)}`);
+
+        // What happened.
+        const digits = (t1 - tStart) / 1000 / scale < 3 ? 2 : 1;
+        const hours = (sec: number) => (sec / scale).toFixed(digits);
+        console.log("\nStages in the order they ran (estimated real hours from the start of the update):");
+        for (const r of watch.order(tStart, t1)) {
+            console.log(`  ${hours(r.start).padStart(6)} - ${hours(r.end).padStart(6)} h  ${r.stage}${r.variant ? ` ${r.variant}` : ""}${r.gpus ? `  (${r.gpus} GPU)` : ""}`);
+        }
+        const rows = watch.intervals(tStart, t1);
+        console.log("\nGPU timeline (one row per GPU pod):");
+        console.log(textTimeline(rows, { scale, digits }));
+        const makespan = (t1 - tStart) / 1000 / scale;
+        const gh = gpuHours(rows, scale);
+        console.log(`\nmakespan ${makespan.toFixed(digits)} h (first pod to the end of pulumi up, simulated; the scheduler's and engine's latency between stages counts x${(3600 / scale).toFixed(0)})`);
+        console.log(`GPU-hours ${gh.toFixed(digits)}`);
+        const price = s.cluster.gpuHourPrice;
+        console.log(price ? `cost ${(gh * price.amount).toFixed(2)} ${price.currency} at ${price.amount} ${price.currency} per GPU-hour` : `cost: set ${PROJECT}:cluster.gpuHourPrice to see it`);
+        console.log(parallelNote);
+        if (given < need.parallel) console.log(`WARNING: with --parallel ${given} the engine serialised stages; use --parallel ${need.parallel}`);
+        console.log("timeline PNG: not drawn (images/trainer/report.py has no timeline chart yet)");
+        return 0;
+    } finally {
+        await teardown();
+    }
+}
+
+if (require.main === module) {
+    main(process.argv.slice(2)).then((code) => process.exit(code), (e) => {
+        if (e instanceof Failure || e instanceof ConfigError) console.error(`[rehearse] FAILED: ${e.message}`);
+        else console.error(e);
+        process.exit(1);
+    });
+}
+
+export { main };

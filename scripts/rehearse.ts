@@ -26,6 +26,35 @@ import {
 import { readStackFile, stackFilePath, stackSettings } from "./stackfile";
 
 const ROOT = path.resolve(__dirname, "..");
+
+/**
+ * Draws the GPU timeline with the report's own chart (images/trainer/report.py render_timeline), so a
+ * rehearsal and a real run's report look alike. Needs python3 with matplotlib; says so otherwise.
+ */
+function timelinePng(stack: string, rows: Interval[], scale: number, gpuHoursTotal: number): string {
+    const t0 = Date.UTC(2026, 0, 1);
+    const iso = (simSec: number) => new Date(t0 + (simSec / scale) * 3600 * 1000).toISOString().replace(/\.\d+Z$/, "Z");
+    const report = {
+        run: `${stack} (rehearsal)`,
+        total_gpu_hours: gpuHoursTotal,
+        jobs: rows.map((r) => ({ job: r.name, stage: r.stage, variant: r.variant ?? null, gpus: r.gpus, start: iso(r.start), seconds: ((r.end - r.start) / scale) * 3600 })),
+    };
+    const out = path.join(ROOT, "out", "rehearse", stack);
+    fs.mkdirSync(out, { recursive: true });
+    fs.writeFileSync(path.join(out, "timeline.json"), JSON.stringify(report, null, 2));
+    const png = path.join(out, "gpu_timeline.png");
+    const code = [
+        "import json, sys",
+        `sys.path[:0] = [${JSON.stringify(path.join(ROOT, "images", "trainer"))}, ${JSON.stringify(path.join(ROOT, "images", "common"))}]`,
+        "import report",
+        `data = report.render_timeline(json.load(open(${JSON.stringify(path.join(out, "timeline.json"))})))`,
+        `open(${JSON.stringify(png)}, "wb").write(data)`,
+    ].join("\n");
+    const r = spawnSync("python3", ["-c", code], { encoding: "utf8" });
+    return r.status === 0
+        ? `timeline PNG: ${path.relative(process.cwd(), png)} (the report's chart)`
+        : `timeline PNG: not drawn (python3 with matplotlib is needed: ${(r.stderr || r.error?.message || "").trim().split("\n").pop()}); the rows are in ${path.relative(process.cwd(), path.join(out, "timeline.json"))}`;
+}
 const E2E = path.join(ROOT, "test", "e2e");
 /** Without --scale, the estimated makespan is simulated in about this many seconds (the blog's ~36 h:
  * ~3.3 s per real hour), never faster than 1 s per real hour nor slower than real time. */
@@ -453,7 +482,7 @@ async function main(argv: string[]): Promise<number> {
         console.log(price ? `cost ${(gh * price.amount).toFixed(2)} ${price.currency} at ${price.amount} ${price.currency} per GPU-hour` : `cost: set ${PROJECT}:cluster.gpuHourPrice to see it`);
         console.log(parallelNote);
         if (given < need.parallel) console.log(`WARNING: with --parallel ${given} the engine serialised stages; use --parallel ${need.parallel}`);
-        console.log("timeline PNG: not drawn (images/trainer/report.py has no timeline chart yet)");
+        console.log(timelinePng(s.stack, rows, scale, gh));
         return 0;
     } finally {
         await teardown();

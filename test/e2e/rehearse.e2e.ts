@@ -63,16 +63,16 @@ describe("npm run rehearse", () => {
         expect(out).not.toContain("kept: KUBECONFIG");
     });
 
-    test("a teacher asking more GPUs than a node has stops the rehearsal with the scheduler's reason and the key", () => {
-        const file = stackVariant("smoke", "rehearse-9gpu", (c) => {
-            c["cot-vr:teacher"] = { gpus: 9 };
+    test("GPU pods whose node selector no node matches stop the rehearsal with the scheduler's reason and the key", () => {
+        // (A teacher asking more GPUs than a node has is a config error now: 1, 2, 4 or 8 only.)
+        const file = stackVariant("smoke", "rehearse-selector", (c) => {
+            c["cot-vr:cluster"] = { ...(c["cot-vr:cluster"] ?? {}), nodeSelector: { "amd.com/gpu.device-id": "ffff" } };
         });
         const r = rehearse("--config", file, "--scale", "60");
         expect(r.code).toBe(1);
         expect(r.out).toContain("can never be scheduled");
-        expect(r.out).toMatch(/scheduler: 0\/2 nodes are available:.*Insufficient amd\.com\/gpu/);
-        expect(r.out).toContain("change: cot-vr:teacher.gpus");
-        expect(r.out).toMatch(/pod smoke-teacher-\S+ \(ReplicaSet stage teacher\)/);
+        expect(r.out).toMatch(/scheduler: 0\/2 nodes are available:.*node affinity\/selector/);
+        expect(r.out).toContain("change: cot-vr:cluster.nodeSelector");
     });
 
     test("a timeout shorter than the estimate fails before any cluster starts", () => {

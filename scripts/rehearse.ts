@@ -50,7 +50,17 @@ function timelinePng(stack: string, rows: Interval[], scale: number, gpuHoursTot
         `data = report.render_timeline(json.load(open(${JSON.stringify(path.join(out, "timeline.json"))})))`,
         `open(${JSON.stringify(png)}, "wb").write(data)`,
     ].join("\n");
-    const r = spawnSync("python3", ["-c", code], { encoding: "utf8" });
+    // python3, else the Python tier's venv (`npm test` makes it; it has matplotlib).
+    const venvs = ((): string[] => {
+        const dir = path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "cot-vr-py");
+        try {
+            return fs.readdirSync(dir).map((d) => path.join(dir, d, "bin", "python")).filter((p) => fs.existsSync(p));
+        } catch {
+            return [];
+        }
+    })();
+    let r = spawnSync("python3", ["-c", code], { encoding: "utf8" });
+    for (const py of venvs) if (r.status !== 0) r = spawnSync(py, ["-c", code], { encoding: "utf8" });
     return r.status === 0
         ? `timeline PNG: ${path.relative(process.cwd(), png)} (the report's chart)`
         : `timeline PNG: not drawn (python3 with matplotlib is needed: ${(r.stderr || r.error?.message || "").trim().split("\n").pop()}); the rows are in ${path.relative(process.cwd(), path.join(out, "timeline.json"))}`;

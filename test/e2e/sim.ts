@@ -203,18 +203,19 @@ export async function applyStageDurations(kubeconfig: string, durations: StageDu
 type Time = string | Date | undefined | null;
 const ms = (t: Time) => (t ? new Date(t).getTime() : NaN);
 
-function loadKubeConfig(kubeconfig: string): k8s.KubeConfig {
+export function loadKubeConfig(kubeconfig: string): k8s.KubeConfig {
     const kc = new k8s.KubeConfig();
     kc.loadFromFile(kubeconfig);
     return kc;
 }
 
 /**
- * List and watch the namespace's pods (a watch without resourceVersion starts with every existing pod),
- * re-watching from the last resourceVersion when the server closes the stream.
+ * List and watch the objects of a collection path (e.g. /api/v1/namespaces/NS/pods; a watch without
+ * resourceVersion starts with every existing object), re-watching from the last resourceVersion when
+ * the server closes the stream.
  */
-function watchPods(kc: k8s.KubeConfig, namespace: string, labelSelector: string | undefined,
-    onEvent: (type: string, pod: any) => void): { stop(): void; synced: Promise<void> } {
+export function watchObjects(kc: k8s.KubeConfig, apiPath: string, labelSelector: string | undefined,
+    onEvent: (type: string, obj: any) => void): { stop(): void; synced: Promise<void> } {
     const watch = new k8s.Watch(kc);
     let rv: string | undefined;
     let stopped = false;
@@ -223,7 +224,7 @@ function watchPods(kc: k8s.KubeConfig, namespace: string, labelSelector: string 
     const synced = new Promise<void>((r) => (markSynced = r));
     const start = () => {
         if (stopped) return;
-        watch.watch(`/api/v1/namespaces/${namespace}/pods`, { labelSelector, resourceVersion: rv, allowWatchBookmarks: true },
+        watch.watch(apiPath, { labelSelector, resourceVersion: rv, allowWatchBookmarks: true },
             (type, obj) => {
                 if (obj?.metadata?.resourceVersion) rv = obj.metadata.resourceVersion;
                 if (type === "BOOKMARK") return;
@@ -236,6 +237,12 @@ function watchPods(kc: k8s.KubeConfig, namespace: string, labelSelector: string 
     };
     start();
     return { stop: () => { stopped = true; current?.abort(); }, synced };
+}
+
+/** watchObjects of a namespace's pods. */
+export function watchPods(kc: k8s.KubeConfig, namespace: string, labelSelector: string | undefined,
+    onEvent: (type: string, pod: any) => void): { stop(): void; synced: Promise<void> } {
+    return watchObjects(kc, `/api/v1/namespaces/${namespace}/pods`, labelSelector, onEvent);
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -78,13 +78,13 @@ def test_patch_applies_once_and_adds_compile_encoder(patched_recipe: Path) -> No
 @pytest.fixture()
 def tiny_lora_checkpoint(tmp_path: Path) -> Path:
     import torch
-    from tinyvision import tiny_lora_llama3_2_vision
+    from tinyvision import tiny_wide_lora_llama3_2_vision
 
     folder = tmp_path / "tinyckpt"
     folder.mkdir()
     cfg = shipped_train_config()["model"]
     kwargs = {k: v for k, v in cfg.items() if k not in ("_component_", "image_size")}
-    torch.save(tiny_lora_llama3_2_vision(**kwargs).state_dict(), folder / "model.pt")
+    torch.save(tiny_wide_lora_llama3_2_vision(**kwargs).state_dict(), folder / "model.pt")
     return folder
 
 
@@ -92,7 +92,7 @@ def test_patched_recipe_trains_one_step_with_the_fast_settings(tmp_path: Path, p
                                                                tiny_tiktoken: Path, make_cot_dataset) -> None:
     cfg = shipped_train_config()
     out = tmp_path / "out"
-    cfg["model"]["_component_"] = "tinyvision.tiny_lora_llama3_2_vision"
+    cfg["model"]["_component_"] = "tinyvision.tiny_wide_lora_llama3_2_vision"
     cfg["model"]["image_size"] = 112
     cfg["tokenizer"].update({"path": str(tiny_tiktoken), "image_size": 112, "max_seq_len": 512})
     cfg["checkpointer"] = {
@@ -127,7 +127,7 @@ def test_patched_recipe_trains_one_step_with_the_fast_settings(tmp_path: Path, p
 
 def bench_config(tmp_path: Path, variant: str, **extra) -> Path:
     cfg = shipped_train_config(variant)
-    cfg["model"]["_component_"] = "tinyvision.tiny_lora_llama3_2_vision"
+    cfg["model"]["_component_"] = "tinyvision.tiny_wide_lora_llama3_2_vision"
     cfg["model"]["image_size"] = 112
     cfg["tokenizer"]["image_size"] = 112
     cfg.update({"batch_size": 2, "gradient_accumulation_steps": 1, **extra})

@@ -73,7 +73,7 @@ def tiny_llama3_2_vision(eot_bias: float = 0.0, image_size: int = TILE) -> DeepF
     return DeepFusionModel(encoder=encoder, decoder=decoder, encoder_trainable=False, decoder_trainable=False, fusion_trainable=False)
 
 
-def tiny_lora_llama3_2_vision(
+def tiny_wide_lora_llama3_2_vision(
     lora_attn_modules: list[str],
     decoder_trainable: str = "frozen",
     encoder_trainable: str = "lora",
@@ -86,7 +86,8 @@ def tiny_lora_llama3_2_vision(
     image_size: int = TILE,
     quantize_base: bool = False,
 ) -> DeepFusionModel:
-    """`lora_llama3_2_vision_11b` (the shipped fine-tune's builder) at a tiny width: the same
+    """`lora_llama3_2_vision_11b` (the shipped fine-tune's builder) at a tiny width, for the benchmark
+    (tiny_lora_llama3_2_vision above is narrower, for the recipe runs): the same
     keyword arguments, so a rendered train config's `model:` block binds to it unchanged.
 
     Widths are multiples of 128 so that QLoRA's NF4 (blocks of 64 x 256 scalers) can quantize

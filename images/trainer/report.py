@@ -23,12 +23,9 @@ import datetime as dt
 import io
 import json
 import math
-import os
-import ssl
 import sys
 import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -40,6 +37,7 @@ from cotvr_common import (  # noqa: E402
     EXIT_NO_METRICS,
     EXIT_OK,
     CotvrError,
+    KubeApi,
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
@@ -49,7 +47,6 @@ from cotvr_common import (  # noqa: E402
     utc_now,
 )
 
-SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 STAGE_LABEL = "cot-vr/stage"
 VARIANT_LABEL = "cot-vr/variant"
 METRIC_COLUMNS = ("exact_match", "relaxed_accuracy", "anywhere_accuracy")
@@ -117,18 +114,10 @@ def _parse_quantity(value: Any) -> float:
         return 0.0
 
 
-def fetch_jobs(api: str, namespace: str, selector: str, token: str | None, ca_file: str | None, timeout: float = 30.0) -> list[dict[str, Any]]:
+def fetch_jobs(kube: KubeApi, namespace: str, selector: str) -> list[dict[str, Any]]:
     query = urllib.parse.urlencode({"labelSelector": selector}) if selector else ""
-    url = f"{api.rstrip('/')}/apis/batch/v1/namespaces/{urllib.parse.quote(namespace)}/jobs" + (f"?{query}" if query else "")
-    request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    context = None
-    if url.startswith("https://"):
-        context = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
-    with urllib.request.urlopen(request, timeout=timeout, context=context) as response:  # noqa: S310
-        body = json.loads(response.read().decode("utf-8"))
-    items = body.get("items", [])
+    body = kube.request("GET", f"/apis/batch/v1/namespaces/{urllib.parse.quote(namespace)}/jobs" + (f"?{query}" if query else ""))
+    items = (body or {}).get("items", [])
     return [item for item in items if isinstance(item, dict)]
 
 
@@ -217,14 +206,6 @@ def stage_totals(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, float
         entry["seconds"] += row["seconds"] or 0.0
         entry["gpu_hours"] = round(entry["gpu_hours"] + (row["gpu_hours"] or 0.0), 3)
     return totals
-
-
-def in_cluster_api() -> tuple[str | None, str | None, str | None]:
-    host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-    api = f"https://{host}:{port}" if host else None
-    token_file, ca_file = SA_DIR / "token", SA_DIR / "ca.crt"
-    token = token_file.read_text(encoding="utf-8").strip() if token_file.is_file() else None
-    return api, token, str(ca_file) if ca_file.is_file() else None
 
 
 # ---------------------------------------------------------------- rendering
@@ -430,17 +411,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     jobs: list[dict[str, Any]] | None = None
     if not args.no_jobs:
-        api, token, ca_file = in_cluster_api()
-        api = args.api or api
-        if args.token_file:
-            token = args.token_file.read_text(encoding="utf-8").strip()
-        ca_file = args.ca_file or ca_file
+        found = KubeApi.in_cluster()
+        api = args.api or (found.api if found else None)
+        token = args.token_file.read_text(encoding="utf-8").strip() if args.token_file else (found.token if found else None)
+        ca_file = args.ca_file or (found.ca_file if found else None)
         selector = str(spec.get("jobSelector") or f"cot-vr/run={args.run}")
         if not api:
             warnings.append("not running in a cluster and no --api given: GPU time not reported")
         else:
             try:
-                jobs = fetch_jobs(api, args.namespace, selector, token, ca_file)
+                jobs = fetch_jobs(KubeApi(api, token, ca_file), args.namespace, selector)
                 log(f"read {len(jobs)} Jobs ({selector}) from {api}")
             except (urllib.error.URLError, OSError, ValueError) as err:
                 warnings.append(f"could not read Jobs from {api}: {err}; GPU time not reported")

@@ -5,7 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings, TrainVariant } from "../config";
-import { jobArgs, stageJob } from "./job";
+import { jobArgs, stageJob, withoutEdges } from "./job";
 import { jobName, labels, shortHash } from "./naming";
 import { benchOutputPath, configFile, programCommand } from "./paths";
 import { resources, StageContext, storageVolumes } from "./pod";
@@ -49,7 +49,7 @@ export class Benchmark extends pulumi.ComponentResource {
     public readonly jobName: string;
 
     constructor(name: string, args: { ctx: StageContext; variant: string; train: TrainVariant }, opts?: pulumi.ComponentResourceOptions) {
-        super("cot-vr:stages:Benchmark", name, {}, opts);
+        super("cot-vr:stages:Benchmark", name, {}, withoutEdges(opts));
         const { ctx, variant, train } = args;
         const { job, jobName } = stageJob(this, name, {
             ctx,

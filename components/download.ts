@@ -3,7 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { MODEL_FACTS, ModelSize } from "../config";
-import { jobArgs, stageJob } from "./job";
+import { jobArgs, stageJob, withoutEdges } from "./job";
 import { jobName, labels, shortHash } from "./naming";
 import { modelDir, programCommand } from "./paths";
 import { hfEnv, StageContext, storageVolumes } from "./pod";
@@ -50,7 +50,7 @@ export class Download extends pulumi.ComponentResource {
     public readonly jobName: string;
 
     constructor(name: string, args: { ctx: StageContext; size: ModelSize }, opts?: pulumi.ComponentResourceOptions) {
-        super("cot-vr:stages:Download", name, {}, { ...opts, aliases: [{ type: "cot-vr:stages:ModelDownload" }] });
+        super("cot-vr:stages:Download", name, {}, { ...withoutEdges(opts), aliases: [{ type: "cot-vr:stages:ModelDownload" }] });
         const { job, jobName } = stageJob(this, name, { ctx: args.ctx, stage: "download", job: () => downloadJobArgs(args.ctx, args.size) }, opts);
         this.job = job;
         this.jobName = jobName;

@@ -5,6 +5,7 @@ import * as k8s from "@pulumi/kubernetes";
 import { ModelRef } from "../config";
 import { ReaderSpec, readerJob } from "./reader";
 import { StageContext } from "./pod";
+import { withoutEdges } from "./job";
 
 export function evaluateSpec(model: ModelRef, config: string): ReaderSpec {
     return { stage: "evaluate", model, program: "evaluate.py", configKey: "eval.yaml", config, args: [] };
@@ -16,7 +17,7 @@ export class Evaluate extends pulumi.ComponentResource {
     public readonly jobName: string;
 
     constructor(name: string, args: { ctx: StageContext; model: ModelRef }, opts?: pulumi.ComponentResourceOptions) {
-        super("cot-vr:stages:Evaluate", name, {}, { ...opts, aliases: [{ type: "cot-vr:stages:Evaluation" }] });
+        super("cot-vr:stages:Evaluate", name, {}, { ...withoutEdges(opts), aliases: [{ type: "cot-vr:stages:Evaluation" }] });
         const { ctx, model } = args;
         const { job, jobName } = readerJob(this, name, ctx, evaluateSpec(model, ctx.recipes.evaluate[model.name]), opts);
         this.job = job;

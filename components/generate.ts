@@ -6,7 +6,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
-import { jobArgs, stageJob } from "./job";
+import { jobArgs, stageJob, withoutEdges } from "./job";
 import { jobName, labels, shortHash, teacherName } from "./naming";
 import { configFile, datasetDir, programCommand, teacherRecord } from "./paths";
 import { hfEnv, StageContext, storageVolumes } from "./pod";
@@ -72,7 +72,7 @@ export class Generate extends pulumi.ComponentResource {
     public readonly jobName: string;
 
     constructor(name: string, ctx: StageContext, opts?: pulumi.ComponentResourceOptions) {
-        super("cot-vr:stages:Generate", name, {}, { ...opts, aliases: [{ type: "cot-vr:stages:CotGeneration" }] });
+        super("cot-vr:stages:Generate", name, {}, { ...withoutEdges(opts), aliases: [{ type: "cot-vr:stages:CotGeneration" }] });
         const s = ctx.settings;
         let account: pulumi.Input<string> | undefined;
         const extraDependsOn: pulumi.Resource[] = [];

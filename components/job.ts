@@ -83,6 +83,16 @@ export function stageTimeouts(s: Settings, stage: StageName): pulumi.CustomTimeo
     return { create: t, update: t };
 }
 
+/**
+ * A stage component's own options: without its DAG edges, which only its workload waits for
+ * (stageJob, Teacher). A component that waited for them would hold back all its children until the
+ * upstream Jobs finished: a ConfigMap or Role the API server rejects would surface a GPU-day late
+ * instead of at the start of the update, and every preview would walk the DAG one level at a time.
+ */
+export function withoutEdges(opts: pulumi.ComponentResourceOptions | undefined): pulumi.ComponentResourceOptions {
+    return { ...opts, dependsOn: undefined };
+}
+
 export interface StageJobArgs {
     readonly ctx: StageContext;
     readonly stage: StageName;
@@ -109,8 +119,7 @@ export function stageJob(
         metadata: { namespace: ctx.namespace, labels: config.labels },
         data: config.data,
     }, { parent });
-    // Components do not pass their dependsOn to children: the workload itself must wait for the
-    // stage's DAG edges, which the Pipeline gives the component.
+    // The Pipeline gives the component the stage's DAG edges; only the Job waits for them (withoutEdges).
     const edges = (opts?.dependsOn ?? []) as pulumi.Input<pulumi.Resource>[];
     const jargs = args.job(cm?.metadata.name);
     const job = new k8s.batch.v1.Job(`${name}-job`, jargs, {

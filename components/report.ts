@@ -4,7 +4,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
-import { jobArgs, stageJob } from "./job";
+import { jobArgs, stageJob, withoutEdges } from "./job";
 import { jobName, labels, LABELS, shortHash } from "./naming";
 import { configFile, programCommand, reportDirs, teacherRecord } from "./paths";
 import { StageContext, storageVolumes } from "./pod";
@@ -41,7 +41,7 @@ export class Report extends pulumi.ComponentResource {
 
     /** `inputs`: Job names of the samples and evaluations of this update (they carry their hashes). */
     constructor(name: string, args: { ctx: StageContext; inputs: string[] }, opts?: pulumi.ComponentResourceOptions) {
-        super("cot-vr:stages:Report", name, {}, opts);
+        super("cot-vr:stages:Report", name, {}, withoutEdges(opts));
         const { ctx } = args;
         const s = ctx.settings;
         const lbl = labels(s.run, "report");

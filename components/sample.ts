@@ -5,6 +5,7 @@ import * as k8s from "@pulumi/kubernetes";
 import { ModelRef, Settings } from "../config";
 import { ReaderSpec, readerJob } from "./reader";
 import { StageContext } from "./pod";
+import { withoutEdges } from "./job";
 
 export function sampleSpec(s: Settings, model: ModelRef, config: string): ReaderSpec {
     const x = s.sample;
@@ -20,7 +21,7 @@ export class Sample extends pulumi.ComponentResource {
     public readonly jobName: string;
 
     constructor(name: string, args: { ctx: StageContext; model: ModelRef }, opts?: pulumi.ComponentResourceOptions) {
-        super("cot-vr:stages:Sample", name, {}, opts);
+        super("cot-vr:stages:Sample", name, {}, withoutEdges(opts));
         const { ctx, model } = args;
         const { job, jobName } = readerJob(this, name, ctx, sampleSpec(ctx.settings, model, ctx.recipes.sample[model.name]), opts);
         this.job = job;

@@ -5,7 +5,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
-import { stageTimeouts } from "./job";
+import { stageTimeouts, withoutEdges } from "./job";
 import { labels, teacherName, teacherSelector } from "./naming";
 import { modelDir } from "./paths";
 import { CONTAINER_SECURITY, gpuPodFields, podSecurity, pullSecretRefs, resources, scratch, StageContext, storageVolumes } from "./pod";
@@ -97,10 +97,10 @@ export class Teacher extends pulumi.ComponentResource {
     public readonly service: k8s.core.v1.Service;
 
     constructor(name: string, ctx: StageContext, opts?: pulumi.ComponentResourceOptions) {
-        super("cot-vr:stages:Teacher", name, {}, opts);
+        super("cot-vr:stages:Teacher", name, {}, withoutEdges(opts));
         this.deployment = new k8s.apps.v1.Deployment(`${name}-deployment`, teacherDeploymentArgs(ctx), {
             parent: this,
-            // Components do not pass their dependsOn to children: the workload itself waits.
+            // The DAG edges are the workload's, not the component's (withoutEdges).
             dependsOn: opts?.dependsOn,
             customTimeouts: stageTimeouts(ctx.settings, "teacher"),
             // The generation scales the teacher: neither `up` nor `up --refresh` may undo that.

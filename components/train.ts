@@ -3,7 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings, TrainVariant } from "../config";
-import { jobArgs, stageJob } from "./job";
+import { jobArgs, stageJob, withoutEdges } from "./job";
 import { jobName, labels } from "./naming";
 import { configFile, datasetMarker, modelMarker, programCommand, trainOutputDir } from "./paths";
 import { hfEnv, resources, secretEnv, StageContext, storageVolumes } from "./pod";
@@ -57,7 +57,7 @@ export class Train extends pulumi.ComponentResource {
     public readonly jobName: string;
 
     constructor(name: string, args: { ctx: StageContext; variant: string; train: TrainVariant }, opts?: pulumi.ComponentResourceOptions) {
-        super("cot-vr:stages:Train", name, {}, { ...opts, aliases: [{ type: "cot-vr:stages:FineTune" }] });
+        super("cot-vr:stages:Train", name, {}, { ...withoutEdges(opts), aliases: [{ type: "cot-vr:stages:FineTune" }] });
         const { ctx, variant, train } = args;
         const { job, jobName } = stageJob(this, name, {
             ctx,

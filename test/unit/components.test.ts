@@ -253,6 +253,15 @@ describe("Jobs", async () => {
             expect([stage, gpus]).toEqual([stage, ["train", "sample", "evaluate"].includes(stage) ? "1" : undefined]);
         }
     });
+    it("wait for their DAG edges in the Job alone: every stage's ConfigMap and Role exist from the update's start", () => {
+        // A stage component that waited for its edges would hold back its children until the upstream
+        // Jobs finished, so a ConfigMap the API server rejects would surface a GPU-day late.
+        const deps = (name: string) => r.reg.find((x) => x.name === name)!.dependsOn;
+        for (const c of r.reg.filter((x) => x.type.startsWith("cot-vr:stages:"))) expect([c.name, c.dependsOn]).toEqual([c.name, undefined]);
+        for (const name of ["cot-vr-train-lora-11b-config", "cot-vr-report-config", "cot-vr-report-role", "cot-vr-generate-role"]) expect(deps(name)).toBeUndefined();
+        expect(deps("cot-vr-train-lora-11b-job")).toEqual(["cot-vr-generate-job", "cot-vr-download-11b-job"]);
+        expect(deps("cot-vr-teacher-deployment")).toEqual(["cot-vr-download-90b-job"]);
+    });
     it("are named <run>-<stage>-<variant>-<hash> within 63 characters", () => {
         for (const j of r.byKind("Job")) {
             expect(j.metadata.name).toMatch(/^blog-[a-z]+(-[a-z0-9-]+)?-[0-9a-f]{8}$/);

@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Figures (not a test): wall time of `pulumi preview` and `pulumi up` of the blog stack on the e2e
-# cluster (Jobs complete at once, COT_E2E_JOB_MS=0) against `kubectl apply --dry-run=server` of the
-# same objects as `npm run render` writes them, and against the engine's floor (an empty TypeScript
-# program), measured in the same run, as ratios. Previews are the median of BENCH_REPEAT (3) runs with
-# the ts-node cache state fixed: "cold" = an empty TS_NODE_CACHE_DIRECTORY before every run, "warm" =
-# one filled by a previous run. "type-checked" turns ts-node's type checking back on
-# (PULUMI_NODEJS_TRANSPILE_ONLY=false, what every pulumi command paid before tsconfig.pulumi.json).
+# cluster (Jobs complete at once, COT_E2E_JOB_MS=0), side by side with, measured in the same run:
+#   - `kubectl apply --dry-run=server` of the same objects as `npm run render` writes them;
+#   - the engine's floor: an empty program with this project's runtime options (Pulumi.yaml);
+#   - a minimal Kubernetes program (provider, Namespace, ConfigMap): what any program pays for
+#     importing @pulumi/pulumi and @pulumi/kubernetes and starting the provider;
+#   - the blog program under the runtimes it had before: ts-node transpile-only (a noCheck tsconfig)
+#     and ts-node type-checking (the SDK's default), each with an empty ts-node cache.
+# Previews are the median of BENCH_REPEAT (3) runs of a first preview: no state, namespace absent.
+# sucrase (this project's runtime) keeps no cache, so every run is cold.
 #
 #   bash test/e2e/bench.sh [stack]     (default: blog)
 set -euo pipefail
@@ -58,37 +61,56 @@ for ns in $namespaces; do kubectl create namespace "$ns" >/dev/null; done
 timeit dryrun kubectl apply --dry-run=server -f "$WORK/render"
 t_dry=$LAST
 for ns in $namespaces; do kubectl delete namespace "$ns" --wait=true >/dev/null; done
-# The engine's floor: an empty TypeScript program of the same runtime, same backend.
+# The engine's floor: an empty program, same runtime options, same backend.
 E="$WORK/empty"
 mkdir -p "$E"
-printf 'name: empty\nruntime:\n  name: nodejs\n  options:\n    typescript: true\n    tsconfig: tsconfig.pulumi.json\n' >"$E/Pulumi.yaml"
-cp "$ROOT/tsconfig.pulumi.json" "$E/"
+sed 's/^name: .*/name: empty/; /^stackConfigDir:/d' "$P/Pulumi.yaml" >"$E/Pulumi.yaml"
 printf 'export {};\n' >"$E/index.ts"
 printf '{"name":"empty","main":"index.ts"}\n' >"$E/package.json"
 ln -s "$ROOT/node_modules" "$E/node_modules"
 (cd "$E" && pulumi stack init floor --non-interactive >/dev/null)
+# A minimal Kubernetes program: the SDK imports, the provider, one Namespace and one ConfigMap in it.
+K="$WORK/k8s"
+mkdir -p "$K"
+sed 's/^name: empty/name: k8s-floor/' "$E/Pulumi.yaml" >"$K/Pulumi.yaml"
+cat >"$K/index.ts" <<'TS'
+import * as k8s from "@pulumi/kubernetes";
+const provider = new k8s.Provider("k8s", { context: "e2e", enableServerSideApply: true });
+const ns = new k8s.core.v1.Namespace("ns", { metadata: { name: "bench-k8s-floor" } }, { provider });
+export const configMap = new k8s.core.v1.ConfigMap("cm", { metadata: { namespace: ns.metadata.name }, data: { a: "b" } }, { provider }).metadata.name;
+TS
+printf '{"name":"k8s-floor","main":"index.ts"}\n' >"$K/package.json"
+ln -s "$ROOT/node_modules" "$K/node_modules"
+(cd "$K" && pulumi stack init floor --non-interactive >/dev/null)
+
+# The runtimes the blog program had before (issue 13): ts-node, transpile-only or type-checking.
+cp "$P/Pulumi.yaml" "$WORK/Pulumi.sucrase.yaml"
+awk '/^  options:/ {print; print "    typescript: true"; print "    tsconfig: tsconfig.tsnode.json"; skip=1; next}
+     skip && /^    / {next} {skip=0; print}' "$P/Pulumi.yaml" >"$WORK/Pulumi.tsnode.yaml"
+cat >"$P/tsconfig.tsnode.json" <<'JSON'
+{"compilerOptions": {"noCheck": true, "target": "es2022", "module": "commonjs", "moduleResolution": "node",
+ "esModuleInterop": true, "skipLibCheck": true, "types": ["node"]}, "files": ["index.ts"]}
+JSON
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}'; }
-previews() { # label dir stack cache(cold|warm) [check] -> median seconds in LAST
-  local label="$1" dir="$2" stack="$3" cache="$4" check="${5:-}" i times=()
-  local warmdir="$WORK/tsnode-warm-$label"
-  if [[ "$cache" == warm ]]; then mkdir -p "$warmdir"; (cd "$dir" && env TS_NODE_CACHE_DIRECTORY="$warmdir" ${check:+PULUMI_NODEJS_TRANSPILE_ONLY=false} pulumi preview --stack "$stack" --non-interactive >/dev/null 2>&1) || true; fi
+previews() { # label dir stack [VAR=value...] -> median seconds in LAST; an empty ts-node cache each run
+  local label="$1" dir="$2" stack="$3" i times=(); shift 3
   for ((i = 0; i < REPEAT; i++)); do
-    local cdir="$warmdir"
-    [[ "$cache" == cold ]] && cdir="$(mktemp -d "$WORK/tsnode-cold.XXXXXX")"
     cd "$dir"
-    timeit "$label" env TS_NODE_CACHE_DIRECTORY="$cdir" ${check:+PULUMI_NODEJS_TRANSPILE_ONLY=false} pulumi preview --stack "$stack" --non-interactive
+    timeit "$label" env TS_NODE_CACHE_DIRECTORY="$(mktemp -d "$WORK/tsnode.XXXXXX")" "$@" pulumi preview --stack "$stack" --non-interactive
     cd - >/dev/null
     times+=("$LAST")
   done
   LAST=$(printf '%s\n' "${times[@]}" | median)
 }
 
-previews floor "$E" floor cold; t_floor=$LAST
-previews floor-warm "$E" floor warm; t_floor_warm=$LAST
-previews cold "$P" "$STACK" cold; t_preview=$LAST
-previews warm "$P" "$STACK" warm; t_preview_warm=$LAST
-previews typecheck "$P" "$STACK" cold check; t_typecheck=$LAST
+previews floor "$E" floor; t_floor=$LAST
+previews k8s "$K" floor; t_k8s=$LAST
+previews preview "$P" "$STACK"; t_preview=$LAST
+cp "$WORK/Pulumi.tsnode.yaml" "$P/Pulumi.yaml"
+previews tsnode "$P" "$STACK" PULUMI_NODEJS_TRANSPILE_ONLY=true; t_tsnode=$LAST
+previews typecheck "$P" "$STACK" PULUMI_NODEJS_TRANSPILE_ONLY=false; t_typecheck=$LAST
+cp "$WORK/Pulumi.sucrase.yaml" "$P/Pulumi.yaml"
 timeit up pulumi up --stack "$STACK" --non-interactive --yes --skip-preview
 t_up=$LAST
 timeit preview2 pulumi preview --stack "$STACK" --non-interactive
@@ -97,16 +119,16 @@ t_preview2=$LAST
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", a / b}'; }
 cat <<EOF
 
-stack $STACK: $objects rendered objects; $(kubectl get nodes --no-headers | wc -l) simulated nodes; Jobs complete at once; previews: median of $REPEAT
-                                                 seconds   vs floor   vs dry-run
-  kubectl apply --dry-run=server                 ${t_dry}s     $(ratio "$t_dry" "$t_floor")x       1.0x
-  pulumi preview, empty program (floor), cold    ${t_floor}s     1.0x       $(ratio "$t_floor" "$t_dry")x
-  pulumi preview, empty program, warm            ${t_floor_warm}s     $(ratio "$t_floor_warm" "$t_floor")x       $(ratio "$t_floor_warm" "$t_dry")x
-  pulumi preview $STACK, cold ts-node cache       ${t_preview}s     $(ratio "$t_preview" "$t_floor")x       $(ratio "$t_preview" "$t_dry")x   (goal: <= 1.5x the floor)
-  pulumi preview $STACK, warm ts-node cache       ${t_preview_warm}s     $(ratio "$t_preview_warm" "$t_floor")x       $(ratio "$t_preview_warm" "$t_dry")x
-  pulumi preview $STACK, cold, type-checked       ${t_typecheck}s     $(ratio "$t_typecheck" "$t_floor")x       $(ratio "$t_typecheck" "$t_dry")x   (PULUMI_NODEJS_TRANSPILE_ONLY=false: as before tsconfig.pulumi.json)
-  pulumi up (create, await Jobs)                 ${t_up}s     $(ratio "$t_up" "$t_floor")x       $(ratio "$t_up" "$t_dry")x
-  pulumi preview (no changes)                    ${t_preview2}s     $(ratio "$t_preview2" "$t_floor")x       $(ratio "$t_preview2" "$t_dry")x
-  npm run render                                 ${t_render}s
+stack $STACK: $objects rendered objects; $(kubectl get nodes --no-headers | wc -l) simulated nodes; Jobs complete at once; previews: median of $REPEAT first previews
+                                                     seconds   vs floor   vs dry-run
+  kubectl apply --dry-run=server                     ${t_dry}s     $(ratio "$t_dry" "$t_floor")x       1.0x
+  pulumi preview, empty program (floor)              ${t_floor}s     1.0x       $(ratio "$t_floor" "$t_dry")x
+  pulumi preview, minimal Kubernetes program         ${t_k8s}s     $(ratio "$t_k8s" "$t_floor")x       $(ratio "$t_k8s" "$t_dry")x
+  pulumi preview $STACK (sucrase, as shipped)         ${t_preview}s     $(ratio "$t_preview" "$t_floor")x       $(ratio "$t_preview" "$t_dry")x   (goal: <= 1.5x the floor; $(ratio "$t_preview" "$t_k8s")x the Kubernetes program)
+  pulumi preview $STACK, ts-node transpile-only       ${t_tsnode}s     $(ratio "$t_tsnode" "$t_floor")x       $(ratio "$t_tsnode" "$t_dry")x   (the runtime before sucrase)
+  pulumi preview $STACK, ts-node type-checking        ${t_typecheck}s     $(ratio "$t_typecheck" "$t_floor")x       $(ratio "$t_typecheck" "$t_dry")x   (the SDK's default)
+  pulumi up (create, await Jobs)                     ${t_up}s     $(ratio "$t_up" "$t_floor")x       $(ratio "$t_up" "$t_dry")x
+  pulumi preview (no changes, namespace exists)      ${t_preview2}s     $(ratio "$t_preview2" "$t_floor")x       $(ratio "$t_preview2" "$t_dry")x
+  npm run render                                     ${t_render}s
 machine: $(nproc) cores; pulumi $(pulumi version); kubectl $(kubectl version --client -o json | node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0)).clientVersion.gitVersion)')
 EOF

@@ -30,7 +30,6 @@ export function pulumiEnv(): NodeJS.ProcessEnv {
         PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
         PULUMI_HOME: path.join(WORK, "pulumi-home"),
         PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK: "true",
-        PULUMI_NODEJS_TRANSPILE_ONLY: "true",
         NO_COLOR: "1",
     };
 }

@@ -5,8 +5,8 @@
 // small one instead, against the same github.com/pulumi/pulumi/sdk/v3 as the CLI. It implements the
 // part of the LanguageRuntime service that `pulumi preview/up/destroy` of a TypeScript program use:
 // it reports the resource plugins of the program's node_modules and runs the program with the
-// @pulumi/pulumi SDK's own entry point (node_modules/@pulumi/pulumi/cmd/run), which handles
-// TypeScript (ts-node) itself. Dependency installation, code generation and packing are not
+// @pulumi/pulumi SDK's own entry point (node_modules/@pulumi/pulumi/cmd/run) with the project's
+// runtime options (typescript, tsconfig, nodeargs), as upstream does. Dependency installation, code generation and packing are not
 // implemented (the e2e tests run `npm ci` themselves).
 package main
 

@@ -45,7 +45,7 @@ export interface PodObject {
 }
 export interface DeploymentObject {
     metadata?: Meta;
-    spec?: { replicas?: number };
+    spec?: { replicas?: number; template?: { spec?: { containers?: { name?: string; args?: string[] }[] } } };
     status?: { replicas?: number; readyReplicas?: number; availableReplicas?: number; conditions?: Condition[] };
 }
 
@@ -405,7 +405,17 @@ function jobRow(snap: Snapshot, job: JobObject, now: number): StageRow {
     return row;
 }
 
-function teacherRow(snap: Snapshot, d: DeploymentObject, now: number): StageRow {
+/** Seconds the teacher's watchdog (its `release` container) waits without a generation pod before it
+ * scales the teacher to 0, from the Deployment itself; undefined: no watchdog (teacher.keep). */
+function watchdogGrace(d: DeploymentObject): number | undefined {
+    const c = d.spec?.template?.spec?.containers?.find((x) => x.name === "release");
+    if (!c) return undefined;
+    const i = c.args?.indexOf("--grace") ?? -1;
+    const grace = i >= 0 ? Number(c.args![i + 1]) : NaN;
+    return Number.isFinite(grace) ? grace : 600;
+}
+
+function teacherRow(snap: Snapshot, d: DeploymentObject, now: number, generating: boolean): StageRow {
     const name = d.metadata?.name ?? "";
     const pods = snap.pods.filter((p) => p.metadata?.labels?.["cot-vr/stage"] === "teacher" && !p.metadata?.ownerReferences?.some((o) => o.kind === "Job")).sort(byCreation);
     const rows = pods.map((p) => podRow(p, snap.gpuResource, now));
@@ -424,6 +434,12 @@ function teacherRow(snap: Snapshot, d: DeploymentObject, now: number): StageRow 
         const waiting = pods.map(waitingDetail).find(Boolean);
         if (waiting) row.detail = waiting;
     }
+    const grace = watchdogGrace(d);
+    if (gpus > 0 && !generating && grace !== undefined) {
+        // Left up by a generation that died without releasing it: say what frees it, and when.
+        row.detail = `no generation pod: its watchdog scales it to 0 ${Math.round(grace / 60)} min after the last one ` +
+            `(kubectl logs -n ${snap.namespace} deploy/${name} -c release)`;
+    }
     return row;
 }
 
@@ -438,7 +454,8 @@ export function gpuHourPrice(cluster: unknown): Price | undefined {
 export function deriveStatus(snap: Snapshot, opts: { now: number; price?: Price }): Status {
     const { now, price } = opts;
     const rows = snap.jobs.map((j) => jobRow(snap, j, now));
-    for (const d of snap.deployments) rows.push(teacherRow(snap, d, now));
+    const generating = rows.some((r) => r.stage === "generate" && ["pending", "starting", "running"].includes(r.state));
+    for (const d of snap.deployments) rows.push(teacherRow(snap, d, now, generating));
     // The teacher serves the generation: it gives its GPUs back when the dataset is published.
     const gen = rows.find((r) => r.stage === "generate" && r.state === "running");
     for (const t of rows.filter((r) => r.kind === "Deployment" && r.gpus > 0)) {

@@ -236,6 +236,20 @@ describe("rows of a recorded cluster state", () => {
         expect(st.totals.projectedGpuHours).toBeCloseTo(st.totals.gpuHours + eta / 3600, 9);
     });
 
+    it("a teacher up with no generation pod says its watchdog will free it, and when; a kept teacher does not", () => {
+        const watched: DeploymentObject = {
+            ...snap.deployments[0],
+            spec: { replicas: 1, template: { spec: { containers: [{ name: "vllm" }, { name: "release", args: ["watch", "--grace", "600"] }] } } },
+        };
+        const generating = deriveStatus({ ...snap, deployments: [watched] }, { now });
+        expect(generating.rows.find((r) => r.stage === "teacher")!.detail).toBeUndefined();
+        const orphan = { ...snap, deployments: [watched], jobs: snap.jobs.filter((j) => j.metadata?.labels?.["cot-vr/stage"] !== "generate") };
+        expect(deriveStatus(orphan, { now }).rows.find((r) => r.stage === "teacher")!.detail)
+            .toBe(`no generation pod: its watchdog scales it to 0 10 min after the last one (kubectl logs -n ${NS} deploy/${RUN}-teacher -c release)`);
+        // teacher.keep: no watchdog, the teacher serves on purpose.
+        expect(deriveStatus({ ...orphan, deployments: snap.deployments }, { now }).rows.find((r) => r.stage === "teacher")!.detail).toBeUndefined();
+    });
+
     it("a record older than 10 minutes gives no ETA and says so", () => {
         const later = deriveStatus(snap, { now: now + 3 * 3600e3 });
         const gen = later.rows.find((r) => r.stage === "generate")!;

@@ -6,6 +6,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
+import { apiAccount } from "./account";
 import { jobArgs, stageJob, withoutEdges } from "./job";
 import { jobName, labels, shortHash, teacherName } from "./naming";
 import { configFile, datasetDir, programCommand, teacherRecord } from "./paths";
@@ -77,15 +78,9 @@ export class Generate extends pulumi.ComponentResource {
         let account: pulumi.Input<string> | undefined;
         const extraDependsOn: pulumi.Resource[] = [];
         if (!s.teacher.keep) {
-            const meta = { name: generateAccountName(s), namespace: ctx.namespace, labels: labels(s.run, "generate") };
-            const sa = new k8s.core.v1.ServiceAccount(`${name}-sa`, { metadata: meta }, { parent: this });
-            const role = new k8s.rbac.v1.Role(`${name}-role`, { metadata: meta, rules: generateRoleRules(s) }, { parent: this });
-            extraDependsOn.push(new k8s.rbac.v1.RoleBinding(`${name}-binding`, {
-                metadata: meta,
-                roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: role.metadata.name },
-                subjects: [{ kind: "ServiceAccount", name: sa.metadata.name, namespace: ctx.namespace }],
-            }, { parent: this }));
-            account = sa.metadata.name;
+            const a = apiAccount(this, name, ctx, { name: generateAccountName(s), labels: labels(s.run, "generate"), rules: generateRoleRules(s) });
+            extraDependsOn.push(a.binding);
+            account = a.name;
         }
         const { job, jobName } = stageJob(this, name, {
             ctx,

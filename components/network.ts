@@ -1,7 +1,8 @@
 // NetworkPolicies of a run (cluster.networkPolicy): every pod of the run is denied by default; DNS is
 // open to all; the teacher accepts traffic only from the generation; HTTPS goes out only from the
 // pods that download (Hugging Face models and datasets, W&B); the API server is reachable only from
-// the pods that call it (the generation scales the teacher, the report reads Job times).
+// the pods that call it (the generation and the teacher's watchdog scale the teacher, the report reads
+// Job times).
 import * as k8s from "@pulumi/kubernetes";
 import { Settings, StageName } from "../config";
 import { labels, LABELS, teacherSelector } from "./naming";
@@ -9,7 +10,7 @@ import { labels, LABELS, teacherSelector } from "./naming";
 type PolicyArgs = k8s.networking.v1.NetworkPolicyArgs;
 
 const HTTPS_STAGES: StageName[] = ["download", "generate", "train", "sample", "evaluate"];
-const API_STAGES: StageName[] = ["generate", "report"];
+const API_STAGES: StageName[] = ["generate", "teacher", "report"];
 /** The API server's ports: its Service (443) and where it listens on the control plane (6443). */
 const API_PORTS = [443, 6443];
 

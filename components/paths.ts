@@ -6,7 +6,7 @@ import { ModelRef, ModelSize, Settings, TrainVariant } from "../config";
 export const VOLUME_NAMES = ["models", "data", "checkpoints", "results"] as const;
 export type VolumeName = (typeof VOLUME_NAMES)[number];
 
-export const MOUNTS: Record<VolumeName | "config" | "shm" | "tmp" | "hfToken", string> = {
+export const MOUNTS: Record<VolumeName | "config" | "shm" | "tmp" | "hfToken" | "serviceAccount", string> = {
     models: "/models",
     data: "/data",
     checkpoints: "/checkpoints",
@@ -17,6 +17,8 @@ export const MOUNTS: Record<VolumeName | "config" | "shm" | "tmp" | "hfToken", s
     tmp: "/tmp",
     /** The Hugging Face token, as a file (huggingface_hub reads HF_TOKEN_PATH). */
     hfToken: "/var/run/secrets/cotvr/hf",
+    /** Where a pod's API token and CA are looked for (images/common/cotvr_common.py SA_DIR). */
+    serviceAccount: "/var/run/secrets/kubernetes.io/serviceaccount",
 };
 
 /** Where the images put this project's programs (images/README.md). */

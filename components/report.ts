@@ -4,6 +4,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
+import { apiAccount } from "./account";
 import { jobArgs, stageJob, withoutEdges } from "./job";
 import { jobName, labels, LABELS, shortHash } from "./naming";
 import { configFile, programCommand, reportDirs, teacherRecord } from "./paths";
@@ -46,18 +47,9 @@ export class Report extends pulumi.ComponentResource {
         const s = ctx.settings;
         const lbl = labels(s.run, "report");
         // Read-only access to the namespace's Jobs, for the GPU time of each stage.
-        const sa = new k8s.core.v1.ServiceAccount(`${name}-sa`, {
-            metadata: { name: `${s.run}-report`, namespace: ctx.namespace, labels: lbl },
-        }, { parent: this });
-        const role = new k8s.rbac.v1.Role(`${name}-role`, {
-            metadata: { name: `${s.run}-report`, namespace: ctx.namespace, labels: lbl },
-            rules: [{ apiGroups: ["batch"], resources: ["jobs"], verbs: ["get", "list"] }],
-        }, { parent: this });
-        const binding = new k8s.rbac.v1.RoleBinding(`${name}-binding`, {
-            metadata: { name: `${s.run}-report`, namespace: ctx.namespace, labels: lbl },
-            roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: role.metadata.name },
-            subjects: [{ kind: "ServiceAccount", name: sa.metadata.name, namespace: ctx.namespace }],
-        }, { parent: this });
+        const account = apiAccount(this, name, ctx, {
+            name: `${s.run}-report`, labels: lbl, rules: [{ apiGroups: ["batch"], resources: ["jobs"], verbs: ["get", "list"] }],
+        });
         const specJson = JSON.stringify(reportSpec(s), null, 2);
         // The report re-runs whenever an evaluation it reads was replaced.
         const hash = shortHash("report", specJson, ctx.imageIds.trainer, args.inputs);
@@ -65,7 +57,7 @@ export class Report extends pulumi.ComponentResource {
             ctx,
             stage: "report",
             config: { labels: lbl, data: { [CONFIG_KEY]: specJson } },
-            extraDependsOn: [binding],
+            extraDependsOn: [account.binding],
             job: (cm) => {
                 const { volumes, volumeMounts } = storageVolumes(ctx, { results: "rw" }, { configMap: cm });
                 return jobArgs(ctx, {
@@ -81,7 +73,7 @@ export class Report extends pulumi.ComponentResource {
                     },
                     volumes,
                     gpu: false,
-                    serviceAccountName: sa.metadata.name,
+                    serviceAccountName: account.name,
                 });
             },
         }, opts);

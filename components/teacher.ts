@@ -1,16 +1,73 @@
 // The vLLM teacher: Llama 3.2 90B Vision served from the models volume on one MI300X. The Deployment
 // is created with 0 replicas: the generation scales it to 1 while it calls the teacher and back to 0
 // when the dataset is published or the generation fails (images/datagen/teacher_scale.py), so the GPU
-// is held only while generation needs it. `teacher.keep` serves it from the stack instead (1 replica).
+// is held only while generation needs it. A watchdog beside vLLM releases it if the generation dies
+// without doing so (killed on its Job's last try). `teacher.keep` serves it from the stack instead.
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
+import { apiAccount } from "./account";
 import { stageTimeouts, withoutEdges } from "./job";
-import { labels, teacherName, teacherSelector } from "./naming";
-import { modelDir } from "./paths";
+import { LABELS, labels, teacherName, teacherSelector } from "./naming";
+import { MOUNTS, modelDir, programCommand, teacherRecord } from "./paths";
 import { CONTAINER_SECURITY, gpuPodFields, podSecurity, pullSecretRefs, resources, scratch, StageContext, storageVolumes } from "./pod";
 
 export const TEACHER_PORT_NAME = "http";
+/** Seconds the teacher may serve with no generation pod Pending or Running before its watchdog scales
+ * it to 0: longer than a Job's longest wait between retries (6 min) plus scheduling the retry. */
+export const TEACHER_ORPHAN_GRACE = 600;
+
+/** The watchdog's ServiceAccount, Role and RoleBinding name. */
+export function teacherAccountName(s: Settings): string {
+    return `${s.run}-teacher`;
+}
+
+/** The watchdog lists pods (to see the generation's) and scales its own Deployment, nothing else. */
+export function teacherRoleRules(s: Settings): k8s.types.input.rbac.v1.PolicyRule[] {
+    return [
+        { apiGroups: [""], resources: ["pods"], verbs: ["list"] },
+        { apiGroups: ["apps"], resources: ["deployments/scale"], resourceNames: [teacherName(s.run)], verbs: ["get", "patch"] },
+    ];
+}
+
+/** `teacher_scale.py watch` arguments: release the teacher once the run's generation pods are gone. */
+export function watchdogArgs(s: Settings): string[] {
+    const holders = `${LABELS.run}=${s.run},${LABELS.stage}=generate`;
+    return [
+        "--namespace", s.cluster.namespace, "--deployment", teacherName(s.run), "--record", teacherRecord(s),
+        "watch", "--holders", holders, "--grace", String(TEACHER_ORPHAN_GRACE),
+    ];
+}
+
+/**
+ * The watchdog container and what only it mounts: the results volume (it records the release like
+ * the generation does) and a projected token of the teacher's account, so vLLM gets no API token.
+ */
+function watchdog(ctx: StageContext, tmp: ReturnType<typeof scratch>) {
+    const s = ctx.settings;
+    const { volumes, volumeMounts } = storageVolumes(ctx, { results: "rw" });
+    const token = {
+        name: "api-token",
+        projected: {
+            sources: [
+                { serviceAccountToken: { path: "token", expirationSeconds: 3600 } },
+                { configMap: { name: "kube-root-ca.crt", items: [{ key: "ca.crt", path: "ca.crt" }] } },
+            ],
+        },
+    };
+    const container: k8s.types.input.core.v1.Container = {
+        name: "release",
+        image: ctx.images.datagen,
+        imagePullPolicy: s.images.pullPolicy,
+        command: programCommand("teacher_scale.py"),
+        args: watchdogArgs(s),
+        env: [{ name: "PYTHONUNBUFFERED", value: "1" }, ...tmp.env],
+        resources: { requests: { cpu: "50m", memory: "128Mi" }, limits: { memory: "128Mi" } },
+        securityContext: CONTAINER_SECURITY,
+        volumeMounts: [...volumeMounts, tmp.mount, { name: token.name, mountPath: MOUNTS.serviceAccount, readOnly: true }],
+    };
+    return { container, volumes: [...volumes, token] };
+}
 
 /** `vllm serve` arguments. The rocm/vllm images have no entrypoint, so the command is explicit. */
 export function teacherArgs(s: Settings): string[] {
@@ -28,7 +85,7 @@ export function teacherArgs(s: Settings): string[] {
     ];
 }
 
-export function teacherDeploymentArgs(ctx: StageContext): k8s.apps.v1.DeploymentArgs {
+export function teacherDeploymentArgs(ctx: StageContext, serviceAccountName?: pulumi.Input<string>): k8s.apps.v1.DeploymentArgs {
     const s = ctx.settings;
     const t = s.teacher;
     const name = teacherName(s.run);
@@ -39,6 +96,8 @@ export function teacherDeploymentArgs(ctx: StageContext): k8s.apps.v1.Deployment
     // after which readiness on /health decides.
     const period = 10;
     const startupFailures = Math.max(1, Math.ceil(s.timing.teacher.timeout / period));
+    // Held by the generation (not kept): the watchdog comes with it.
+    const watch = t.keep ? undefined : watchdog(ctx, tmp);
     return {
         metadata: { name, namespace: ctx.namespace, labels: lbl },
         spec: {
@@ -50,7 +109,9 @@ export function teacherDeploymentArgs(ctx: StageContext): k8s.apps.v1.Deployment
             template: {
                 metadata: { labels: lbl },
                 spec: {
+                    // No automounted token: only the watchdog mounts one (projected, above).
                     ...podSecurity(s, { gpu: true, apiAccess: false }),
+                    serviceAccountName,
                     ...gpuPodFields(s),
                     imagePullSecrets: pullSecretRefs(ctx),
                     containers: [{
@@ -67,8 +128,8 @@ export function teacherDeploymentArgs(ctx: StageContext): k8s.apps.v1.Deployment
                         startupProbe: { httpGet: { path: "/health", port: TEACHER_PORT_NAME }, periodSeconds: period, failureThreshold: startupFailures },
                         readinessProbe: { httpGet: { path: "/health", port: TEACHER_PORT_NAME }, periodSeconds: 10, failureThreshold: 3 },
                         livenessProbe: { httpGet: { path: "/health", port: TEACHER_PORT_NAME }, periodSeconds: 30, failureThreshold: 5 },
-                    }],
-                    volumes: [...volumes, tmp.volume],
+                    }, ...(watch ? [watch.container] : [])],
+                    volumes: [...volumes, tmp.volume, ...(watch?.volumes ?? [])],
                 },
             },
         },
@@ -98,7 +159,11 @@ export class Teacher extends pulumi.ComponentResource {
 
     constructor(name: string, ctx: StageContext, opts?: pulumi.ComponentResourceOptions) {
         super("cot-vr:stages:Teacher", name, {}, withoutEdges(opts));
-        this.deployment = new k8s.apps.v1.Deployment(`${name}-deployment`, teacherDeploymentArgs(ctx), {
+        const s = ctx.settings;
+        const account = s.teacher.keep
+            ? undefined
+            : apiAccount(this, name, ctx, { name: teacherAccountName(s), labels: labels(s.run, "teacher"), rules: teacherRoleRules(s) });
+        this.deployment = new k8s.apps.v1.Deployment(`${name}-deployment`, teacherDeploymentArgs(ctx, account?.name), {
             parent: this,
             // The DAG edges are the workload's, not the component's (withoutEdges).
             dependsOn: opts?.dependsOn,

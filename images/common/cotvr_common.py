@@ -244,17 +244,26 @@ class KubeApi:
     tier): an explicit URL, token and CA file.
     """
 
-    def __init__(self, api: str, token: str | None = None, ca_file: str | None = None, timeout: float = 30.0) -> None:
-        self.api, self.token, self.ca_file, self.timeout = api.rstrip("/"), token, ca_file, timeout
+    def __init__(self, api: str, token: str | None = None, ca_file: str | None = None, timeout: float = 30.0,
+                 token_file: Path | None = None) -> None:
+        self.api, self._token, self.ca_file, self.timeout = api.rstrip("/"), token, ca_file, timeout
+        self.token_file = token_file
+
+    @property
+    def token(self) -> str | None:
+        # The kubelet rotates a pod's projected token: a program that runs for hours (the teacher hold,
+        # its watchdog) reads the file at each call, as client-go does, not once at start.
+        if self.token_file is not None and self.token_file.is_file():
+            return self.token_file.read_text(encoding="utf-8").strip()
+        return self._token
 
     @classmethod
     def in_cluster(cls) -> "KubeApi | None":
         host, port = os.environ.get("KUBERNETES_SERVICE_HOST"), os.environ.get("KUBERNETES_SERVICE_PORT", "443")
         if not host:
             return None
-        token_file, ca_file = SA_DIR / "token", SA_DIR / "ca.crt"
-        token = token_file.read_text(encoding="utf-8").strip() if token_file.is_file() else None
-        return cls(f"https://{host}:{port}", token, str(ca_file) if ca_file.is_file() else None)
+        ca_file = SA_DIR / "ca.crt"
+        return cls(f"https://{host}:{port}", None, str(ca_file) if ca_file.is_file() else None, token_file=SA_DIR / "token")
 
     def request(self, method: str, path: str, body: Any = None, content_type: str = "application/json") -> Any:
         import ssl
@@ -264,8 +273,9 @@ class KubeApi:
         req = urllib.request.Request(f"{self.api}{path}", data=data, method=method, headers={"Accept": "application/json"})
         if data is not None:
             req.add_header("Content-Type", content_type)
-        if self.token:
-            req.add_header("Authorization", f"Bearer {self.token}")
+        token = self.token
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
         context = None
         if self.api.startswith("https://"):
             context = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else ssl.create_default_context()

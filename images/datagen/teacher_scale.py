@@ -11,10 +11,17 @@ Each scale-up/-down is recorded in `--record` (JSON lines: event, replicas, time
 count the teacher's GPU time.
 
 Library use (generate_cot.py): `with hold_teacher(TeacherScaler(...)): ...`.
+The one case the holder cannot cover is its own outright death (OOM kill, SIGKILL) on its Job's
+last try: nothing would ever scale the teacher down. `watch` runs beside vLLM in the teacher's pod
+and releases the teacher once no holder pod (`--holders`, the generation's labels) has been Pending
+or Running for `--grace` seconds, longer than a Job waits between retries.
+
 CLI (the e2e tier runs it against a real API server while the simulated generation pod runs):
   python teacher_scale.py --namespace NS --deployment NAME [--api URL --token-file F --ca-file F]
       [--record FILE] hold -- COMMAND...    scale to 1, run COMMAND, scale to 0 (always)
       scale --replicas N                    set the replicas once
+      watch --holders SELECTOR [--grace S] [--interval S]
+                                            scale to 0 once no holder pod is alive for S seconds
 Exit codes: those of COMMAND for `hold`; 3 when the API server is not reachable or refuses.
 """
 
@@ -26,10 +33,11 @@ import json
 import signal
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.parse
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 _HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(p) for p in (_HERE, _HERE.parent / "common") if (p / "cotvr_common.py").is_file()]
@@ -47,7 +55,7 @@ class TeacherScaler:
         ns, name = urllib.parse.quote(self.namespace), urllib.parse.quote(self.deployment)
         return f"/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale"
 
-    def scale(self, replicas: int) -> None:
+    def scale(self, replicas: int, reason: str | None = None) -> None:
         try:
             self.kube.request("PATCH", self.path, {"spec": {"replicas": replicas}}, "application/merge-patch+json")
         except (urllib.error.URLError, OSError, ValueError) as err:
@@ -55,8 +63,8 @@ class TeacherScaler:
                 f"cannot scale deployment {self.namespace}/{self.deployment} to {replicas}: {err}",
                 EXIT_MISSING_INPUT,
             ) from err
-        log(f"teacher {self.deployment} scaled to {replicas}")
-        self._record("scaled", replicas=replicas)
+        log(f"teacher {self.deployment} scaled to {replicas}" + (f" ({reason})" if reason else ""))
+        self._record("scaled", replicas=replicas, **({"reason": reason} if reason else {}))
 
     def _record(self, event: str, **fields: Any) -> None:
         if self.record is None:
@@ -100,6 +108,40 @@ def hold_teacher(scaler: TeacherScaler) -> Iterator[None]:
         raise failure
 
 
+HOLDER_PHASES = ("Pending", "Running")
+#: Longer than a Job's longest wait between retries (6 min) plus scheduling a pod.
+DEFAULT_GRACE = 600.0
+
+
+def live_holders(kube: KubeApi, namespace: str, selector: str) -> int:
+    """Pods matching `selector` that are Pending or Running: a holder that is or will be working."""
+    query = urllib.parse.urlencode({"labelSelector": selector})
+    pods = kube.request("GET", f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/pods?{query}") or {}
+    return sum(1 for pod in pods.get("items") or [] if (pod.get("status") or {}).get("phase") in HOLDER_PHASES)
+
+
+def release_when_orphaned(scaler: TeacherScaler, selector: str, grace: float = DEFAULT_GRACE, interval: float = 30.0,
+                          clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Return after scaling the teacher to 0 once no holder pod has been alive for `grace` seconds.
+
+    A failed look-up (API unreachable for a while) neither counts as a holder nor as its absence.
+    """
+    last_seen = clock()
+    while True:
+        try:
+            alive: int | None = live_holders(scaler.kube, scaler.namespace, selector)
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            log(f"cannot list the holder pods ({err}); looking again in {interval:g}s")
+            alive = None
+        now = clock()
+        if alive:
+            last_seen = now
+        elif alive == 0 and now - last_seen >= grace:
+            scaler.scale(0, reason=f"no pod matching {selector} for {now - last_seen:.0f}s")
+            return
+        sleep(interval)
+
+
 def scaler_from_args(args: argparse.Namespace) -> TeacherScaler:
     if args.api:
         token = Path(args.token_file).read_text(encoding="utf-8").strip() if args.token_file else None
@@ -129,6 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     hold.add_argument("cmd", nargs=argparse.REMAINDER)
     once = sub.add_parser("scale", help="set the replicas once")
     once.add_argument("--replicas", type=int, required=True)
+    watch = sub.add_parser("watch", help="scale to 0 once no holder pod has been alive for --grace seconds")
+    watch.add_argument("--holders", required=True, help="label selector of the holder's pods")
+    watch.add_argument("--grace", type=float, default=DEFAULT_GRACE, help="seconds without a holder before release")
+    watch.add_argument("--interval", type=float, default=30.0, help="seconds between looks")
     return parser
 
 
@@ -137,6 +183,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     scaler = scaler_from_args(args)
     if args.command == "scale":
         scaler.scale(args.replicas)
+        return 0
+    if args.command == "watch":
+        if args.grace < 0 or args.interval <= 0:
+            raise CotvrError("watch: --grace must be >= 0 and --interval > 0", EXIT_BAD_ARGS)
+        # Returns once it has released the teacher; the scale-down deletes this pod right after.
+        release_when_orphaned(scaler, args.holders, args.grace, args.interval)
         return 0
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:

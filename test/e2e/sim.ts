@@ -257,6 +257,68 @@ export interface HoldRun {
     output: string;
 }
 
+const TEACHER_SCALE = path.join(ROOT, "images", "datagen", "teacher_scale.py");
+
+/**
+ * teacher_scale.py's API flags for calls as ServiceAccount `account` (so they go through its Role):
+ * the API server's URL, its CA (written to `dir` when the kubeconfig inlines it) and a fresh token.
+ */
+async function accountApiArgs(kc: k8s.KubeConfig, dir: string, namespace: string, account: string): Promise<string[]> {
+    const cluster = kc.getCurrentCluster();
+    if (!cluster) throw new Error("the kubeconfig has no current cluster");
+    let caFile = cluster.caFile;
+    if (!caFile && cluster.caData) {
+        caFile = path.join(dir, "ca.crt");
+        fs.writeFileSync(caFile, Buffer.from(cluster.caData, "base64"));
+    }
+    const core = kc.makeApiClient(k8s.CoreV1Api);
+    const tok = await core.createNamespacedServiceAccountToken({ name: account, namespace, body: { spec: { audiences: [], expirationSeconds: 3600 } } });
+    const tokenFile = fs.mkdtempSync(path.join(dir, `${account}-`)) + "/token";
+    fs.writeFileSync(tokenFile, tok.status?.token ?? "", { mode: 0o600 });
+    return ["--api", cluster.server, "--token-file", tokenFile, ...(caFile ? ["--ca-file", caFile] : [])];
+}
+
+/**
+ * The teacher's watchdog sidecar as the Deployment runs it (kwok runs no containers): its container's
+ * arguments from the Deployment in the API server, with a local record file and `grace`/`interval`
+ * in seconds, as the teacher's own ServiceAccount `<run>-teacher`. Resolves when it exits.
+ */
+export async function runTeacherWatchdog(kubeconfig: string, namespace: string, run: string, o: { grace: number; interval: number }):
+    Promise<Stoppable & { exited: Promise<{ code: number | null; output: string }>; record: string }> {
+    const kc = loadKubeConfig(kubeconfig);
+    const apps = kc.makeApiClient(k8s.AppsV1Api);
+    const dep = await apps.readNamespacedDeployment({ name: `${run}-teacher`, namespace });
+    const release = dep.spec?.template.spec?.containers.find((c) => c.name === "release");
+    if (!release?.args) throw new Error(`deployment ${namespace}/${run}-teacher has no release container`);
+    const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cot-vr-watchdog-"));
+    const record = path.join(tmp, "teacher-record.jsonl");
+    const args = [...release.args];
+    const set = (flag: string, value: string) => {
+        const i = args.indexOf(flag);
+        if (i < 0) throw new Error(`release container args lack ${flag}: ${args.join(" ")}`);
+        args[i + 1] = value;
+    };
+    set("--record", record);
+    set("--grace", String(o.grace));
+    args.push("--interval", String(o.interval));
+    const i = args.indexOf("watch");
+    args.splice(i, 0, ...await accountApiArgs(kc, tmp, namespace, `${run}-teacher`));
+    const child = spawn("python3", [TEACHER_SCALE, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let output = "";
+    child.stdout.on("data", (d) => (output += d));
+    child.stderr.on("data", (d) => (output += d));
+    const exited = new Promise<{ code: number | null; output: string }>((resolve) => child.on("close", (code) => resolve({ code, output })));
+    return {
+        exited,
+        record,
+        stop: async () => {
+            if (child.exitCode === null) child.kill("SIGTERM");
+            await exited;
+            fs.rmSync(tmp, { recursive: true, force: true });
+        },
+    };
+}
+
 /**
  * While a generation pod (cot-vr/stage=generate) of `namespace` is Running, run the release code of
  * the real generation, `teacher_scale.py hold`, against the API server with a token of the
@@ -266,15 +328,7 @@ export interface HoldRun {
  */
 export function holdTeacherWhileGenerating(kubeconfig: string, namespace: string, run: string): Stoppable & { runs: HoldRun[] } {
     const kc = loadKubeConfig(kubeconfig);
-    const core = kc.makeApiClient(k8s.CoreV1Api);
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new Error(`${kubeconfig}: no current cluster`);
     const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cot-vr-hold-"));
-    let caFile = cluster.caFile;
-    if (!caFile && cluster.caData) {
-        caFile = path.join(tmp, "ca.crt");
-        fs.writeFileSync(caFile, Buffer.from(cluster.caData, "base64"));
-    }
     const runs: HoldRun[] = [];
     const children = new Map<string, { child?: ChildProcess; exited: Promise<void>; release: () => void }>();
 
@@ -289,14 +343,9 @@ export function holdTeacherWhileGenerating(kubeconfig: string, namespace: string
         };
         children.set(uid, entry);
         entry.exited = (async () => {
-            const account = `${run}-generate`;
-            const tok = await core.createNamespacedServiceAccountToken({ name: account, namespace, body: { spec: { audiences: [], expirationSeconds: 3600 } } });
-            const tokenFile = path.join(tmp, `${uid}.token`);
-            fs.writeFileSync(tokenFile, tok.status?.token ?? "", { mode: 0o600 });
             const args = [
-                path.join(ROOT, "images", "datagen", "teacher_scale.py"),
-                "--namespace", namespace, "--deployment", `${run}-teacher`,
-                "--api", cluster.server, "--token-file", tokenFile, ...(caFile ? ["--ca-file", caFile] : []),
+                TEACHER_SCALE, "--namespace", namespace, "--deployment", `${run}-teacher`,
+                ...await accountApiArgs(kc, tmp, namespace, `${run}-generate`),
                 "--record", path.join(tmp, "teacher-record.jsonl"),
                 "hold", "--", "cat",
             ];

@@ -23,6 +23,8 @@ from conftest import DATAGEN, run_program
 
 PROGRAM = DATAGEN / "teacher_scale.py"
 SCALE_PATH = "/apis/apps/v1/namespaces/cot-vr/deployments/blog-teacher/scale"
+PODS_PATH = "/api/v1/namespaces/cot-vr/pods"
+HOLDERS = "cot-vr/run=blog,cot-vr/stage=generate"
 
 
 class FakeApi:
@@ -30,11 +32,27 @@ class FakeApi:
         self.calls: list[dict[str, Any]] = []
         self.replicas = 0
         self.refuse = False
+        #: Phases of the pods a GET of PODS_PATH lists; a callable is asked at each GET.
+        self.pods: list[str] | Any = []
         api = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
+
+            def do_GET(self) -> None:  # noqa: N802
+                api.calls.append({"method": "GET", "path": self.path, "auth": self.headers.get("Authorization")})
+                if api.refuse or not self.path.startswith(PODS_PATH + "?"):
+                    self.send_response(403 if api.refuse else 404)
+                    self.end_headers()
+                    return
+                phases = api.pods() if callable(api.pods) else api.pods
+                out = json.dumps({"kind": "PodList", "items": [{"status": {"phase": p}} for p in phases]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
 
             def do_PATCH(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
@@ -57,7 +75,7 @@ class FakeApi:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def replicas_set(self) -> list[int]:
-        return [c["body"]["spec"]["replicas"] for c in self.calls]
+        return [c["body"]["spec"]["replicas"] for c in self.calls if c["method"] == "PATCH"]
 
 
 @pytest.fixture
@@ -130,6 +148,107 @@ def test_library_use_releases_on_exception(api: FakeApi, tmp_path: Path) -> None
             assert api.replicas == 1
             raise RuntimeError("teacher crashed")
     assert api.replicas_set() == [1, 0]
+
+
+# ---------------------------------------------------------------- the watchdog beside vLLM
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_watch_releases_the_teacher_once_its_holder_has_been_gone_for_the_grace(api: FakeApi, tmp_path: Path) -> None:
+    """The generation was SIGKILLed on its Job's last try: its pod is Failed, no new one comes."""
+    from cotvr_common import KubeApi
+    from teacher_scale import TeacherScaler, release_when_orphaned
+
+    clock = FakeClock()
+    api.replicas = 1
+    # Running for 100 s, then Failed (the Job gave up): released 300 s after it was last seen alive.
+    api.pods = lambda: ["Running"] if clock.now < 100 else ["Failed"]
+    scaler = TeacherScaler(KubeApi(api.url), "cot-vr", "blog-teacher", tmp_path / "teacher.jsonl")
+    release_when_orphaned(scaler, HOLDERS, grace=300, interval=10, clock=clock, sleep=clock.sleep)
+    assert api.replicas_set() == [0]
+    assert 390 <= clock.now <= 400, clock.now
+    gets = [c for c in api.calls if c["method"] == "GET"]
+    assert gets[0]["path"] == PODS_PATH + "?labelSelector=cot-vr%2Frun%3Dblog%2Ccot-vr%2Fstage%3Dgenerate"
+    event = json.loads((tmp_path / "teacher.jsonl").read_text().splitlines()[-1])
+    assert event["replicas"] == 0 and HOLDERS in event["reason"]
+
+
+def test_watch_waits_through_a_retry_and_never_releases_a_working_holder(api: FakeApi) -> None:
+    """Between a Job's tries no pod is alive for a while (backoff); a Pending retry counts as alive."""
+    from cotvr_common import KubeApi
+    from teacher_scale import TeacherScaler, release_when_orphaned
+
+    clock = FakeClock()
+    timeline = [(0, ["Running"]), (200, ["Failed"]), (400, ["Failed", "Pending"]), (500, ["Failed", "Running"]),
+                (5000, ["Failed", "Succeeded"])]
+    api.pods = lambda: [phases for at, phases in timeline if at <= clock.now][-1]
+    release_when_orphaned(TeacherScaler(KubeApi(api.url), "cot-vr", "blog-teacher"), HOLDERS, grace=300, interval=10,
+                          clock=clock, sleep=clock.sleep)
+    # Not at 500 (200 s without a holder < grace), only 300 s after the retry finished at 5000.
+    assert 5290 <= clock.now <= 5310, clock.now
+    assert api.replicas_set() == [0]
+
+
+def test_watch_does_not_take_an_unreachable_api_for_an_absent_holder(api: FakeApi) -> None:
+    from cotvr_common import KubeApi
+    from teacher_scale import TeacherScaler, release_when_orphaned
+
+    clock = FakeClock()
+    # The API refuses for 1000 s while the holder works, then answers: the holder is still there
+    # and finishes at 1500.
+    api.pods = lambda: ["Running"] if clock.now < 1500 else ["Succeeded"]
+    original_sleep = clock.sleep
+
+    def sleep(seconds: float) -> None:
+        original_sleep(seconds)
+        api.refuse = clock.now < 1000
+
+    api.refuse = True
+    release_when_orphaned(TeacherScaler(KubeApi(api.url), "cot-vr", "blog-teacher"), HOLDERS, grace=300, interval=10,
+                          clock=clock, sleep=sleep)
+    assert clock.now >= 1790, clock.now
+    assert api.replicas_set() == [0]
+
+
+def test_watch_cli_releases_and_exits_0(api: FakeApi, tmp_path: Path) -> None:
+    api.replicas = 1
+    api.pods = ["Failed"]
+    proc = run_program(PROGRAM, *args(api, tmp_path, "watch", "--holders", HOLDERS, "--grace", "0.2", "--interval", "0.05"),
+                       timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert api.replicas_set() == [0]
+    assert f"no pod matching {HOLDERS}" in proc.stderr
+
+
+def test_watch_cli_rejects_a_bad_interval(api: FakeApi, tmp_path: Path) -> None:
+    proc = run_program(PROGRAM, *args(api, tmp_path, "watch", "--holders", HOLDERS, "--interval", "0"))
+    assert proc.returncode == 2
+    assert "--interval" in proc.stderr
+    assert api.calls == []
+
+
+def test_a_long_running_program_reads_the_rotated_token_at_each_call(api: FakeApi, tmp_path: Path) -> None:
+    """The kubelet rotates a pod's projected token; the hold's scale-down may come hours after its scale-up."""
+    from cotvr_common import KubeApi
+    from teacher_scale import TeacherScaler
+
+    token = tmp_path / "token"
+    token.write_text("first\n")
+    scaler = TeacherScaler(KubeApi(api.url, token_file=token), "cot-vr", "blog-teacher")
+    scaler.scale(1)
+    token.write_text("rotated\n")
+    scaler.scale(0)
+    assert [c["auth"] for c in api.calls] == ["Bearer first", "Bearer rotated"]
 
 
 # ---------------------------------------------------------------- inside generate_cot.py

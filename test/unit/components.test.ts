@@ -78,7 +78,7 @@ describe("secrets", async () => {
         expect(Object.keys(pol).sort()).toEqual(["blog-api-egress", "blog-default-deny", "blog-generate-to-teacher", "blog-https-egress", "blog-teacher-from-generate"]);
         expect(pol["blog-default-deny"]).toMatchObject({ podSelector: { matchLabels: { "cot-vr/run": "blog" } }, policyTypes: ["Ingress", "Egress"] });
         expect(pol["blog-teacher-from-generate"].ingress).toEqual([{ from: [{ podSelector: { matchLabels: { "cot-vr/run": "blog", "cot-vr/stage": "generate" } } }], ports: [{ protocol: "TCP", port: 8000 }] }]);
-        expect(pol["blog-api-egress"].podSelector.matchExpressions).toEqual([{ key: "cot-vr/stage", operator: "In", values: ["generate", "report"] }]);
+        expect(pol["blog-api-egress"].podSelector.matchExpressions).toEqual([{ key: "cot-vr/stage", operator: "In", values: ["generate", "teacher", "report"] }]);
         expect(r.byKind("NetworkPolicy")).toEqual([]);
     });
 });
@@ -157,6 +157,31 @@ describe("teacher", async () => {
         // The Service has no endpoints at 0 replicas: not awaited.
         expect(r.byKind("Service")[0].metadata.annotations).toEqual({ "pulumi.com/skipAwait": "true" });
     });
+    it("has a watchdog beside vLLM that releases it once the generation's pods are gone, with the only API token", () => {
+        const w = pod.containers.find((x: any) => x.name === "release");
+        expect(w.image).toBe(container(r.job("generate")).image);
+        expect(w.command).toEqual(["python", "/opt/cotvr/teacher_scale.py"]);
+        expect(w.args).toEqual(["--namespace", "cot-vr", "--deployment", "blog-teacher", "--record", "/results/blog/gpu-time/teacher.jsonl",
+            "watch", "--holders", "cot-vr/run=blog,cot-vr/stage=generate", "--grace", "600"]);
+        expect(w.resources.limits).toEqual({ memory: "128Mi" });
+        expect(w.securityContext).toEqual(c.securityContext);
+        // Its token is projected into it alone: vLLM has none (no automount), nor the results volume.
+        expect(pod.automountServiceAccountToken).toBe(false);
+        expect(pod.serviceAccountName).toBe("blog-teacher");
+        expect(w.volumeMounts).toContainEqual({ name: "api-token", mountPath: "/var/run/secrets/kubernetes.io/serviceaccount", readOnly: true });
+        expect(w.volumeMounts).toContainEqual({ name: "results", mountPath: "/results", readOnly: false });
+        expect(c.volumeMounts.map((m: any) => m.name)).not.toContain("api-token");
+        expect(c.volumeMounts.map((m: any) => m.name)).not.toContain("results");
+        const token = pod.volumes.find((v: any) => v.name === "api-token");
+        expect(token.projected.sources[0]).toEqual({ serviceAccountToken: { path: "token", expirationSeconds: 3600 } });
+        const role = r.byKind("Role").find((x) => x.metadata.name === "blog-teacher")!;
+        expect(role.rules).toEqual([
+            { apiGroups: [""], resources: ["pods"], verbs: ["list"] },
+            { apiGroups: ["apps"], resources: ["deployments/scale"], resourceNames: ["blog-teacher"], verbs: ["get", "patch"] },
+        ]);
+        const binding = r.byKind("RoleBinding").find((x) => x.metadata.name === "blog-teacher")!;
+        expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: "blog-teacher", namespace: "cot-vr" }]);
+    });
     it("with teacher.keep serves from the stack: 1 replica owned by the stack, the Service awaited, no scaler", async () => {
         const r2 = await render(settings({ teacher: { keep: true } }));
         expect(r2.byKind("Deployment")[0].spec.replicas).toBe(1);
@@ -166,6 +191,9 @@ describe("teacher", async () => {
         expect(g.args).not.toContain("--teacher-deployment");
         expect(r2.byKind("Role").map((x) => x.metadata.name)).toEqual(["blog-report"]);
         expect(r2.job("generate").spec.template.spec.serviceAccountName).toBeUndefined();
+        const kept = r2.byKind("Deployment")[0].spec.template.spec;
+        expect(kept.containers.map((x: any) => x.name)).toEqual(["vllm"]);
+        expect(kept.serviceAccountName).toBeUndefined();
     });
     it("is absent when the stack disables it", async () => {
         const r2 = await render(settings({ stages: { teacher: false, generate: false } }));

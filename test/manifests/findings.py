@@ -1,6 +1,6 @@
-"""Judges checkov's findings on the rendered stacks against the skip list and the pending list.
+"""Judges checkov's findings on the rendered stacks against the skip list.
 
-    python findings.py CHECKOV_JSON RENDER_ROOT --stacks a,b,c --skip skip-list.txt [--pending pending.txt] [--list]
+    python findings.py CHECKOV_JSON RENDER_ROOT --stacks a,b,c --skip skip-list.txt [--list]
 
 RENDER_ROOT holds one folder per stack (what `npm run render -- --out RENDER_ROOT/<stack>` writes: one
 object per file). A finding is (check id, object), the object named `<stack>/<Kind>/<stage>/<name>`,
@@ -10,7 +10,7 @@ where <stage> is the object's `cot-vr/stage` label (`-` if none). Each list line
 
 with shell-style patterns over that name. Exit status 1 when a finding matches no line (a new
 finding), or when a pattern matches no finding (a stale entry: the check passes now, drop the line),
-so both lists stay exactly as long as they must be. --list prints every finding and its verdict.
+so the list stays exactly as long as it must be. --list prints every finding and its verdict.
 """
 import argparse
 import fnmatch
@@ -76,12 +76,11 @@ def main() -> int:
     ap.add_argument("render_root")
     ap.add_argument("--stacks", required=True, help="comma-separated stack folders to judge")
     ap.add_argument("--skip", required=True)
-    ap.add_argument("--pending")
     ap.add_argument("--list", action="store_true", help="print every finding with its verdict")
     a = ap.parse_args()
 
     stacks = set(a.stacks.split(","))
-    lists = {"skip": read_list(a.skip), "pending": read_list(a.pending) if a.pending else []}
+    skip = read_list(a.skip)
     findings = []  # (check, object, check name)
     for report in checkov_reports(a.checkov_json):
         if report.get("check_type", "kubernetes") != "kubernetes":
@@ -92,32 +91,30 @@ def main() -> int:
                 findings.append((r["check_id"], obj, r["check_name"]))
     findings = sorted(set(findings))
 
-    new, counts = [], {"skip": 0, "pending": 0}
+    new, skipped = [], 0
     for check, obj, name in findings:
         verdict = None
-        for kind in ("skip", "pending"):
-            for e in lists[kind]:
-                if e.check != check:
-                    continue
-                hits = [i for i, p in enumerate(e.patterns) if fnmatch.fnmatchcase(obj, p)]
-                if hits:
-                    e.used.update(hits)
-                    verdict = verdict or f"{kind} ({e.source})"
+        for e in skip:
+            if e.check != check:
+                continue
+            hits = [i for i, p in enumerate(e.patterns) if fnmatch.fnmatchcase(obj, p)]
+            if hits:
+                e.used.update(hits)
+                verdict = verdict or f"skip ({e.source})"
         if verdict is None:
             new.append((check, obj, name))
         else:
-            counts[verdict.split()[0]] += 1
+            skipped += 1
         if a.list:
             print(f"{check:12} {obj:60} {verdict or 'NEW'}  # {name}")
 
-    stale = [(e, p) for kind in ("skip", "pending") for e in lists[kind]
-             for i, p in enumerate(e.patterns) if i not in e.used]
+    stale = [(e, p) for e in skip for i, p in enumerate(e.patterns) if i not in e.used]
     for check, obj, name in new:
         print(f"NEW finding: {check} on {obj}: {name}")
     for e, p in stale:
         print(f"STALE entry {e.source}: {e.check} {p} matches no finding any more: remove it")
     print(f"checkov: {len(findings)} findings on stacks {','.join(sorted(stacks))}: "
-          f"{counts['skip']} in the skip list, {counts['pending']} pending hardening, {len(new)} new; {len(stale)} stale entries")
+          f"{skipped} in the skip list, {len(new)} new; {len(stale)} stale entries")
     return 1 if new or stale else 0
 
 

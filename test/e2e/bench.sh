@@ -8,6 +8,8 @@
 #   - the blog program under the runtimes it had before: ts-node transpile-only (a noCheck tsconfig)
 #     and ts-node type-checking (the SDK's default), each with an empty ts-node cache.
 # Previews are the median of BENCH_REPEAT (3) runs of a first preview: no state, namespace absent.
+# Last, one more first preview each of the Kubernetes program and the stack, split into phases from
+# the engine's log (preview-phases.mjs): engine start, the program, the resource graph, exit.
 # sucrase (this project's runtime) keeps no cache, so every run is cold.
 #
 #   bash test/e2e/bench.sh [stack]     (default: blog)
@@ -111,6 +113,18 @@ cp "$WORK/Pulumi.tsnode.yaml" "$P/Pulumi.yaml"
 previews tsnode "$P" "$STACK" PULUMI_NODEJS_TRANSPILE_ONLY=true; t_tsnode=$LAST
 previews typecheck "$P" "$STACK" PULUMI_NODEJS_TRANSPILE_ONLY=false; t_typecheck=$LAST
 cp "$WORK/Pulumi.sucrase.yaml" "$P/Pulumi.yaml"
+# Where a first preview's time goes, from the engine's log (one more run each, not in the medians).
+phases() { # dir stack -> text in LAST
+  local t0 t1
+  cd "$1"
+  t0=$(now)
+  pulumi preview --stack "$2" --non-interactive --logtostderr -v=5 >/dev/null 2>"$WORK/phases.log" || { tail -n 30 "$WORK/phases.log" >&2; exit 1; }
+  t1=$(now)
+  cd - >/dev/null
+  LAST=$(node "$HERE/preview-phases.mjs" "$t0" "$t1" <"$WORK/phases.log")
+}
+phases "$K" floor; p_k8s=$LAST
+phases "$P" "$STACK"; p_preview=$LAST
 timeit up pulumi up --stack "$STACK" --non-interactive --yes --skip-preview
 t_up=$LAST
 timeit preview2 pulumi preview --stack "$STACK" --non-interactive
@@ -130,5 +144,8 @@ stack $STACK: $objects rendered objects; $(kubectl get nodes --no-headers | wc -
   pulumi up (create, await Jobs)                     ${t_up}s     $(ratio "$t_up" "$t_floor")x       $(ratio "$t_up" "$t_dry")x
   pulumi preview (no changes, namespace exists)      ${t_preview2}s     $(ratio "$t_preview2" "$t_floor")x       $(ratio "$t_preview2" "$t_dry")x
   npm run render                                     ${t_render}s
+where a first preview's time goes (one run each, engine log):
+  minimal Kubernetes program: $p_k8s
+  $STACK:                       $p_preview
 machine: $(nproc) cores; pulumi $(pulumi version); kubectl $(kubectl version --client -o json | node -e 'process.stdout.write(JSON.parse(require("fs").readFileSync(0)).clientVersion.gitVersion)')
 EOF

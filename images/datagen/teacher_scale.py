@@ -11,6 +11,9 @@ Each scale-up/-down is recorded in `--record` (JSON lines: event, replicas, time
 count the teacher's GPU time.
 
 Library use (generate_cot.py): `with hold_teacher(TeacherScaler(...)): ...`.
+Scale calls are retried on transient API failures (no answer, 429, 5xx); a release that still fails
+does not fail the work it followed (the watchdog below releases the teacher).
+
 The one case the holder cannot cover is its own outright death (OOM kill, SIGKILL) on its Job's
 last try: nothing would ever scale the teacher down. `watch` runs beside vLLM in the teacher's pod
 and releases the teacher once no holder pod (`--holders`, the generation's labels) has been Pending
@@ -44,11 +47,23 @@ sys.path[:0] = [str(p) for p in (_HERE, _HERE.parent / "common") if (p / "cotvr_
 from cotvr_common import EXIT_BAD_ARGS, EXIT_MISSING_INPUT, CotvrError, KubeApi, log, run_main, utc_now  # noqa: E402
 
 
+def transient(err: BaseException) -> bool:
+    """An API failure worth another try: no answer, 429, or a server error (not a 403/404 refusal)."""
+    if isinstance(err, urllib.error.HTTPError):
+        return err.code == 429 or err.code >= 500
+    return isinstance(err, (urllib.error.URLError, OSError))
+
+
 class TeacherScaler:
     """Sets the teacher Deployment's replicas through its scale subresource."""
 
-    def __init__(self, kube: KubeApi, namespace: str, deployment: str, record: Path | None = None) -> None:
+    #: Seconds between tries of a transiently failing scale call (then it gives up).
+    RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)
+
+    def __init__(self, kube: KubeApi, namespace: str, deployment: str, record: Path | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
         self.kube, self.namespace, self.deployment, self.record = kube, namespace, deployment, record
+        self.sleep = sleep
 
     @property
     def path(self) -> str:
@@ -56,13 +71,20 @@ class TeacherScaler:
         return f"/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale"
 
     def scale(self, replicas: int, reason: str | None = None) -> None:
-        try:
-            self.kube.request("PATCH", self.path, {"spec": {"replicas": replicas}}, "application/merge-patch+json")
-        except (urllib.error.URLError, OSError, ValueError) as err:
-            raise CotvrError(
-                f"cannot scale deployment {self.namespace}/{self.deployment} to {replicas}: {err}",
-                EXIT_MISSING_INPUT,
-            ) from err
+        delays = iter(self.RETRY_DELAYS)
+        while True:
+            try:
+                self.kube.request("PATCH", self.path, {"spec": {"replicas": replicas}}, "application/merge-patch+json")
+                break
+            except (urllib.error.URLError, OSError, ValueError) as err:
+                delay = next(delays, None) if transient(err) else None
+                if delay is None:
+                    raise CotvrError(
+                        f"cannot scale deployment {self.namespace}/{self.deployment} to {replicas}: {err}",
+                        EXIT_MISSING_INPUT,
+                    ) from err
+                log(f"scaling deployment {self.namespace}/{self.deployment} to {replicas} failed ({err}); retrying in {delay:g}s")
+                self.sleep(delay)
         log(f"teacher {self.deployment} scaled to {replicas}" + (f" ({reason})" if reason else ""))
         self._record("scaled", replicas=replicas, **({"reason": reason} if reason else {}))
 
@@ -98,10 +120,9 @@ def hold_teacher(scaler: TeacherScaler) -> Iterator[None]:
     try:
         scaler.scale(0)
     except CotvrError as err:
-        if failure is None:
-            raise
-        # The first failure is the one to report; this one is still worth a line in the log.
-        log(f"also: {err}")
+        # Never fail finished work over the release: the teacher's watchdog scales it to 0 once this
+        # pod is gone. A failure of the work is still the one to report.
+        log(f"{err}; the teacher's watchdog releases it once this pod has ended")
     finally:
         signal.signal(signal.SIGTERM, previous)
     if failure is not None:

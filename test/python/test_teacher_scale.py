@@ -32,6 +32,8 @@ class FakeApi:
         self.calls: list[dict[str, Any]] = []
         self.replicas = 0
         self.refuse = False
+        #: HTTP statuses the next PATCHes answer with before they succeed (e.g. [503, 503]).
+        self.patch_errors: list[int] = []
         #: Phases of the pods a GET of PODS_PATH lists; a callable is asked at each GET.
         self.pods: list[str] | Any = []
         api = self
@@ -42,6 +44,12 @@ class FakeApi:
 
             def do_GET(self) -> None:  # noqa: N802
                 api.calls.append({"method": "GET", "path": self.path, "auth": self.headers.get("Authorization")})
+                if self.path == "/break-release":
+                    api.refuse = True
+                    self.send_response(200)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if api.refuse or not self.path.startswith(PODS_PATH + "?"):
                     self.send_response(403 if api.refuse else 404)
                     self.end_headers()
@@ -58,8 +66,8 @@ class FakeApi:
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 api.calls.append({"method": "PATCH", "path": self.path, "body": body,
                                   "content_type": self.headers.get("Content-Type"), "auth": self.headers.get("Authorization")})
-                if api.refuse or self.path != SCALE_PATH:
-                    self.send_response(403 if api.refuse else 404)
+                if api.refuse or self.path != SCALE_PATH or api.patch_errors:
+                    self.send_response(api.patch_errors.pop(0) if api.patch_errors else 403 if api.refuse else 404)
                     self.end_headers()
                     return
                 api.replicas = body["spec"]["replicas"]
@@ -136,6 +144,37 @@ def test_an_api_that_refuses_fails_with_exit_3_before_any_work(api: FakeApi, tmp
     assert proc.returncode == 3
     assert "cannot scale deployment cot-vr/blog-teacher to 1" in proc.stderr
     assert not marker.exists()
+
+
+def test_transient_api_failures_are_retried_a_refusal_is_not(api: FakeApi) -> None:
+    from cotvr_common import CotvrError, KubeApi
+    from teacher_scale import TeacherScaler
+
+    waits: list[float] = []
+    scaler = TeacherScaler(KubeApi(api.url), "cot-vr", "blog-teacher", sleep=waits.append)
+    api.patch_errors = [503, 429, 500]
+    scaler.scale(1)
+    assert api.replicas == 1 and waits == [1.0, 2.0, 4.0]
+    waits.clear()
+    api.patch_errors = [503] * 5
+    with pytest.raises(CotvrError, match="to 0: HTTP Error 503"):
+        scaler.scale(0)
+    assert waits == [1.0, 2.0, 4.0, 8.0]
+    waits.clear()
+    api.patch_errors = [403]
+    with pytest.raises(CotvrError, match="HTTP Error 403"):
+        scaler.scale(0)
+    assert waits == []
+
+
+def test_a_release_that_fails_does_not_fail_finished_work(api: FakeApi, tmp_path: Path) -> None:
+    """Eight hours of generation must not fail on the last API call: the watchdog frees the teacher."""
+    work = f"import urllib.request; urllib.request.urlopen({api.url!r} + '/break-release')"
+    # The work's last act makes the API refuse from then on (as an RBAC change or an outage would).
+    proc = run_program(PROGRAM, *args(api, tmp_path, "hold", "--", sys.executable, "-c", work))
+    assert proc.returncode == 0, proc.stderr
+    assert api.replicas == 1
+    assert "the teacher's watchdog releases it once this pod has ended" in proc.stderr
 
 
 def test_library_use_releases_on_exception(api: FakeApi, tmp_path: Path) -> None:

@@ -30,22 +30,32 @@ export function teacherRoleRules(s: Settings): k8s.types.input.rbac.v1.PolicyRul
     ];
 }
 
+/**
+ * Whether the watchdog records its release on the results volume like the generation does. Only a
+ * ReadWriteMany volume may be mounted by the teacher's pod while the generation's has it: a
+ * ReadWriteOnce one on another node, or a ReadWriteOncePod one, would keep the teacher from starting.
+ */
+export function watchdogRecords(s: Settings): boolean {
+    return s.storage.results.accessMode === "ReadWriteMany";
+}
+
 /** `teacher_scale.py watch` arguments: release the teacher once the run's generation pods are gone. */
 export function watchdogArgs(s: Settings): string[] {
     const holders = `${LABELS.run}=${s.run},${LABELS.stage}=generate`;
     return [
-        "--namespace", s.cluster.namespace, "--deployment", teacherName(s.run), "--record", teacherRecord(s),
+        "--namespace", s.cluster.namespace, "--deployment", teacherName(s.run),
+        ...(watchdogRecords(s) ? ["--record", teacherRecord(s)] : []),
         "watch", "--holders", holders, "--grace", String(TEACHER_ORPHAN_GRACE),
     ];
 }
 
 /**
- * The watchdog container and what only it mounts: the results volume (it records the release like
- * the generation does) and a projected token of the teacher's account, so vLLM gets no API token.
+ * The watchdog container and what only it mounts: the results volume (when it records, see
+ * watchdogRecords) and a projected token of the teacher's account, so vLLM gets no API token.
  */
 function watchdog(ctx: StageContext, tmp: ReturnType<typeof scratch>) {
     const s = ctx.settings;
-    const { volumes, volumeMounts } = storageVolumes(ctx, { results: "rw" });
+    const { volumes, volumeMounts } = storageVolumes(ctx, watchdogRecords(s) ? { results: "rw" } : {});
     const token = {
         name: "api-token",
         projected: {

@@ -182,6 +182,14 @@ describe("teacher", async () => {
         const binding = r.byKind("RoleBinding").find((x) => x.metadata.name === "blog-teacher")!;
         expect(binding.subjects).toEqual([{ kind: "ServiceAccount", name: "blog-teacher", namespace: "cot-vr" }]);
     });
+    it("mounts the results volume for the watchdog's record only when it is ReadWriteMany (else the teacher could not start)", async () => {
+        const r2 = await render(settings({ storage: { results: { accessMode: "ReadWriteOncePod" } } }));
+        const p2 = r2.byKind("Deployment")[0].spec.template.spec;
+        const w = p2.containers.find((x: any) => x.name === "release");
+        expect(w.args).not.toContain("--record");
+        expect(p2.volumes.map((v: any) => v.name)).not.toContain("results");
+        expect(w.args).toContain("watch");
+    });
     it("with teacher.keep serves from the stack: 1 replica owned by the stack, the Service awaited, no scaler", async () => {
         const r2 = await render(settings({ teacher: { keep: true } }));
         expect(r2.byKind("Deployment")[0].spec.replicas).toBe(1);

@@ -7,6 +7,8 @@
 //                         start; teacher pods become Ready N s after they start (the 90B load)
 //   holdTeacherWhileGenerating
 //                         `teacher_scale.py hold` through the generation's own ServiceAccount and Role
+//   runTeacherWatchdog    the teacher's `release` sidecar (`teacher_scale.py watch`, its args from the
+//                         deployed Deployment) through the teacher's own ServiceAccount and Role
 //   gpuTimeline           every GPU pod's scheduled -> finished interval (watched, so pods the
 //                         ReplicaSet deleted are kept), GPU-hours held / of work, makespan, critical path
 //

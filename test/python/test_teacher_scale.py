@@ -42,41 +42,32 @@ class FakeApi:
             def log_message(self, *args: Any) -> None:  # quiet
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
-                api.calls.append({"method": "GET", "path": self.path, "auth": self.headers.get("Authorization")})
-                if self.path == "/break-release":
-                    api.refuse = True
-                    self.send_response(200)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                if api.refuse or not self.path.startswith(PODS_PATH + "?"):
-                    self.send_response(403 if api.refuse else 404)
-                    self.end_headers()
-                    return
-                phases = api.pods() if callable(api.pods) else api.pods
-                out = json.dumps({"kind": "PodList", "items": [{"status": {"phase": p}} for p in phases]}).encode()
-                self.send_response(200)
+            def reply(self, status: int, body: Any = None) -> None:
+                out = json.dumps(body).encode() if body is not None else b""
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))
                 self.end_headers()
                 self.wfile.write(out)
+
+            def do_GET(self) -> None:  # noqa: N802
+                api.calls.append({"method": "GET", "path": self.path, "auth": self.headers.get("Authorization")})
+                if self.path == "/break-release":
+                    api.refuse = True
+                    return self.reply(200)
+                if api.refuse or not self.path.startswith(PODS_PATH + "?"):
+                    return self.reply(403 if api.refuse else 404)
+                phases = api.pods() if callable(api.pods) else api.pods
+                self.reply(200, {"kind": "PodList", "items": [{"status": {"phase": p}} for p in phases]})
 
             def do_PATCH(self) -> None:  # noqa: N802
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
                 api.calls.append({"method": "PATCH", "path": self.path, "body": body,
                                   "content_type": self.headers.get("Content-Type"), "auth": self.headers.get("Authorization")})
                 if api.refuse or self.path != SCALE_PATH or api.patch_errors:
-                    self.send_response(api.patch_errors.pop(0) if api.patch_errors else 403 if api.refuse else 404)
-                    self.end_headers()
-                    return
+                    return self.reply(api.patch_errors.pop(0) if api.patch_errors else 403 if api.refuse else 404)
                 api.replicas = body["spec"]["replicas"]
-                out = json.dumps({"kind": "Scale", "spec": {"replicas": api.replicas}}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
+                self.reply(200, {"kind": "Scale", "spec": {"replicas": api.replicas}})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"

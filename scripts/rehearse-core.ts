@@ -76,15 +76,38 @@ export function nodeManifest(n: NodeShape): Obj {
 // ---------------------------------------------------------------------------------------------------
 // StorageClasses and claims
 
+/**
+ * Where a provisioner's volumes live: on one node (the scheduler keeps the pods that use one there),
+ * attached to one node at a time (network block storage), or shared by all nodes.
+ */
+export type Placement = "node-local" | "attached" | "shared";
+
 /** Access modes of provisioners whose behaviour is known; others are taken to support every mode. */
-const PROVISIONER_MODES: [RegExp, string[]][] = [
-    [/^rancher\.io\/local-path$|^openebs\.io\/local$|^kubernetes\.io\/no-provisioner$|^topolvm\.io$|^local\.csi/, ["ReadWriteOnce", "ReadWriteOncePod"]],
-    [/^ebs\.csi\.aws\.com$|^pd\.csi\.storage\.gke\.io$|^disk\.csi\.azure\.com$|rbd\.csi\.ceph\.com$|^kubernetes\.io\/(aws-ebs|gce-pd|azure-disk)$/, ["ReadWriteOnce", "ReadWriteOncePod"]],
-    [/nfs|^efs\.csi\.aws\.com$|cephfs\.csi\.ceph\.com$|^file\.csi\.azure\.com$|^filestore\.csi\.storage\.gke\.io$|^driver\.longhorn\.io$/, ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]],
+const PROVISIONERS: [RegExp, Placement, string[]][] = [
+    [/^rancher\.io\/local-path$|^openebs\.io\/local$|^kubernetes\.io\/no-provisioner$|^topolvm\.io$|^local\.csi/, "node-local", ["ReadWriteOnce", "ReadWriteOncePod"]],
+    [/^ebs\.csi\.aws\.com$|^pd\.csi\.storage\.gke\.io$|^disk\.csi\.azure\.com$|rbd\.csi\.ceph\.com$|^kubernetes\.io\/(aws-ebs|gce-pd|azure-disk)$/, "attached", ["ReadWriteOnce", "ReadWriteOncePod"]],
+    [/nfs|^efs\.csi\.aws\.com$|cephfs\.csi\.ceph\.com$|^file\.csi\.azure\.com$|^filestore\.csi\.storage\.gke\.io$|^driver\.longhorn\.io$/, "shared", ["ReadWriteOnce", "ReadOnlyMany", "ReadWriteMany", "ReadWriteOncePod"]],
 ];
 
 export function provisionerModes(provisioner: string): string[] | undefined {
-    return PROVISIONER_MODES.find(([re]) => re.test(provisioner))?.[1];
+    return PROVISIONERS.find(([re]) => re.test(provisioner))?.[2];
+}
+
+export function provisionerPlacement(provisioner: string): Placement | undefined {
+    return PROVISIONERS.find(([re]) => re.test(provisioner))?.[1];
+}
+
+/** What to change when a class cannot give a volume ReadWriteMany, by where its volumes live. */
+function withoutReadWriteMany(v: string, cls: ClassShape): string {
+    const key = `${PROJECT}:storage.${v}.accessMode`;
+    switch (provisionerPlacement(cls.provisioner)) {
+        case "node-local":
+            return `set ${key} to ReadWriteOnce (its volumes are node-local: the scheduler keeps the pods that share one on its node), or pick a ReadWriteMany class with ${PROJECT}:storage.storageClass`;
+        case "attached":
+            return `pick a ReadWriteMany class with ${PROJECT}:storage.storageClass: its volumes attach to one node at a time, so with ReadWriteOnce, stages that run at once on different nodes would wait for the volume (Multi-Attach), GPU pods with their GPU held; ReadWriteOnce is safe on a one-node cluster only`;
+        default:
+            return `change ${key} or ${PROJECT}:storage.storageClass`;
+    }
 }
 
 export interface ClassShape {
@@ -141,7 +164,8 @@ export function claimProblems(s: Settings, classes: ClassShape[]): string[] {
             continue;
         }
         if (cls.modes && !cls.modes.includes(vol.accessMode)) {
-            out.push(`claim ${v}: StorageClass "${cls.name}" (${cls.provisioner}) offers ${cls.modes.join(", ")}, not ${vol.accessMode}; the claim would stay Pending: change ${PROJECT}:storage.${v}.accessMode or ${PROJECT}:storage.storageClass`);
+            const change = vol.accessMode === "ReadWriteMany" ? withoutReadWriteMany(v, cls) : `change ${PROJECT}:storage.${v}.accessMode or ${PROJECT}:storage.storageClass`;
+            out.push(`claim ${v}: StorageClass "${cls.name}" (${cls.provisioner}) offers ${cls.modes.join(", ")}, not ${vol.accessMode}; the claim would stay Pending: ${change}`);
         }
     }
     return out;

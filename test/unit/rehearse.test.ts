@@ -191,6 +191,17 @@ describe("simulated nodes and scheduling verdicts", () => {
         expect(claimProblems(settings(), [])[0]).toContain("no default StorageClass");
     });
 
+    test("without ReadWriteMany, the advice depends on where the class's volumes live", () => {
+        const local = [{ name: "local-path", isDefault: true, provisioner: "rancher.io/local-path", modes: provisionerModes("rancher.io/local-path") }];
+        expect(claimProblems(settings(), local)[0]).toContain("set cot-vr:storage.models.accessMode to ReadWriteOnce (its volumes are node-local");
+        // Network block storage: ReadWriteOnce would strand concurrent stages on different nodes.
+        const ebs = [{ name: "gp3", isDefault: true, provisioner: "ebs.csi.aws.com", modes: provisionerModes("ebs.csi.aws.com") }];
+        const p = claimProblems(settings(), ebs)[0];
+        expect(p).toContain("pick a ReadWriteMany class with cot-vr:storage.storageClass");
+        expect(p).toContain("Multi-Attach");
+        expect(p).not.toContain("set cot-vr:storage.models.accessMode to ReadWriteOnce");
+    });
+
     test("text timeline: one row per GPU pod, in real hours", () => {
         const t = textTimeline([
             { name: "a", stage: "train", variant: "lora-11b", gpus: 1, start: 0, end: 50 },

@@ -123,7 +123,7 @@ const clusterSchema = z.strictObject({
 const volumeSchema = (size: string) => z.strictObject({
     /** Requested size. */
     size: quantity.default(size),
-    /** Access mode; ReadWriteMany lets Jobs on different nodes share the volume. */
+    /** Access mode; ReadWriteMany lets Jobs on different nodes share the volume. ReadWriteOnce suits node-local classes (local-path) or a one-node cluster: on network block storage, stages that run at once on different nodes wait for the volume. */
     accessMode: z.enum(["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"]).default("ReadWriteMany"),
     /** Use this existing claim instead of creating one (e.g. a sweep stack sharing a blog stack's volume). */
     existingClaim: dnsLabel(253).optional(),

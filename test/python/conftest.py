@@ -34,6 +34,21 @@ BLOG_COT_PROMPT_START = "You are an AI with an IQ of 170 tasked with enhancing d
 BLOG_COT_PROMPT_END = "DO NOT CHANGE THE ORIGINAL FINAL ANSWER. Begin now."
 
 
+class JsonHandler(BaseHTTPRequestHandler):
+    """Request handler of the tests' fake HTTP servers: quiet, answers in JSON."""
+
+    def log_message(self, *args: Any) -> None:  # keep pytest output clean
+        pass
+
+    def reply(self, status: int, body: Any = None) -> None:
+        data = json.dumps(body).encode() if body is not None else b""
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
 def run_program(program: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 600,
                 log_name: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run one of the image programs the way the Job does: `python <program> args...`.
@@ -186,33 +201,23 @@ class FakeTeacher:
         self.requests: list[dict[str, Any]] = []
         teacher = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # keep pytest output clean
-                pass
-
-            def _send(self, code: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+        class Handler(JsonHandler):
 
             def do_GET(self) -> None:  # noqa: N802
                 if self.path.rstrip("/") == "/v1/models":
-                    self._send(200, {"object": "list", "data": [{"id": name, "object": "model"} for name in teacher.listed]})
+                    self.reply(200, {"object": "list", "data": [{"id": name, "object": "model"} for name in teacher.listed]})
                 else:
-                    self._send(404, {"detail": "Not Found"})
+                    self.reply(404, {"detail": "Not Found"})
 
             def do_POST(self) -> None:  # noqa: N802
                 length = int(self.headers.get("Content-Length", "0"))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 teacher.requests.append(body)
                 if self.path.rstrip("/") != "/v1/chat/completions":
-                    self._send(404, {"detail": "Not Found"})
+                    self.reply(404, {"detail": "Not Found"})
                     return
                 if body.get("model") != teacher.served:
-                    self._send(
+                    self.reply(
                         404,
                         {
                             "object": "error",
@@ -226,7 +231,7 @@ class FakeTeacher:
                 user = body["messages"][-1]["content"]
                 text = next(part["text"] for part in user if part.get("type") == "text")
                 answer = text.rsplit("Final answer:", 1)[-1].strip()
-                self._send(
+                self.reply(
                     200,
                     {
                         "id": "chatcmpl-test",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import TRAINER, run_program
+from conftest import TRAINER, JsonHandler, run_program
 
 REPORT = TRAINER / "report.py"
 
@@ -61,18 +61,10 @@ class FakeApi:
         self.requests: list[tuple[str, str | None]] = []
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
+        class Handler(JsonHandler):
             def do_GET(self) -> None:  # noqa: N802
                 api.requests.append((self.path, self.headers.get("Authorization")))
-                body = json.dumps({"kind": "JobList", "apiVersion": "batch/v1", "items": jobs}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.reply(200, {"kind": "JobList", "apiVersion": "batch/v1", "items": jobs})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()

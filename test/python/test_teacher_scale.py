@@ -13,13 +13,13 @@ import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from conftest import DATAGEN, run_program
+from conftest import DATAGEN, JsonHandler, run_program
 
 PROGRAM = DATAGEN / "teacher_scale.py"
 SCALE_PATH = "/apis/apps/v1/namespaces/cot-vr/deployments/blog-teacher/scale"
@@ -38,18 +38,7 @@ class FakeApi:
         self.pods: list[str] | Any = []
         api = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:  # quiet
-                pass
-
-            def reply(self, status: int, body: Any = None) -> None:
-                out = json.dumps(body).encode() if body is not None else b""
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(out)))
-                self.end_headers()
-                self.wfile.write(out)
-
+        class Handler(JsonHandler):
             def do_GET(self) -> None:  # noqa: N802
                 api.calls.append({"method": "GET", "path": self.path, "auth": self.headers.get("Authorization")})
                 if self.path == "/break-release":

@@ -5,9 +5,10 @@ import * as fs from "fs";
 import * as path from "path";
 import * as YAML from "yaml";
 import { z } from "zod";
+import { PROJECT, SECRET_KEYS, SecretKey, STAGE_NAMES, StageName, STAGES } from "./contract";
 
-/** Pulumi config namespace of this project (the `name` in Pulumi.yaml). */
-export const PROJECT = "cot-vr";
+export { PROJECT, SECRET_KEYS, STAGE_NAMES };
+export type { SecretKey, StageName };
 
 // ---------------------------------------------------------------------------------------------------
 // Value types
@@ -198,9 +199,6 @@ const stagesSchema = z.strictObject({
     benchmark: z.boolean().default(false),
 }).prefault({});
 
-const STAGE_NAMES = ["download", "teacher", "generate", "train", "sample", "evaluate", "report", "benchmark"] as const;
-export type StageName = (typeof STAGE_NAMES)[number];
-
 const stageTimingSchema = (timeout: string) => z.strictObject({
     /** How long `pulumi up` waits for the stage (also its Kubernetes activeDeadlineSeconds). */
     timeout: duration.prefault(timeout),
@@ -211,14 +209,14 @@ const stageTimingSchema = (timeout: string) => z.strictObject({
 }).prefault({});
 
 const timingSchema = z.strictObject({
-    download: stageTimingSchema("4h"),
-    teacher: stageTimingSchema("90m"),
-    generate: stageTimingSchema("24h"),
-    train: stageTimingSchema("48h"),
-    sample: stageTimingSchema("2h"),
-    evaluate: stageTimingSchema("24h"),
-    report: stageTimingSchema("30m"),
-    benchmark: stageTimingSchema("1h"),
+    download: stageTimingSchema(STAGES.download.timeout),
+    teacher: stageTimingSchema(STAGES.teacher.timeout),
+    generate: stageTimingSchema(STAGES.generate.timeout),
+    train: stageTimingSchema(STAGES.train.timeout),
+    sample: stageTimingSchema(STAGES.sample.timeout),
+    evaluate: stageTimingSchema(STAGES.evaluate.timeout),
+    report: stageTimingSchema(STAGES.report.timeout),
+    benchmark: stageTimingSchema(STAGES.benchmark.timeout),
 }).prefault({});
 
 const teacherSchema = z.strictObject({
@@ -436,10 +434,6 @@ export const configSchema = z.strictObject({
 });
 export type RawSettings = z.infer<typeof configSchema>;
 
-/** The keys that must be set with `pulumi config set --secret`. */
-export const SECRET_KEYS = ["hfToken", "wandbApiKey", "registryPassword"] as const;
-export type SecretKey = (typeof SECRET_KEYS)[number];
-
 // ---------------------------------------------------------------------------------------------------
 // Derived settings
 
@@ -651,18 +645,6 @@ function modelRefs(list: string[], section: "sample" | "evaluate", variants: Rec
     });
 }
 
-/** Stages that read what each stage writes, in the same update. */
-const DEPENDENTS: Record<StageName, StageName[]> = {
-    download: ["teacher", "train", "sample", "evaluate"],
-    teacher: ["generate"],
-    generate: ["train"],
-    train: ["sample", "evaluate"],
-    sample: ["report"],
-    evaluate: ["report"],
-    report: [],
-    benchmark: [],
-};
-
 function checkStageOrder(c: RawSettings, st: Record<StageName, boolean>, evaluations: ModelRef[], p: Problem): void {
     if (st.generate && !st.teacher) p("stages.generate", "needs stages.teacher in the same update (the generator calls the teacher)");
     if (st.report && !st.evaluate) p("stages.report", "needs stages.evaluate in the same update");
@@ -674,7 +656,7 @@ function checkStageOrder(c: RawSettings, st: Record<StageName, boolean>, evaluat
             p("timing.teacher.await", "the teacher Deployment must be awaited (the generator needs it ready)");
             continue;
         }
-        const blocked = DEPENDENTS[stage].filter((d) => st[d]);
+        const blocked = STAGES[stage].dependents.filter((d) => st[d]);
         if (blocked.length > 0) {
             p(`timing.${stage}.await`, `false submits ${stage} without waiting, but ${blocked.join(", ")} in the same update would run before it finishes; disable them until a later update`);
         }

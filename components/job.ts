@@ -4,15 +4,13 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings, StageName } from "../config";
+import { FATAL_EXIT_CODES } from "../contract";
 import { CONTAINER_SECURITY, gpuPodFields, podSecurity, pullSecretRefs, scratch, StageContext } from "./pod";
 
 type Container = k8s.types.input.core.v1.Container;
 type Volume = k8s.types.input.core.v1.Volume;
 type VolumeMount = k8s.types.input.core.v1.VolumeMount;
 type EnvVar = k8s.types.input.core.v1.EnvVar;
-
-/** Exit codes of this project's programs that mean "bad input": retrying cannot help. */
-export const FATAL_EXIT_CODES = [2, 3, 4, 5, 6];
 
 export interface JobSpecInput {
     readonly name: string;
@@ -50,7 +48,7 @@ export function jobArgs(ctx: StageContext, j: JobSpecInput): k8s.batch.v1.JobArg
             activeDeadlineSeconds: timing.timeout,
             podFailurePolicy: {
                 rules: [
-                    { action: "FailJob", onExitCodes: { containerName: "main", operator: "In", values: FATAL_EXIT_CODES } },
+                    { action: "FailJob", onExitCodes: { containerName: "main", operator: "In", values: [...FATAL_EXIT_CODES] } },
                     { action: "Ignore", onPodConditions: [{ type: "DisruptionTarget", status: "True" }] },
                 ],
             },

@@ -2,6 +2,9 @@
 // so `pulumi preview` shows a replace exactly when a stage's inputs changed, and a hard-killed
 // `pulumi up` can never start the same work twice under a new random name.
 import { createHash } from "crypto";
+import { LABELS, StageName } from "../contract";
+
+export { LABELS };
 
 /** Stable JSON: object keys sorted, so the hash depends on content, not insertion order. */
 export function stableJson(v: unknown): string {
@@ -24,18 +27,6 @@ export function jobName(run: string, stage: string, variant: string | undefined,
     return name;
 }
 
-export const LABELS = {
-    name: "app.kubernetes.io/name",
-    partOf: "app.kubernetes.io/part-of",
-    instance: "app.kubernetes.io/instance",
-    component: "app.kubernetes.io/component",
-    managedBy: "app.kubernetes.io/managed-by",
-    run: "cot-vr/run",
-    stage: "cot-vr/stage",
-    variant: "cot-vr/variant",
-    hash: "cot-vr/config-hash",
-} as const;
-
 export function labels(run: string, stage: string, variant?: string, hash?: string): Record<string, string> {
     // The Kubernetes recommended labels, then this project's (selectors use the project's).
     return {
@@ -57,7 +48,8 @@ export function teacherName(run: string): string {
 }
 
 export function teacherSelector(run: string): Record<string, string> {
-    return { [LABELS.run]: run, [LABELS.stage]: "teacher" };
+    const stage: StageName = "teacher";
+    return { [LABELS.run]: run, [LABELS.stage]: stage };
 }
 
 /** OpenAI-compatible base URL of the teacher inside the cluster (what the generator calls). */

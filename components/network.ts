@@ -4,13 +4,12 @@
 // the pods that call it (the generation and the teacher's watchdog scale the teacher, the report reads
 // Job times).
 import * as k8s from "@pulumi/kubernetes";
-import { Settings, StageName } from "../config";
+import { Settings } from "../config";
+import { EGRESS, StageName } from "../contract";
 import { labels, LABELS, teacherSelector } from "./naming";
 
 type PolicyArgs = k8s.networking.v1.NetworkPolicyArgs;
 
-const HTTPS_STAGES: StageName[] = ["download", "generate", "train", "sample", "evaluate"];
-const API_STAGES: StageName[] = ["generate", "teacher", "report"];
 /** The API server's ports: its Service (443) and where it listens on the control plane (6443). */
 const API_PORTS = [443, 6443];
 
@@ -18,7 +17,7 @@ const tcp = (port: number) => ({ protocol: "TCP", port });
 
 export function networkPolicies(s: Settings, namespace: k8s.types.input.meta.v1.ObjectMeta["namespace"]): Record<string, PolicyArgs> {
     const run = { [LABELS.run]: s.run };
-    const stages = (list: StageName[]) => ({ matchLabels: run, matchExpressions: [{ key: LABELS.stage, operator: "In", values: list }] });
+    const stages = (list: readonly StageName[]) => ({ matchLabels: run, matchExpressions: [{ key: LABELS.stage, operator: "In", values: [...list] }] });
     const meta = (name: string) => ({ name: `${s.run}-${name}`, namespace, labels: labels(s.run, "network") });
     return {
         "default-deny": {
@@ -47,11 +46,11 @@ export function networkPolicies(s: Settings, namespace: k8s.types.input.meta.v1.
         },
         "https-egress": {
             metadata: meta("https-egress"),
-            spec: { podSelector: stages(HTTPS_STAGES), policyTypes: ["Egress"], egress: [{ ports: [tcp(443)] }] },
+            spec: { podSelector: stages(EGRESS.https), policyTypes: ["Egress"], egress: [{ ports: [tcp(443)] }] },
         },
         "api-egress": {
             metadata: meta("api-egress"),
-            spec: { podSelector: stages(API_STAGES), policyTypes: ["Egress"], egress: [{ ports: API_PORTS.map(tcp) }] },
+            spec: { podSelector: stages(EGRESS.api), policyTypes: ["Egress"], egress: [{ ports: API_PORTS.map(tcp) }] },
         },
     };
 }

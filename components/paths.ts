@@ -1,10 +1,10 @@
 // Where everything lives inside the pods: mounts, programs, rendered configs, outputs and completion
 // markers. One module, so the Job that writes a path and the Job that reads it can never disagree.
 import { ModelRef, ModelSize, Settings, TrainVariant } from "../config";
+import { MARKER_NAME, VOLUME_NAMES, VolumeName } from "../contract";
 
-/** The shared volumes, declared once: claims, mounts and volume sizes follow this list. */
-export const VOLUME_NAMES = ["models", "data", "checkpoints", "results"] as const;
-export type VolumeName = (typeof VOLUME_NAMES)[number];
+export { VOLUME_NAMES };
+export type { VolumeName };
 
 export const MOUNTS: Record<VolumeName | "config" | "shm" | "tmp" | "hfToken" | "serviceAccount", string> = {
     models: "/models",
@@ -35,7 +35,7 @@ export function configFile(key: string): string {
 }
 
 /** Marker a producer writes last; consumers check it instead of guessing from partial files. */
-export const COMPLETE = ".complete.json";
+export const COMPLETE = MARKER_NAME;
 /** Hugging Face home on the data volume: datasets cache shared by every stage. */
 export const HF_HOME = `${MOUNTS.data}/hf-home`;
 

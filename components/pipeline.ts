@@ -7,6 +7,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
+import { SECRET_DATA_KEYS, secretNames } from "../contract";
 import { Benchmark } from "./benchmark";
 import { Download } from "./download";
 import { Evaluate } from "./evaluate";
@@ -40,8 +41,8 @@ export interface PipelineArgs {
 /** Kubernetes Secret data: the keys the pods read. Values stay Pulumi secrets. */
 export function secretData(secrets: PipelineSecrets): Record<string, pulumi.Input<string>> {
     const data: Record<string, pulumi.Input<string>> = {};
-    if (secrets.hfToken) data.HF_TOKEN = secrets.hfToken;
-    if (secrets.wandbApiKey) data.WANDB_API_KEY = secrets.wandbApiKey;
+    if (secrets.hfToken) data[SECRET_DATA_KEYS.hfToken] = secrets.hfToken;
+    if (secrets.wandbApiKey) data[SECRET_DATA_KEYS.wandbApiKey] = secrets.wandbApiKey;
     return data;
 }
 
@@ -97,7 +98,7 @@ export class Pipeline extends pulumi.ComponentResource {
         this.claims = volumes.claims;
 
         const secret = new k8s.core.v1.Secret(`${name}-secrets`, {
-            metadata: { name: `${s.run}-secrets`, namespace: ns, labels: labels(s.run, "secrets") },
+            metadata: { name: secretNames(s.run).tokens, namespace: ns, labels: labels(s.run, "secrets") },
             type: "Opaque",
             stringData: secretData(secrets),
         }, { parent: this, provider });
@@ -108,7 +109,7 @@ export class Pipeline extends pulumi.ComponentResource {
             images = new ProjectImages(`${name}-images`, { settings: s, registryPassword: secrets.registryPassword }, { parent: this });
             const reg = s.images.registry;
             const pull = new k8s.core.v1.Secret(`${name}-registry`, {
-                metadata: { name: `${s.run}-registry`, namespace: ns, labels: labels(s.run, "secrets") },
+                metadata: { name: secretNames(s.run).registry, namespace: ns, labels: labels(s.run, "secrets") },
                 type: "kubernetes.io/dockerconfigjson",
                 stringData: { ".dockerconfigjson": dockerConfigJson(reg.server, reg.username, secrets.registryPassword) },
             }, { parent: this, provider });

@@ -3,6 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
+import { SECRET_DATA_KEYS } from "../contract";
 import { Identities, ImageIds } from "./identity";
 import { HF_HOME, MOUNTS, VOLUME_NAMES, VolumeName } from "./paths";
 import { Recipes } from "./recipes";
@@ -61,7 +62,7 @@ export function storageVolumes(
     }
     if (extra.hfToken) {
         // A file, not an env var: env values end up in `describe` output and crash dumps.
-        volumes.push({ name: "hf-token", secret: { secretName: ctx.secretName, items: [{ key: "HF_TOKEN", path: HF_TOKEN_FILE }], optional: true } });
+        volumes.push({ name: "hf-token", secret: { secretName: ctx.secretName, items: [{ key: SECRET_DATA_KEYS.hfToken, path: HF_TOKEN_FILE }], optional: true } });
         volumeMounts.push({ name: "hf-token", mountPath: MOUNTS.hfToken, readOnly: true });
     }
     return { volumes, volumeMounts };

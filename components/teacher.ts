@@ -6,6 +6,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
+import { selector, WATCHDOG_GRACE_SECONDS } from "../contract";
 import { apiAccount } from "./account";
 import { stageTimeouts, withoutEdges } from "./job";
 import { LABELS, labels, teacherName, teacherSelector } from "./naming";
@@ -13,9 +14,6 @@ import { MOUNTS, modelDir, programCommand, teacherRecord } from "./paths";
 import { CONTAINER_SECURITY, gpuPodFields, podSecurity, pullSecretRefs, resources, scratch, StageContext, storageVolumes } from "./pod";
 
 export const TEACHER_PORT_NAME = "http";
-/** Seconds the teacher may serve with no generation pod Pending or Running before its watchdog scales
- * it to 0: longer than a Job's longest wait between retries (6 min) plus scheduling the retry. */
-export const TEACHER_ORPHAN_GRACE = 600;
 
 /** The watchdog's ServiceAccount, Role and RoleBinding name. */
 export function teacherAccountName(s: Settings): string {
@@ -41,11 +39,11 @@ export function watchdogRecords(s: Settings): boolean {
 
 /** `teacher_scale.py watch` arguments: release the teacher once the run's generation pods are gone. */
 export function watchdogArgs(s: Settings): string[] {
-    const holders = `${LABELS.run}=${s.run},${LABELS.stage}=generate`;
+    const holders = selector({ [LABELS.run]: s.run, [LABELS.stage]: "generate" });
     return [
         "--namespace", s.cluster.namespace, "--deployment", teacherName(s.run),
         ...(watchdogRecords(s) ? ["--record", teacherRecord(s)] : []),
-        "watch", "--holders", holders, "--grace", String(TEACHER_ORPHAN_GRACE),
+        "watch", "--holders", holders, "--grace", String(WATCHDOG_GRACE_SECONDS),
     ];
 }
 

@@ -3,6 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings, TrainVariant } from "../config";
+import { SECRET_DATA_KEYS } from "../contract";
 import { jobArgs, stageJob, withoutEdges } from "./job";
 import { jobName, labels } from "./naming";
 import { configFile, datasetMarker, modelMarker, programCommand, trainOutputDir } from "./paths";
@@ -33,7 +34,7 @@ export function trainJobArgs(ctx: StageContext, name: string, v: TrainVariant, c
         { configMap: configMapName, shmSize: v.shmSize, hfToken: true },
     );
     const env = [...hfEnv()];
-    if (v.metricLogger === "wandb") env.push(secretEnv(ctx, "WANDB_API_KEY"));
+    if (v.metricLogger === "wandb") env.push(secretEnv(ctx, SECRET_DATA_KEYS.wandbApiKey));
     return jobArgs(ctx, {
         name: jobName(s.run, "train", name, hash),
         stage: "train",

@@ -3,10 +3,8 @@
 Copied into each image as /opt/cotvr/cotvr_common.py. Standard library only, so that
 every program can import it before its heavy dependencies (torch, datasets, ...).
 
-Exit codes (the contract in images/README.md):
-  0 ok, 1 failed (the upstream tool failed), 2 bad arguments (argparse's own code),
-  3 missing input / unreachable dependency, 4 incomplete download, 5 no or malformed
-  metrics, 6 dataset check failed.
+The names every process agrees on (exit codes, label keys, record prefixes, the completion
+marker) live in cotvr_contract.py, the twin of contract.ts; they are re-exported here.
 """
 
 from __future__ import annotations
@@ -21,18 +19,25 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_ARGS = 2
-EXIT_MISSING_INPUT = 3
-EXIT_INCOMPLETE = 4
-EXIT_NO_METRICS = 5
-EXIT_CHECK_FAILED = 6
-
-MARKER_NAME = ".complete.json"
+from cotvr_contract import (  # noqa: F401 - re-exported for the programs (it lies beside this file)
+    BENCH_PREFIX,
+    EXIT_BAD_ARGS,
+    EXIT_CHECK_FAILED,
+    EXIT_FAILED,
+    EXIT_INCOMPLETE,
+    EXIT_MISSING_INPUT,
+    EXIT_NO_METRICS,
+    EXIT_OK,
+    LABEL_RUN,
+    LABEL_STAGE,
+    LABEL_VARIANT,
+    MARKER_NAME,
+    PROGRESS_PREFIX,
+    WATCHDOG_GRACE_SECONDS,
+    selector,
+)
 
 # Progress records: one line on stdout, `COTVR_PROGRESS {json}`, read by `npm run status`.
-PROGRESS_PREFIX = "COTVR_PROGRESS "
 PROGRESS_VERSION = 1
 
 

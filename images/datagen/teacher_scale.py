@@ -44,7 +44,16 @@ from typing import Any, Callable, Iterator, Sequence
 
 _HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(p) for p in (_HERE, _HERE.parent / "common") if (p / "cotvr_common.py").is_file()]
-from cotvr_common import EXIT_BAD_ARGS, EXIT_MISSING_INPUT, CotvrError, KubeApi, log, run_main, utc_now  # noqa: E402
+from cotvr_common import (  # noqa: E402
+    EXIT_BAD_ARGS,
+    EXIT_MISSING_INPUT,
+    WATCHDOG_GRACE_SECONDS,
+    CotvrError,
+    KubeApi,
+    log,
+    run_main,
+    utc_now,
+)
 
 
 def transient(err: BaseException) -> bool:
@@ -131,7 +140,7 @@ def hold_teacher(scaler: TeacherScaler) -> Iterator[None]:
 
 HOLDER_PHASES = ("Pending", "Running")
 #: Longer than a Job's longest wait between retries (6 min) plus scheduling a pod.
-DEFAULT_GRACE = 600.0
+DEFAULT_GRACE = float(WATCHDOG_GRACE_SECONDS)
 
 
 def live_holders(kube: KubeApi, namespace: str, selector: str) -> int:

@@ -41,14 +41,18 @@ from cotvr_common import (  # noqa: E402
     atomic_write_bytes,
     atomic_write_json,
     atomic_write_text,
+    LABEL_RUN,
+    LABEL_STAGE,
+    LABEL_VARIANT,
     load_json_file,
     log,
     run_main,
+    selector,
     utc_now,
 )
 
-STAGE_LABEL = "cot-vr/stage"
-VARIANT_LABEL = "cot-vr/variant"
+STAGE_LABEL = LABEL_STAGE
+VARIANT_LABEL = LABEL_VARIANT
 METRIC_COLUMNS = ("exact_match", "relaxed_accuracy", "anywhere_accuracy")
 
 
@@ -415,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         api = args.api or (found.api if found else None)
         token = args.token_file.read_text(encoding="utf-8").strip() if args.token_file else (found.token if found else None)
         ca_file = args.ca_file or (found.ca_file if found else None)
-        selector = str(spec.get("jobSelector") or f"cot-vr/run={args.run}")
+        selector = str(spec.get("jobSelector") or selector({LABEL_RUN: args.run}))
         if not api:
             warnings.append("not running in a cluster and no --api given: GPU time not reported")
         else:

@@ -2,7 +2,7 @@
 
 With COTVR_RENDER_DIR set (test/python/run.sh renders every stacks/Pulumi.*.yaml with
 `npm run render` into <dir>/<stack>/), they are read from the rendered ConfigMaps: label
-`cot-vr/stage` in {train, sample, evaluate} with data keys train.yaml / generate.yaml /
+the stage label in {train, sample, evaluate} with data keys train.yaml / generate.yaml /
 eval.yaml, and stage `generate` with sdk.yaml. Without it (render not there yet) they are
 the templates in manifests/ with the blog's overrides applied here.
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
+from cotvr_contract import LABEL_STAGE, LABEL_VARIANT
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests"
@@ -60,11 +61,11 @@ def rendered_configs(root: Path) -> list[RenderedConfig]:
             if doc.get("kind") != "ConfigMap":
                 continue
             labels = (doc.get("metadata") or {}).get("labels") or {}
-            stage = labels.get("cot-vr/stage")
+            stage = labels.get(LABEL_STAGE)
             key = STAGE_KEYS.get(stage or "")
             data = doc.get("data") or {}
             if key and key in data:
-                variant = labels.get("cot-vr/variant")
+                variant = labels.get(LABEL_VARIANT)
                 name = (doc.get("metadata") or {}).get("name") or variant or stage
                 found.append(RenderedConfig(f"{stack}/{stage}/{variant or name}", stage, key, data[key], variant))
     return found
@@ -142,7 +143,7 @@ def all_configs() -> list[RenderedConfig]:
     if root is None:
         return template_configs()
     found = rendered_configs(root)
-    assert found, f"COTVR_RENDER_DIR={root} holds no ConfigMap with a cot-vr/stage label and a config key"
+    assert found, f"COTVR_RENDER_DIR={root} holds no ConfigMap with a {LABEL_STAGE} label and a config key"
     return found
 
 

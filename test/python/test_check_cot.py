@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from conftest import DATAGEN, run_program, write_split_folder, cot_rows
+from cotvr_contract import EXIT_CHECK_FAILED, EXIT_MISSING_INPUT
 
 CHECK = DATAGEN / "check_cot.py"
 
@@ -22,7 +23,7 @@ def test_good_dataset_passes(make_cot_dataset, tmp_path: Path) -> None:
 def test_error_labels_fail(make_cot_dataset) -> None:
     ds = make_cot_dataset(4, lambda i, a: "ERROR: Error code: 404 - {'message': 'The model does not exist.'}" if i == 2 else f"CoT. Final answer: {a}")
     proc = run_program(CHECK, "--dataset", str(ds), "--split", "train")
-    assert proc.returncode == 6, proc.stdout + proc.stderr
+    assert proc.returncode == EXIT_CHECK_FAILED, proc.stdout + proc.stderr
     assert "ERROR labels:              1" in proc.stdout
     assert "teacher errors" in proc.stderr
 
@@ -30,7 +31,7 @@ def test_error_labels_fail(make_cot_dataset) -> None:
 def test_missing_final_answer_fails_unless_allowed(make_cot_dataset) -> None:
     ds = make_cot_dataset(4, lambda i, a: f"reasoning only, answer {a}" if i == 0 else f"CoT. FINAL ANSWER: {a}")
     proc = run_program(CHECK, "--dataset", str(ds))
-    assert proc.returncode == 6
+    assert proc.returncode == EXIT_CHECK_FAILED
     assert "missing 'Final answer:':   1" in proc.stdout
     assert run_program(CHECK, "--dataset", str(ds), "--max-missing-final-fraction", "0.25").returncode == 0
 
@@ -38,7 +39,7 @@ def test_missing_final_answer_fails_unless_allowed(make_cot_dataset) -> None:
 def test_row_count_mismatch_fails(make_cot_dataset) -> None:
     ds = make_cot_dataset(3)
     proc = run_program(CHECK, "--dataset", str(ds), "--expected-rows", "4")
-    assert proc.returncode == 6 and "3 rows, expected 4" in proc.stderr
+    assert proc.returncode == EXIT_CHECK_FAILED and "3 rows, expected 4" in proc.stderr
 
 
 def test_empty_images_and_list_labels_fail(tmp_path: Path) -> None:
@@ -50,13 +51,13 @@ def test_empty_images_and_list_labels_fail(tmp_path: Path) -> None:
         "image": datasets.Image(), "query": datasets.Value("string"), "label": datasets.Value("string"),
         "human_or_machine": datasets.Value("int64")}))
     proc = run_program(CHECK, "--dataset", str(ds))
-    assert proc.returncode == 6 and "1 rows have no image" in proc.stderr
+    assert proc.returncode == EXIT_CHECK_FAILED and "1 rows have no image" in proc.stderr
 
     raw = cot_rows(2)
     raw["label"] = [[x] for x in raw["label"]]  # untransformed ChartQA: label is list[str]
     ds2 = write_split_folder(tmp_path / "listlabel", {"train": raw})
     proc = run_program(CHECK, "--dataset", str(ds2))
-    assert proc.returncode == 6 and "not strings" in proc.stderr
+    assert proc.returncode == EXIT_CHECK_FAILED and "not strings" in proc.stderr
 
 
 def test_empty_dataset_fails(tmp_path: Path) -> None:
@@ -68,13 +69,13 @@ def test_empty_dataset_fails(tmp_path: Path) -> None:
         "image": datasets.Image(), "query": datasets.Value("string"), "label": datasets.Value("string"),
         "human_or_machine": datasets.Value("int64")}))
     proc = run_program(CHECK, "--dataset", str(ds))
-    assert proc.returncode == 6 and "dataset is empty" in proc.stderr
+    assert proc.returncode == EXIT_CHECK_FAILED and "dataset is empty" in proc.stderr
 
 
 def test_missing_dataset_is_exit_3(tmp_path: Path) -> None:
     proc = run_program(CHECK, "--dataset", str(tmp_path / "nope"))
-    assert proc.returncode == 3 and "not found" in proc.stderr
+    assert proc.returncode == EXIT_MISSING_INPUT and "not found" in proc.stderr
     (tmp_path / "nosplit").mkdir()
     proc = run_program(CHECK, "--dataset", str(tmp_path / "nosplit"), "--split", "train")
-    assert proc.returncode == 3 and "data.parquet" in proc.stderr
+    assert proc.returncode == EXIT_MISSING_INPUT and "data.parquet" in proc.stderr
     assert "Traceback" not in proc.stderr

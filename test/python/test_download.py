@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from cotvr_contract import EXIT_BAD_ARGS
 
 REQUIRED = ["config.json", "original/tokenizer.model"]
 
@@ -84,7 +85,7 @@ def test_bad_args_are_exit_2(tmp_path: Path) -> None:
     assert run(["--repo-id", "x", "--dest", str(tmp_path), "--shards", "5"]) == 2
     with pytest.raises(SystemExit) as err:
         run(["--dest", str(tmp_path)])
-    assert err.value.code == 2
+    assert err.value.code == EXIT_BAD_ARGS
 
 
 def test_token_from_the_mounted_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import HERE, TRAINER, run_program
+from cotvr_contract import EXIT_FAILED, EXIT_MISSING_INPUT, EXIT_NO_METRICS
 from cotvr_configs import template_configs
 
 EVALUATE = TRAINER / "evaluate.py"
@@ -74,7 +75,7 @@ def test_malformed_outputs_are_exit_5(output, message) -> None:
 
     with pytest.raises(CotvrError, match=message) as err:
         ev.extract_metrics(output, ["chartqa"])
-    assert err.value.exit_code == 5
+    assert err.value.exit_code == EXIT_NO_METRICS
 
 
 @pytest.fixture()
@@ -122,10 +123,10 @@ def test_wrapper_runs_recipe_and_saves_json(eval_setup) -> None:
 def test_wrapper_failures(eval_setup) -> None:
     run, out, tmp_path = eval_setup
     proc = run(mode="crash")
-    assert proc.returncode == 1 and "HIP out of memory" in proc.stderr
+    assert proc.returncode == EXIT_FAILED and "HIP out of memory" in proc.stderr
     assert not out.exists()
     proc = run(output={"results": {"chartqa": {"alias": "chartqa"}}})
-    assert proc.returncode == 5 and "exact_match" in proc.stderr
+    assert proc.returncode == EXIT_NO_METRICS and "exact_match" in proc.stderr
     assert not out.exists()
     proc = run("--require", str(tmp_path / "missing" / ".complete.json"))
-    assert proc.returncode == 3 and "Traceback" not in proc.stderr
+    assert proc.returncode == EXIT_MISSING_INPUT and "Traceback" not in proc.stderr

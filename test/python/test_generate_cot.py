@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from conftest import BLOG_COT_PROMPT_END, BLOG_COT_PROMPT_START, DATAGEN, HERE, run_program
+from cotvr_contract import EXIT_BAD_ARGS, EXIT_CHECK_FAILED, EXIT_MISSING_INPUT
 from cotvr_configs import RenderedConfig, all_configs, render_root, sdk_configs
 
 GENERATE = DATAGEN / "generate_cot.py"
@@ -157,7 +158,7 @@ def test_teacher_404_error_rows_fail_and_nothing_is_published(tmp_path: Path, ti
     config = sdk_config_for(tmp_path, teacher.api_base, wrong)
     out = tmp_path / "cot_chartqa"
     proc = run_generate(config, out, tiny_chartqa, "--limit", "3")
-    assert proc.returncode == 6, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == EXIT_CHECK_FAILED, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "ERROR labels:              3" in proc.stdout
     assert "not published" in proc.stderr
     assert not out.exists()
@@ -171,7 +172,7 @@ def test_teacher_serving_another_model_is_exit_3_before_any_work(tmp_path: Path,
     teacher = fake_teacher(MODEL_90B)
     config = sdk_config_for(tmp_path, teacher.api_base, "meta-llama/Llama-3.2-11B-Vision-Instruct")
     proc = run_generate(config, tmp_path / "out", tiny_chartqa)
-    assert proc.returncode == 3, proc.stderr
+    assert proc.returncode == EXIT_MISSING_INPUT, proc.stderr
     assert "serves" in proc.stderr and MODEL_90B in proc.stderr
     assert teacher.requests == []
     assert not (tmp_path / "out").exists()
@@ -180,7 +181,7 @@ def test_teacher_serving_another_model_is_exit_3_before_any_work(tmp_path: Path,
 def test_unreachable_teacher_is_exit_3(tmp_path: Path, tiny_chartqa: Path) -> None:
     config = sdk_config_for(tmp_path, "http://127.0.0.1:9/v1", MODEL_90B)
     proc = run_generate(config, tmp_path / "out", tiny_chartqa)
-    assert proc.returncode == 3 and "not reachable" in proc.stderr
+    assert proc.returncode == EXIT_MISSING_INPUT and "not reachable" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -190,5 +191,5 @@ def test_blog_config_with_nested_prompt_is_refused(tmp_path: Path, tiny_chartqa:
     path = tmp_path / "blog.yaml"
     path.write_text(yaml.safe_dump(blog))
     proc = run_generate(path, tmp_path / "out", tiny_chartqa)
-    assert proc.returncode == 2
+    assert proc.returncode == EXIT_BAD_ARGS
     assert "top-level `prompt:`" in proc.stderr and "prompts.xqa_add_reasoning" in proc.stderr

@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from conftest import FakeTeacher
+from cotvr_contract import EXIT_MISSING_INPUT
 from cotvr_common import parse_progress
 from test_generate_cot import GENERATE, MODEL_90B, generate_args, generate_env, run_generate, sdk_config_for
 
@@ -126,7 +127,7 @@ def test_teacher_dies_mid_run_and_a_restart_continues(tmp_path: Path, tiny_chart
     config = config_for(tmp_path, first, batch_size=2)
     out = tmp_path / "cot_chartqa"
     proc = run_generate(config, out, tiny_chartqa, "--shard-size", "2")
-    assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.returncode == EXIT_MISSING_INPUT, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "teacher lost during shard-00001.staging (1 of 2 rows answered and kept)" in proc.stderr
     assert "not reachable" in proc.stderr
     shards = out.with_name("cot_chartqa.shards") / "abc123"
@@ -195,7 +196,7 @@ def test_shards_of_another_config_hash_are_never_mixed_in(tmp_path: Path, tiny_c
     first = teachers(answers=3)
     out = tmp_path / "cot_chartqa"
     proc = run_generate(config_for(tmp_path, first, batch_size=2), out, tiny_chartqa, "--shard-size", "2", config_hash="old999")
-    assert proc.returncode == 3
+    assert proc.returncode == EXIT_MISSING_INPUT
     old = out.with_name("cot_chartqa.shards") / "old999"
     before = sorted(p.name for p in old.iterdir())
     assert "shard-00000" in before

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.parse
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from conftest import TRAINER, JsonHandler, run_program
+from cotvr_contract import EXIT_MISSING_INPUT, EXIT_NO_METRICS, LABEL_RUN, LABEL_STAGE, LABEL_VARIANT, selector
 
 REPORT = TRAINER / "report.py"
 
@@ -19,7 +21,7 @@ SCORES = {"base-11b": 0.10, "lora-11b": 0.345, "base-90b": 0.15, "qlora-90b": 0.
 SPEC = {
     "run": "blog",
     "namespace": "cot-vr",
-    "jobSelector": "cot-vr/run=blog",
+    "jobSelector": selector({LABEL_RUN: "blog"}),
     "gpuResource": "amd.com/gpu",
     "tasks": ["chartqa"],
     "metric": "exact_match",
@@ -34,9 +36,9 @@ SPEC = {
 
 
 def job(name: str, stage: str, start: str, end: str | None, gpus: int, variant: str | None = None) -> dict[str, Any]:
-    labels = {"cot-vr/run": "blog", "cot-vr/stage": stage}
+    labels = {LABEL_RUN: "blog", LABEL_STAGE: stage}
     if variant:
-        labels["cot-vr/variant"] = variant
+        labels[LABEL_VARIANT] = variant
     limits = {"memory": "64Gi", **({"amd.com/gpu": str(gpus)} if gpus else {})}
     status: dict[str, Any] = {"startTime": start}
     if end:
@@ -121,7 +123,7 @@ def test_report_with_jobs(tmp_path: Path, api: FakeApi) -> None:
     assert data["total_gpu_hours"] == pytest.approx(38.5)
     # plain HTTPS-style request: the Jobs list with the run's selector and the SA token
     path, auth = api.requests[0]
-    assert path.startswith("/apis/batch/v1/namespaces/cot-vr/jobs?labelSelector=cot-vr%2Frun%3Dblog")
+    assert path.startswith("/apis/batch/v1/namespaces/cot-vr/jobs?" + urllib.parse.urlencode({"labelSelector": selector({LABEL_RUN: "blog"})}))
     assert auth == "Bearer sa-token"
     # the Markdown table on stdout and in report.md
     markdown = (out / "report.md").read_text()
@@ -148,19 +150,19 @@ def test_malformed_metrics_exit_5_and_write_nothing(tmp_path: Path) -> None:
     eval_dir, spec = write_inputs(tmp_path)
     (eval_dir / "base-90b.json").write_text(json.dumps({"results": {"chartqa": {"exact_match": "N/A"}}}))
     proc = report(tmp_path, eval_dir, spec, "--no-jobs")
-    assert proc.returncode == 5 and "base-90b.json" in proc.stderr
+    assert proc.returncode == EXIT_NO_METRICS and "base-90b.json" in proc.stderr
     assert not (tmp_path / "report").exists()
     (eval_dir / "base-90b.json").write_text("{not json")
-    assert report(tmp_path, eval_dir, spec, "--no-jobs").returncode == 5
+    assert report(tmp_path, eval_dir, spec, "--no-jobs").returncode == EXIT_NO_METRICS
 
 
 def test_missing_inputs_exit_3(tmp_path: Path) -> None:
     eval_dir, spec = write_inputs(tmp_path)
     (eval_dir / "qlora-90b.json").unlink()
     proc = report(tmp_path, eval_dir, spec, "--no-jobs")
-    assert proc.returncode == 3 and "qlora-90b.json" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == EXIT_MISSING_INPUT and "qlora-90b.json" in proc.stderr and "Traceback" not in proc.stderr
     proc = report(tmp_path, eval_dir, tmp_path / "nospec.json", "--no-jobs")
-    assert proc.returncode == 3
+    assert proc.returncode == EXIT_MISSING_INPUT
 
 
 def test_zero_denominator_gives_no_ratio(tmp_path: Path) -> None:

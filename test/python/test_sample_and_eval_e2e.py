@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import HERE, TRAINER, run_program
+from cotvr_contract import EXIT_BAD_ARGS, EXIT_MISSING_INPUT
 from cotvr_configs import torchtune_configs
 
 SAMPLE = TRAINER / "sample.py"
@@ -94,10 +95,10 @@ def test_sample_bad_inputs(tmp_path: Path, tiny_chartqa: Path) -> None:
     config.write_text(yaml.safe_dump(first("sample")))
     out = tmp_path / "s.json"
     proc = run_program(SAMPLE, "--config", str(config), "--variant", "v", "--question", "q", "--image", str(tmp_path / "none.png"), "--out", str(out))
-    assert proc.returncode == 3 and "Traceback" not in proc.stderr
+    assert proc.returncode == EXIT_MISSING_INPUT and "Traceback" not in proc.stderr
     proc = run_program(SAMPLE, "--config", str(config), "--variant", "v", "--question", "q", "--image-dataset", str(tiny_chartqa),
                        "--image-index", "999", "--out", str(out))
-    assert proc.returncode == 2 and "outside" in proc.stderr
+    assert proc.returncode == EXIT_BAD_ARGS and "outside" in proc.stderr
     assert not out.exists()
 
 

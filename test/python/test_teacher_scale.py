@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
@@ -20,11 +21,12 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import DATAGEN, JsonHandler, run_program
+from cotvr_contract import EXIT_BAD_ARGS, EXIT_CHECK_FAILED, EXIT_MISSING_INPUT, LABEL_RUN, LABEL_STAGE, selector
 
 PROGRAM = DATAGEN / "teacher_scale.py"
 SCALE_PATH = "/apis/apps/v1/namespaces/cot-vr/deployments/blog-teacher/scale"
 PODS_PATH = "/api/v1/namespaces/cot-vr/pods"
-HOLDERS = "cot-vr/run=blog,cot-vr/stage=generate"
+HOLDERS = selector({LABEL_RUN: "blog", LABEL_STAGE: "generate"})
 
 
 class FakeApi:
@@ -96,7 +98,7 @@ def test_hold_scales_up_runs_then_releases(api: FakeApi, tmp_path: Path) -> None
 
 def test_a_failed_generation_releases_the_teacher_and_keeps_its_exit_code(api: FakeApi, tmp_path: Path) -> None:
     proc = run_program(PROGRAM, *args(api, tmp_path, "hold", "--", sys.executable, "-c", "raise SystemExit(6)"))
-    assert proc.returncode == 6
+    assert proc.returncode == EXIT_CHECK_FAILED
     assert api.replicas_set() == [1, 0]
 
 
@@ -121,7 +123,7 @@ def test_an_api_that_refuses_fails_with_exit_3_before_any_work(api: FakeApi, tmp
     api.refuse = True
     marker = tmp_path / "ran"
     proc = run_program(PROGRAM, *args(api, tmp_path, "hold", "--", sys.executable, "-c", f"open({str(marker)!r}, 'w')"))
-    assert proc.returncode == 3
+    assert proc.returncode == EXIT_MISSING_INPUT
     assert "cannot scale deployment cot-vr/blog-teacher to 1" in proc.stderr
     assert not marker.exists()
 
@@ -197,7 +199,7 @@ def test_watch_releases_the_teacher_once_its_holder_has_been_gone_for_the_grace(
     assert api.replicas_set() == [0]
     assert 390 <= clock.now <= 400, clock.now
     gets = [c for c in api.calls if c["method"] == "GET"]
-    assert gets[0]["path"] == PODS_PATH + "?labelSelector=cot-vr%2Frun%3Dblog%2Ccot-vr%2Fstage%3Dgenerate"
+    assert gets[0]["path"] == PODS_PATH + "?" + urllib.parse.urlencode({"labelSelector": HOLDERS})
     event = json.loads((tmp_path / "teacher.jsonl").read_text().splitlines()[-1])
     assert event["replicas"] == 0 and HOLDERS in event["reason"]
 
@@ -251,7 +253,7 @@ def test_watch_cli_releases_and_exits_0(api: FakeApi, tmp_path: Path) -> None:
 
 def test_watch_cli_rejects_a_bad_interval(api: FakeApi, tmp_path: Path) -> None:
     proc = run_program(PROGRAM, *args(api, tmp_path, "watch", "--holders", HOLDERS, "--interval", "0"))
-    assert proc.returncode == 2
+    assert proc.returncode == EXIT_BAD_ARGS
     assert "--interval" in proc.stderr
     assert api.calls == []
 
@@ -306,5 +308,5 @@ def test_a_failed_generation_gives_the_teacher_back(tmp_path: Path, tiny_chartqa
     config = sdk_config_for(tmp_path, teacher.api_base, MODEL_90B)
     proc = run_generate(config, tmp_path / "cot_chartqa", tiny_chartqa, "--limit", "4",
                         "--teacher-deployment", "blog-teacher", "--teacher-namespace", "cot-vr", "--kube-api", api.url)
-    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert proc.returncode == EXIT_MISSING_INPUT, proc.stderr[-3000:]
     assert api.replicas_set() == [1, 0]

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import HERE, TRAINER, run_program
+from cotvr_contract import EXIT_FAILED, EXIT_MISSING_INPUT
 from cotvr_configs import template_configs
 
 TRAIN = TRAINER / "train.py"
@@ -72,7 +73,7 @@ def test_noop_when_complete(setup) -> None:
 def test_resume_from_newest_complete_epoch_after_kill_in_save(setup) -> None:
     train, calls, out = setup
     killed = train(FAKE_TUNE_CRASH_IN_SAVE="2", epochs=4)  # epochs 0, 1 done; killed saving epoch 2
-    assert killed.returncode == 1 and "exited with 137" in killed.stderr
+    assert killed.returncode == EXIT_FAILED and "exited with 137" in killed.stderr
     assert (out / "epoch_2").is_dir() and not (out / "epoch_2" / "adapter_model.pt").exists()
     assert not (out / ".complete.json").exists()
 
@@ -93,7 +94,7 @@ def test_resume_from_newest_complete_epoch_after_kill_in_save(setup) -> None:
 
 def test_kill_in_first_epoch_save_starts_over(setup) -> None:
     train, calls, out = setup
-    assert train(FAKE_TUNE_CRASH_IN_SAVE="0").returncode == 1
+    assert train(FAKE_TUNE_CRASH_IN_SAVE="0").returncode == EXIT_FAILED
     proc = train()
     assert proc.returncode == 0, proc.stderr
     assert calls()[-1]["overrides"]["resume_from_checkpoint"] == "False"
@@ -102,22 +103,22 @@ def test_kill_in_first_epoch_save_starts_over(setup) -> None:
 
 def test_other_config_hash_is_never_overwritten(setup) -> None:
     train, calls, out = setup
-    assert train(FAKE_TUNE_CRASH_IN_SAVE="1").returncode == 1
+    assert train(FAKE_TUNE_CRASH_IN_SAVE="1").returncode == EXIT_FAILED
     proc = train(config_hash="h2")
-    assert proc.returncode == 3 and "config hash h1" in proc.stderr
+    assert proc.returncode == EXIT_MISSING_INPUT and "config hash h1" in proc.stderr
     assert len(calls()) == 1
     assert train().returncode == 0  # the original hash resumes fine
     proc = train(config_hash="h2")
-    assert proc.returncode == 3
+    assert proc.returncode == EXIT_MISSING_INPUT
 
 
 def test_missing_input_and_recipe_failure(setup, tmp_path: Path) -> None:
     train, calls, out = setup
     proc = train("--require", str(tmp_path / "models" / ".complete.json"))
-    assert proc.returncode == 3 and "missing" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == EXIT_MISSING_INPUT and "missing" in proc.stderr and "Traceback" not in proc.stderr
     assert calls() == []
     proc = train(FAKE_TUNE_FAIL="1")
-    assert proc.returncode == 1 and "exited with 1" in proc.stderr
+    assert proc.returncode == EXIT_FAILED and "exited with 1" in proc.stderr
     assert not (out / ".complete.json").exists()
 
 
@@ -144,7 +145,7 @@ def test_failed_before_first_epoch_reruns_with_a_fixed_config(setup, tmp_path: P
     """Issue 9: a run that wrote no complete epoch does not block the corrected config (new hash)."""
     train, calls, out = setup
     failed = train(config_hash="h1", **failure)
-    assert failed.returncode == 1, failed.stderr
+    assert failed.returncode == EXIT_FAILED, failed.stderr
     assert json.loads((out / ".cotvr-run.json").read_text())["config_hash"] == "h1"
     assert not any((out / f"epoch_{e}" / "adapter_model.pt").exists() for e in range(3))
 
@@ -167,7 +168,7 @@ def test_failed_before_first_epoch_reruns_with_a_fixed_config(setup, tmp_path: P
 
     # The guard still refuses once this folder holds epochs of another hash.
     proc = train(config_hash="h3")
-    assert proc.returncode == 3 and "checkpoints of config hash h2" in proc.stderr and "epoch_0" in proc.stderr
+    assert proc.returncode == EXIT_MISSING_INPUT and "checkpoints of config hash h2" in proc.stderr and "epoch_0" in proc.stderr
     assert json.loads((out / ".complete.json").read_text())["config_hash"] == "h2"
 
 

@@ -5,7 +5,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings, TrainVariant } from "../config";
-import { jobArgs, stageJob, withoutEdges } from "./job";
+import { RenderedNode } from "./graph";
+import { jobArgs, StageArgs, StageJob } from "./job";
 import { jobName, labels, shortHash } from "./naming";
 import { benchOutputPath, configFile, programCommand } from "./paths";
 import { resources, StageContext, storageVolumes } from "./pod";
@@ -24,9 +25,10 @@ export function benchmarkArgs(s: Settings, name: string, v: TrainVariant): strin
     ];
 }
 
-export function benchmarkJobArgs(ctx: StageContext, name: string, v: TrainVariant, configMapName: pulumi.Input<string>): k8s.batch.v1.JobArgs {
+export function benchmarkJobArgs(ctx: StageContext, node: RenderedNode<"benchmark">, configMapName: pulumi.Input<string>): k8s.batch.v1.JobArgs {
     const s = ctx.settings;
-    const hash = shortHash("benchmark", ctx.recipes.train[name], ctx.imageIds.trainer);
+    const { variant: name, train: v } = node;
+    const hash = shortHash("benchmark", node.recipe, ctx.imageIds.trainer);
     const { volumes, volumeMounts } = storageVolumes(ctx, { results: "rw" }, { configMap: configMapName, shmSize: v.shmSize });
     return jobArgs(ctx, {
         name: jobName(s.run, "bench", name, hash),
@@ -44,21 +46,13 @@ export function benchmarkJobArgs(ctx: StageContext, name: string, v: TrainVarian
     });
 }
 
-export class Benchmark extends pulumi.ComponentResource {
-    public readonly job: k8s.batch.v1.Job;
-    public readonly jobName: string;
-
-    constructor(name: string, args: { ctx: StageContext; variant: string; train: TrainVariant }, opts?: pulumi.ComponentResourceOptions) {
-        super("cot-vr:stages:Benchmark", name, {}, withoutEdges(opts));
-        const { ctx, variant, train } = args;
-        const { job, jobName } = stageJob(this, name, {
-            ctx,
+export class Benchmark extends StageJob {
+    constructor(name: string, args: StageArgs<RenderedNode<"benchmark">>, opts?: pulumi.ComponentResourceOptions) {
+        const { ctx, node } = args;
+        super("cot-vr:stages:Benchmark", name, args, () => ({
             stage: "benchmark",
-            config: { labels: labels(ctx.settings.run, "benchmark", variant), data: { [CONFIG_KEY]: ctx.recipes.train[variant] } },
-            job: (cm) => benchmarkJobArgs(ctx, variant, train, cm!),
-        }, opts);
-        this.job = job;
-        this.jobName = jobName;
-        this.registerOutputs({ jobName });
+            config: { labels: labels(ctx.settings.run, "benchmark", node.variant), data: { [CONFIG_KEY]: node.recipe } },
+            job: (cm) => benchmarkJobArgs(ctx, node, cm!),
+        }), opts);
     }
 }

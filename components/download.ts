@@ -3,7 +3,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { MODEL_FACTS, ModelSize } from "../config";
-import { jobArgs, stageJob, withoutEdges } from "./job";
+import { RenderedNode } from "./graph";
+import { jobArgs, StageArgs, StageJob } from "./job";
 import { jobName, labels, shortHash } from "./naming";
 import { modelDir, programCommand } from "./paths";
 import { hfEnv, StageContext, storageVolumes } from "./pod";
@@ -44,16 +45,9 @@ export function downloadJobArgs(ctx: StageContext, size: ModelSize): k8s.batch.v
 }
 
 /** The download Job of one model. */
-export class Download extends pulumi.ComponentResource {
-    public readonly job: k8s.batch.v1.Job;
-    /** The Job's name: it carries the hash of everything the stage's output depends on. */
-    public readonly jobName: string;
-
-    constructor(name: string, args: { ctx: StageContext; size: ModelSize }, opts?: pulumi.ComponentResourceOptions) {
-        super("cot-vr:stages:Download", name, {}, { ...withoutEdges(opts), aliases: [{ type: "cot-vr:stages:ModelDownload" }] });
-        const { job, jobName } = stageJob(this, name, { ctx: args.ctx, stage: "download", job: () => downloadJobArgs(args.ctx, args.size) }, opts);
-        this.job = job;
-        this.jobName = jobName;
-        this.registerOutputs({ jobName });
+export class Download extends StageJob {
+    constructor(name: string, args: StageArgs<RenderedNode<"download">>, opts?: pulumi.ComponentResourceOptions) {
+        super("cot-vr:stages:Download", name, args, () => ({ stage: "download", job: () => downloadJobArgs(args.ctx, args.node.size) }),
+            { ...opts, aliases: [{ type: "cot-vr:stages:ModelDownload" }] });
     }
 }

@@ -7,7 +7,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
 import { apiAccount } from "./account";
-import { jobArgs, stageJob, withoutEdges } from "./job";
+import { RenderedNode } from "./graph";
+import { jobArgs, StageArgs, StageJob } from "./job";
 import { jobName, labels, shortHash, teacherName } from "./naming";
 import { configFile, datasetDir, programCommand, teacherRecord } from "./paths";
 import { hfEnv, StageContext, storageVolumes } from "./pod";
@@ -45,9 +46,9 @@ export function generateRoleRules(s: Settings): k8s.types.input.rbac.v1.PolicyRu
     return [{ apiGroups: ["apps"], resources: ["deployments/scale"], resourceNames: [teacherName(s.run)], verbs: ["get", "patch"] }];
 }
 
-export function generateJobArgs(ctx: StageContext, configMapName: pulumi.Input<string>, serviceAccountName?: pulumi.Input<string>): k8s.batch.v1.JobArgs {
+export function generateJobArgs(ctx: StageContext, node: RenderedNode<"generate">, configMapName: pulumi.Input<string>, serviceAccountName?: pulumi.Input<string>): k8s.batch.v1.JobArgs {
     const s = ctx.settings;
-    const hash = shortHash(ctx.ids.dataset, ctx.imageIds.datagen);
+    const hash = shortHash(node.identity, ctx.imageIds.datagen);
     const { volumes, volumeMounts } = storageVolumes(ctx, { data: "rw", ...(s.teacher.keep ? {} : { results: "rw" as const }) }, { configMap: configMapName, hfToken: true });
     return jobArgs(ctx, {
         name: jobName(s.run, "generate", "cot", hash),
@@ -56,7 +57,7 @@ export function generateJobArgs(ctx: StageContext, configMapName: pulumi.Input<s
         container: {
             image: ctx.images.datagen,
             command: programCommand("generate_cot.py"),
-            args: generateArgs(s, ctx.ids.dataset),
+            args: generateArgs(s, node.identity),
             env: hfEnv(),
             resources: { requests: { cpu: "4", memory: "16Gi" }, limits: { memory: "16Gi" } },
             volumeMounts,
@@ -67,30 +68,24 @@ export function generateJobArgs(ctx: StageContext, configMapName: pulumi.Input<s
     });
 }
 
-export class Generate extends pulumi.ComponentResource {
-    public readonly job: k8s.batch.v1.Job;
-    /** The Job's name: it carries the hash of everything the stage's output depends on. */
-    public readonly jobName: string;
-
-    constructor(name: string, ctx: StageContext, opts?: pulumi.ComponentResourceOptions) {
-        super("cot-vr:stages:Generate", name, {}, { ...withoutEdges(opts), aliases: [{ type: "cot-vr:stages:CotGeneration" }] });
+export class Generate extends StageJob {
+    constructor(name: string, args: StageArgs<RenderedNode<"generate">>, opts?: pulumi.ComponentResourceOptions) {
+        const { ctx, node } = args;
         const s = ctx.settings;
-        let account: pulumi.Input<string> | undefined;
-        const extraDependsOn: pulumi.Resource[] = [];
-        if (!s.teacher.keep) {
-            const a = apiAccount(this, name, ctx, { name: generateAccountName(s), labels: labels(s.run, "generate"), rules: generateRoleRules(s) });
-            extraDependsOn.push(a.binding);
-            account = a.name;
-        }
-        const { job, jobName } = stageJob(this, name, {
-            ctx,
-            stage: "generate",
-            config: { labels: labels(s.run, "generate", "cot"), data: { [CONFIG_KEY]: ctx.recipes.sdk } },
-            job: (cm) => generateJobArgs(ctx, cm!, account),
-            extraDependsOn,
-        }, opts);
-        this.job = job;
-        this.jobName = jobName;
-        this.registerOutputs({ jobName });
+        super("cot-vr:stages:Generate", name, args, (parent) => {
+            let account: pulumi.Input<string> | undefined;
+            const extraDependsOn: pulumi.Resource[] = [];
+            if (!s.teacher.keep) {
+                const a = apiAccount(parent, name, ctx, { name: generateAccountName(s), labels: labels(s.run, "generate"), rules: generateRoleRules(s) });
+                extraDependsOn.push(a.binding);
+                account = a.name;
+            }
+            return {
+                stage: "generate",
+                config: { labels: labels(s.run, "generate", "cot"), data: { [CONFIG_KEY]: node.recipe } },
+                job: (cm) => generateJobArgs(ctx, node, cm!, account),
+                extraDependsOn,
+            };
+        }, { ...opts, aliases: [{ type: "cot-vr:stages:CotGeneration" }] });
     }
 }

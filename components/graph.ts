@@ -1,7 +1,10 @@
 // The stage DAG as data: which stage nodes this update creates, what each carries (the model size,
 // train variant or model it works on) and which nodes it waits for. The Pipeline wires exactly these
-// edges with `dependsOn`; tests assert on them.
-import { ModelRef, ModelSize, Settings, TrainVariant } from "../config";
+// edges; tests assert on them. renderedGraph adds what each node's stage mounts and names its output
+// by, rendered once per update, so no stage looks itself up by name.
+import { ModelRef, ModelSize, Settings, StageName, TrainVariant } from "../config";
+import { Identities } from "./identity";
+import { Recipes } from "./recipes";
 
 /** download:<size> | teacher | generate | train:<variant> | sample:<model> | evaluate:<model> | report | benchmark:<variant> */
 export type NodeId = string;
@@ -12,14 +15,50 @@ interface Edges {
     readonly deps: NodeId[];
 }
 
-export type StageNode = Edges & (
-    | { readonly kind: "download"; readonly size: ModelSize }
-    | { readonly kind: "teacher" }
-    | { readonly kind: "generate" }
-    | { readonly kind: "train" | "benchmark"; readonly variant: string; readonly train: TrainVariant }
-    | { readonly kind: "sample" | "evaluate"; readonly model: ModelRef }
-    | { readonly kind: "report" }
-);
+/** What a node of each stage works on. */
+interface Subjects {
+    download: { readonly size: ModelSize };
+    teacher: {};
+    generate: {};
+    train: { readonly variant: string; readonly train: TrainVariant };
+    benchmark: { readonly variant: string; readonly train: TrainVariant };
+    sample: { readonly model: ModelRef };
+    evaluate: { readonly model: ModelRef };
+    report: {};
+}
+
+/** A node of stage K (any stage: the union, narrowed by `kind`). */
+export type StageNode<K extends StageName = StageName> = K extends StageName ? Edges & { readonly kind: K } & Subjects[K] : never;
+
+/** What a node's stage mounts and names its Job by, beyond its subject. */
+interface Work {
+    download: {};
+    teacher: {};
+    /** The synthetic-data-kit config; the dataset's identity. */
+    generate: { readonly recipe: string; readonly identity: string };
+    /** Its train.yaml; the fine-tune's identity. */
+    train: { readonly recipe: string; readonly identity: string };
+    /** The train.yaml of the fine-tune it measures. */
+    benchmark: { readonly recipe: string };
+    /** Its generate.yaml / eval.yaml; the identity of the model it reads (base repo or fine-tune). */
+    sample: { readonly recipe: string; readonly reads: string };
+    evaluate: { readonly recipe: string; readonly reads: string };
+    report: {};
+}
+
+export type RenderedNode<K extends StageName = StageName> = K extends StageName ? StageNode<K> & Work[K] : never;
+
+/** Each stage's work, from the update's rendered recipes and identities. */
+const WORK: { readonly [K in StageName]: (n: StageNode<K>, r: Recipes, ids: Identities) => Work[K] } = {
+    download: () => ({}),
+    teacher: () => ({}),
+    generate: (_n, r, ids) => ({ recipe: r.sdk, identity: ids.dataset }),
+    train: (n, r, ids) => ({ recipe: r.train[n.variant], identity: ids.train[n.variant] }),
+    benchmark: (n, r) => ({ recipe: r.train[n.variant] }),
+    sample: (n, r, ids) => ({ recipe: r.sample[n.model.name], reads: ids.model(n.model) }),
+    evaluate: (n, r, ids) => ({ recipe: r.evaluate[n.model.name], reads: ids.model(n.model) }),
+    report: () => ({}),
+};
 
 /** The nodes of this update in an order where every dependency comes first. Edges to stages that an
  * earlier update ran are dropped: their Jobs check the volume instead. */
@@ -50,4 +89,12 @@ export function stageGraph(s: Settings): StageNode[] {
         nodes.push({ kind: "report", id: "report", deps: reads });
     }
     return nodes;
+}
+
+/** stageGraph's nodes with their work attached: what the Pipeline builds one component per node from. */
+export function renderedGraph(s: Settings, recipes: Recipes, ids: Identities): RenderedNode[] {
+    return stageGraph(s).map(<K extends StageName>(n: StageNode<K>) => {
+        const work = WORK[n.kind as K] as (n: StageNode<K>, r: Recipes, ids: Identities) => Work[K];
+        return { ...n, ...work(n, recipes, ids) } as RenderedNode<K>;
+    });
 }

@@ -1,6 +1,6 @@
-// How every stage runs: its rendered configs in an auto-named ConfigMap and one Job that mounts it,
-// waits for the stage's DAG edges and is awaited as long as the stage's timeout. The Job skeleton
-// (no TTL, deadline, failure policy) is here too, so all stages run Jobs the same way.
+// How every stage runs (StageJob): its rendered configs in an auto-named ConfigMap and one Job that
+// mounts it, waits for the stage's DAG edges and is awaited as long as the stage's timeout. The Job
+// skeleton (no TTL, deadline, failure policy) is here too, so all stages run Jobs the same way.
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings, StageName } from "../config";
@@ -81,18 +81,28 @@ export function stageTimeouts(s: Settings, stage: StageName): pulumi.CustomTimeo
     return { create: t, update: t };
 }
 
-/**
- * A stage component's own options: without its DAG edges, which only its workload waits for
- * (stageJob, Teacher). A component that waited for them would hold back all its children until the
- * upstream Jobs finished: a ConfigMap or Role the API server rejects would surface a GPU-day late
- * instead of at the start of the update, and every preview would walk the DAG one level at a time.
- */
-export function withoutEdges(opts: pulumi.ComponentResourceOptions | undefined): pulumi.ComponentResourceOptions {
-    return { ...opts, dependsOn: undefined };
+/** What a stage component gives the nodes that wait for it. */
+export interface StageComponent {
+    /** What dependents wait for: the stage's Job, or the teacher's Service. */
+    readonly ready: pulumi.Resource;
+    /** The Job's name when the stage runs one (it carries the hash of everything its output depends on). */
+    readonly jobName?: string;
 }
 
-export interface StageJobArgs {
+/** What every stage component is built from: its graph node, the update's context and its DAG edges. */
+export interface StageArgs<N> {
+    readonly node: N;
     readonly ctx: StageContext;
+    /**
+     * The components of the nodes it waits for, in the node's order. Only its workload waits for
+     * them, never the component: a component that waited would hold back all its children until the
+     * upstream Jobs finished, so a ConfigMap or Role the API server rejects would surface a GPU-day
+     * late instead of at the start of the update, and every preview would walk the DAG one level at a time.
+     */
+    readonly upstream: readonly StageComponent[];
+}
+
+export interface JobSpec {
     readonly stage: StageName;
     /** Files of the stage's ConfigMap (mounted at /etc/cotvr) and its labels; none: no ConfigMap. */
     readonly config?: { readonly labels: Record<string, string>; readonly data: Record<string, string> };
@@ -103,28 +113,39 @@ export interface StageJobArgs {
 }
 
 /**
- * Creates a stage's ConfigMap (`<name>-config`, auto-named: a changed config is a new ConfigMap, so
- * the Job that mounts it is replaced) and its Job (`<name>-job`) under `parent`.
+ * A stage that runs one Job: its ConfigMap (`<name>-config`, auto-named: a changed config is a new
+ * ConfigMap, so the Job that mounts it is replaced) and its Job (`<name>-job`), which alone waits for
+ * the DAG edges. `spec` gets the component, parent of what the Job needs first (an API account).
  */
-export function stageJob(
-    parent: pulumi.ComponentResource,
-    name: string,
-    args: StageJobArgs,
-    opts: pulumi.ComponentResourceOptions | undefined,
-): { job: k8s.batch.v1.Job; jobName: string } {
-    const { ctx, config } = args;
-    const cm = config && new k8s.core.v1.ConfigMap(`${name}-config`, {
-        metadata: { namespace: ctx.namespace, labels: config.labels },
-        data: config.data,
-    }, { parent });
-    // The Pipeline gives the component the stage's DAG edges; only the Job waits for them (withoutEdges).
-    const edges = (opts?.dependsOn ?? []) as pulumi.Input<pulumi.Resource>[];
-    const jargs = args.job(cm?.metadata.name);
-    const job = new k8s.batch.v1.Job(`${name}-job`, jargs, {
-        parent,
-        dependsOn: [...edges, ...(args.extraDependsOn ?? [])],
-        customTimeouts: stageTimeouts(ctx.settings, args.stage),
-    });
-    // Job names are plain strings built from hashes (naming.ts), known before the update.
-    return { job, jobName: (jargs.metadata as { name: string }).name };
+export abstract class StageJob extends pulumi.ComponentResource implements StageComponent {
+    public readonly job: k8s.batch.v1.Job;
+    /** The Job's name: it carries the hash of everything the stage's output depends on. */
+    public readonly jobName: string;
+    public readonly ready: pulumi.Resource;
+
+    protected constructor(
+        type: string,
+        name: string,
+        args: StageArgs<unknown>,
+        spec: (parent: pulumi.ComponentResource) => JobSpec,
+        opts: pulumi.ComponentResourceOptions | undefined,
+    ) {
+        super(type, name, {}, opts);
+        const { ctx } = args;
+        const j = spec(this);
+        const cm = j.config && new k8s.core.v1.ConfigMap(`${name}-config`, {
+            metadata: { namespace: ctx.namespace, labels: j.config.labels },
+            data: j.config.data,
+        }, { parent: this });
+        const jargs = j.job(cm?.metadata.name);
+        this.job = new k8s.batch.v1.Job(`${name}-job`, jargs, {
+            parent: this,
+            dependsOn: [...args.upstream.map((u) => u.ready), ...(j.extraDependsOn ?? [])],
+            customTimeouts: stageTimeouts(ctx.settings, j.stage),
+        });
+        this.ready = this.job;
+        // Job names are plain strings built from hashes (naming.ts), known before the update.
+        this.jobName = (jargs.metadata as { name: string }).name;
+        this.registerOutputs({ jobName: this.jobName });
+    }
 }

@@ -1,20 +1,22 @@
 // The whole experiment as one component: provider, namespace, secrets, volumes, and the enabled
-// stages wired into the DAG with `dependsOn` (components/README.md draws the floor plan):
+// stages wired into the DAG, one component per graph node from STAGE_COMPONENTS (components/README.md
+// draws the floor plan and says how to add a stage):
 //   downloads -> teacher -> generation -> fine-tunes -> tuned samples/evaluations -> report
 //   downloads -> base samples/evaluations -> report
 // A stage whose input came from an earlier update finds it on the volume (its program checks the
 // completion marker and fails at once if it is missing).
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
-import { Settings } from "../config";
-import { SECRET_DATA_KEYS, secretNames } from "../contract";
+import { Settings, StageName } from "../config";
+import { SECRET_DATA_KEYS, secretNames, stageLabels, STAGES } from "../contract";
 import { Benchmark } from "./benchmark";
 import { Download } from "./download";
 import { Evaluate } from "./evaluate";
 import { Generate } from "./generate";
-import { stageGraph, StageNode } from "./graph";
+import { NodeId, renderedGraph, RenderedNode } from "./graph";
 import { stageIdentities } from "./identity";
 import { configuredImages, ImageRefs, ProjectImages } from "./images";
+import { StageArgs, StageComponent } from "./job";
 import { labels, teacherApiBase } from "./naming";
 import { networkPolicies } from "./network";
 import { StageContext } from "./pod";
@@ -53,10 +55,28 @@ export function dockerConfigJson(server: string, username: string, password: pul
     ));
 }
 
-/** What a stage node created: the resource later nodes wait for, and its Job's name if it has one. */
-interface Built {
-    readonly resource: pulumi.Resource;
-    readonly jobName?: string;
+/** The component class of stage K's nodes. */
+export type StageClass<K extends StageName> = new (name: string, args: StageArgs<RenderedNode<K>>, opts?: pulumi.ComponentResourceOptions) => StageComponent;
+
+/** The component of each stage's nodes: a row per stage of contract.ts's STAGES. */
+export const STAGE_COMPONENTS: { readonly [K in StageName]: StageClass<K> } = {
+    download: Download,
+    teacher: Teacher,
+    generate: Generate,
+    train: Train,
+    sample: Sample,
+    evaluate: Evaluate,
+    report: Report,
+    benchmark: Benchmark,
+};
+
+/**
+ * `<pipeline>-<jobWord>[-<variant>]`: a stage component's name. The generation's fixed variant is not
+ * in it: these names are in every URN, so they stay as the first release chose them.
+ */
+export function stageComponentName(name: string, node: RenderedNode): string {
+    const variant = STAGES[node.kind].fixedVariant === undefined ? stageLabels(node).variant : undefined;
+    return [name, STAGES[node.kind].jobWord, variant].filter(Boolean).join("-");
 }
 
 export class Pipeline extends pulumi.ComponentResource {
@@ -122,7 +142,8 @@ export class Pipeline extends pulumi.ComponentResource {
             }
         }
 
-        // Every config rendered once, every identity computed once, for all stages of this update.
+        // Every config rendered once, every identity computed once, for all stages of this update;
+        // each graph node carries its own.
         const recipes = renderRecipes(s);
         const ctx: StageContext = {
             settings: s,
@@ -132,44 +153,17 @@ export class Pipeline extends pulumi.ComponentResource {
             images: images.refs,
             imageIds: images.ids,
             imagePullSecrets: pullSecrets,
-            recipes,
-            ids: stageIdentities(s, recipes, images.ids),
         };
 
-        // Stages in DAG order; each waits for its graph edges.
-        const built = new Map<string, Built>();
-        for (const node of stageGraph(s)) {
-            const opts = { parent: this, providers: { kubernetes: provider }, dependsOn: node.deps.map((d) => built.get(d)!.resource) };
-            const b = this.stage(name, node, ctx, built, opts);
-            built.set(node.id, b);
-            if (b.jobName) this.jobs[node.id] = b.jobName;
+        // Stages in DAG order; each one's workload waits for its graph edges.
+        const built = new Map<NodeId, StageComponent>();
+        for (const node of renderedGraph(s, recipes, stageIdentities(s, recipes, images.ids))) {
+            const Stage = STAGE_COMPONENTS[node.kind] as StageClass<StageName>;
+            const upstream = node.deps.map((d) => built.get(d)!);
+            const stage = new Stage(stageComponentName(name, node), { node, ctx, upstream }, { parent: this, providers: { kubernetes: provider } });
+            built.set(node.id, stage);
+            if (stage.jobName) this.jobs[node.id] = stage.jobName;
         }
         this.registerOutputs({ namespace: this.namespace, claims: this.claims, teacherUrl: this.teacherUrl, jobs: this.jobs });
     }
-
-    /** The component of one stage node. */
-    private stage(name: string, node: StageNode, ctx: StageContext, built: Map<string, Built>, opts: pulumi.ComponentResourceOptions): Built {
-        switch (node.kind) {
-            case "download":
-                return jobOf(new Download(`${name}-download-${node.size}`, { ctx, size: node.size }, opts));
-            case "teacher":
-                return { resource: new Teacher(`${name}-teacher`, ctx, opts).service };
-            case "generate":
-                return jobOf(new Generate(`${name}-generate`, ctx, opts));
-            case "train":
-                return jobOf(new Train(`${name}-train-${node.variant}`, { ctx, variant: node.variant, train: node.train }, opts));
-            case "sample":
-                return jobOf(new Sample(`${name}-sample-${node.model.name}`, { ctx, model: node.model }, opts));
-            case "evaluate":
-                return jobOf(new Evaluate(`${name}-eval-${node.model.name}`, { ctx, model: node.model }, opts));
-            case "benchmark":
-                return jobOf(new Benchmark(`${name}-bench-${node.variant}`, { ctx, variant: node.variant, train: node.train }, opts));
-            case "report":
-                return jobOf(new Report(`${name}-report`, { ctx, inputs: node.deps.map((d) => built.get(d)!.jobName!) }, opts));
-        }
-    }
-}
-
-function jobOf(stage: { job: pulumi.Resource; jobName: string }): Built {
-    return { resource: stage.job, jobName: stage.jobName };
 }

@@ -4,9 +4,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
 import { SECRET_DATA_KEYS } from "../contract";
-import { Identities, ImageIds } from "./identity";
+import { ImageIds } from "./identity";
 import { HF_HOME, MOUNTS, VOLUME_NAMES, VolumeName } from "./paths";
-import { Recipes } from "./recipes";
 
 type Input<T> = pulumi.Input<T>;
 type PodSpec = k8s.types.input.core.v1.PodSpec;
@@ -30,10 +29,6 @@ export interface StageContext {
     readonly imageIds: ImageIds;
     /** Pull secrets: the stack's plus the registry secret when images are built. */
     readonly imagePullSecrets: Input<string>[];
-    /** Every config of this update, rendered once. */
-    readonly recipes: Recipes;
-    /** Output identities of every stage (dataset, fine-tunes, models read). */
-    readonly ids: Identities;
 }
 
 /** Volumes and mounts for the shared claims a container uses, plus its ConfigMap, /dev/shm and the

@@ -3,7 +3,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { ModelRef } from "../config";
-import { jobArgs, stageJob } from "./job";
+import { JobSpec, jobArgs } from "./job";
 import { jobName, labels, shortHash } from "./naming";
 import { checkpointOf, configFile, programCommand, readOutputPath } from "./paths";
 import { hfEnv, resources, StageContext, storageVolumes } from "./pod";
@@ -18,6 +18,8 @@ export interface ReaderSpec {
     /** Its rendered config: the ConfigMap key and text. */
     readonly configKey: string;
     readonly config: string;
+    /** The identity of the model it reads (stageIdentities). */
+    readonly reads: string;
     /** Arguments before the common ones. */
     readonly args: string[];
 }
@@ -28,7 +30,7 @@ const JOB_STAGE: Record<ReadStage, string> = { sample: "sample", evaluate: "eval
 export function readerJobArgs(ctx: StageContext, r: ReaderSpec, configMapName: pulumi.Input<string>): k8s.batch.v1.JobArgs {
     const s = ctx.settings;
     const ref = r.model;
-    const hash = shortHash(r.stage, ref.name, r.config, ctx.ids.model(ref), ctx.imageIds.trainer);
+    const hash = shortHash(r.stage, ref.name, r.config, r.reads, ctx.imageIds.trainer);
     const { volumes, volumeMounts } = storageVolumes(
         ctx,
         { models: "ro", data: "rw", checkpoints: "ro", results: "rw" },
@@ -54,12 +56,11 @@ export function readerJobArgs(ctx: StageContext, r: ReaderSpec, configMapName: p
     });
 }
 
-/** The ConfigMap and Job of one reader, under its stage component. */
-export function readerJob(parent: pulumi.ComponentResource, name: string, ctx: StageContext, r: ReaderSpec, opts?: pulumi.ComponentResourceOptions): { job: k8s.batch.v1.Job; jobName: string } {
-    return stageJob(parent, name, {
-        ctx,
+/** The ConfigMap and Job of one reader (StageJob). */
+export function readerJob(ctx: StageContext, r: ReaderSpec): JobSpec {
+    return {
         stage: r.stage,
         config: { labels: labels(ctx.settings.run, r.stage, r.model.name), data: { [r.configKey]: r.config } },
         job: (cm) => readerJobArgs(ctx, r, cm!),
-    }, opts);
+    };
 }

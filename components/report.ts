@@ -2,13 +2,13 @@
 // and the GPU time of every stage read from the run's Jobs. It also prints its table to the Job log,
 // which `npm run report` reads.
 import * as pulumi from "@pulumi/pulumi";
-import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
 import { apiAccount } from "./account";
-import { jobArgs, stageJob, withoutEdges } from "./job";
+import { RenderedNode } from "./graph";
+import { jobArgs, StageArgs, StageJob } from "./job";
 import { jobName, labels, LABELS, shortHash } from "./naming";
 import { configFile, programCommand, reportDirs, teacherRecord } from "./paths";
-import { StageContext, storageVolumes } from "./pod";
+import { storageVolumes } from "./pod";
 
 const CONFIG_KEY = "report.json";
 
@@ -36,49 +36,43 @@ export function reportArgs(s: Settings): string[] {
     return ["--eval-dir", d.evalDir, "--spec", configFile(CONFIG_KEY), "--namespace", s.cluster.namespace, "--run", s.run, "--out", d.out, "--teacher-record", teacherRecord(s)];
 }
 
-export class Report extends pulumi.ComponentResource {
-    public readonly job: k8s.batch.v1.Job;
-    public readonly jobName: string;
-
-    /** `inputs`: Job names of the samples and evaluations of this update (they carry their hashes). */
-    constructor(name: string, args: { ctx: StageContext; inputs: string[] }, opts?: pulumi.ComponentResourceOptions) {
-        super("cot-vr:stages:Report", name, {}, withoutEdges(opts));
-        const { ctx } = args;
+/** Its inputs are its upstream: the samples and evaluations of this update, whose Job names carry their hashes. */
+export class Report extends StageJob {
+    constructor(name: string, args: StageArgs<RenderedNode<"report">>, opts?: pulumi.ComponentResourceOptions) {
+        const { ctx, upstream } = args;
         const s = ctx.settings;
-        const lbl = labels(s.run, "report");
-        // Read-only access to the namespace's Jobs, for the GPU time of each stage.
-        const account = apiAccount(this, name, ctx, {
-            name: `${s.run}-report`, labels: lbl, rules: [{ apiGroups: ["batch"], resources: ["jobs"], verbs: ["get", "list"] }],
-        });
-        const specJson = JSON.stringify(reportSpec(s), null, 2);
-        // The report re-runs whenever an evaluation it reads was replaced.
-        const hash = shortHash("report", specJson, ctx.imageIds.trainer, args.inputs);
-        const created = stageJob(this, name, {
-            ctx,
-            stage: "report",
-            config: { labels: lbl, data: { [CONFIG_KEY]: specJson } },
-            extraDependsOn: [account.binding],
-            job: (cm) => {
-                const { volumes, volumeMounts } = storageVolumes(ctx, { results: "rw" }, { configMap: cm });
-                return jobArgs(ctx, {
-                    name: jobName(s.run, "report", undefined, hash),
-                    stage: "report",
-                    labels: labels(s.run, "report", undefined, hash),
-                    container: {
-                        image: ctx.images.trainer,
-                        command: programCommand("report.py"),
-                        args: reportArgs(s),
-                        resources: { requests: { cpu: "1", memory: "2Gi" }, limits: { memory: "2Gi" } },
-                        volumeMounts,
-                    },
-                    volumes,
-                    gpu: false,
-                    serviceAccountName: account.name,
-                });
-            },
+        super("cot-vr:stages:Report", name, args, (parent) => {
+            const lbl = labels(s.run, "report");
+            // Read-only access to the namespace's Jobs, for the GPU time of each stage.
+            const account = apiAccount(parent, name, ctx, {
+                name: `${s.run}-report`, labels: lbl, rules: [{ apiGroups: ["batch"], resources: ["jobs"], verbs: ["get", "list"] }],
+            });
+            const specJson = JSON.stringify(reportSpec(s), null, 2);
+            // The report re-runs whenever an evaluation it reads was replaced.
+            const hash = shortHash("report", specJson, ctx.imageIds.trainer, upstream.map((u) => u.jobName!));
+            return {
+                stage: "report",
+                config: { labels: lbl, data: { [CONFIG_KEY]: specJson } },
+                extraDependsOn: [account.binding],
+                job: (cm) => {
+                    const { volumes, volumeMounts } = storageVolumes(ctx, { results: "rw" }, { configMap: cm });
+                    return jobArgs(ctx, {
+                        name: jobName(s.run, "report", undefined, hash),
+                        stage: "report",
+                        labels: labels(s.run, "report", undefined, hash),
+                        container: {
+                            image: ctx.images.trainer,
+                            command: programCommand("report.py"),
+                            args: reportArgs(s),
+                            resources: { requests: { cpu: "1", memory: "2Gi" }, limits: { memory: "2Gi" } },
+                            volumeMounts,
+                        },
+                        volumes,
+                        gpu: false,
+                        serviceAccountName: account.name,
+                    });
+                },
+            };
         }, opts);
-        this.job = created.job;
-        this.jobName = created.jobName;
-        this.registerOutputs({ jobName: this.jobName });
     }
 }

@@ -8,7 +8,8 @@ import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
 import { selector, WATCHDOG_GRACE_SECONDS } from "../contract";
 import { apiAccount } from "./account";
-import { stageTimeouts, withoutEdges } from "./job";
+import { RenderedNode } from "./graph";
+import { StageArgs, StageComponent, stageTimeouts } from "./job";
 import { LABELS, labels, teacherName, teacherSelector } from "./naming";
 import { MOUNTS, modelDir, programCommand, teacherRecord } from "./paths";
 import { CONTAINER_SECURITY, gpuPodFields, podSecurity, pullSecretRefs, resources, scratch, StageContext, storageVolumes } from "./pod";
@@ -161,20 +162,23 @@ export function teacherServiceArgs(ctx: StageContext): k8s.core.v1.ServiceArgs {
     };
 }
 
-export class Teacher extends pulumi.ComponentResource {
+export class Teacher extends pulumi.ComponentResource implements StageComponent {
     public readonly deployment: k8s.apps.v1.Deployment;
     public readonly service: k8s.core.v1.Service;
+    /** The generation waits for the Service (with `keep`, for a ready pod). */
+    public readonly ready: pulumi.Resource;
 
-    constructor(name: string, ctx: StageContext, opts?: pulumi.ComponentResourceOptions) {
-        super("cot-vr:stages:Teacher", name, {}, withoutEdges(opts));
+    constructor(name: string, args: StageArgs<RenderedNode<"teacher">>, opts?: pulumi.ComponentResourceOptions) {
+        super("cot-vr:stages:Teacher", name, {}, opts);
+        const { ctx } = args;
         const s = ctx.settings;
         const account = s.teacher.keep
             ? undefined
             : apiAccount(this, name, ctx, { name: teacherAccountName(s), labels: labels(s.run, "teacher"), rules: teacherRoleRules(s) });
         this.deployment = new k8s.apps.v1.Deployment(`${name}-deployment`, teacherDeploymentArgs(ctx, account?.name), {
             parent: this,
-            // The DAG edges are the workload's, not the component's (withoutEdges).
-            dependsOn: opts?.dependsOn,
+            // The DAG edges are the workload's, not the component's (StageArgs.upstream).
+            dependsOn: args.upstream.map((u) => u.ready),
             customTimeouts: stageTimeouts(ctx.settings, "teacher"),
             // The generation scales the teacher: neither `up` nor `up --refresh` may undo that.
             ignoreChanges: ctx.settings.teacher.keep ? [] : ["spec.replicas"],
@@ -184,6 +188,7 @@ export class Teacher extends pulumi.ComponentResource {
             parent: this,
             dependsOn: [this.deployment],
         });
+        this.ready = this.service;
         this.registerOutputs({});
     }
 }

@@ -4,7 +4,8 @@ import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings, TrainVariant } from "../config";
 import { SECRET_DATA_KEYS } from "../contract";
-import { jobArgs, stageJob, withoutEdges } from "./job";
+import { RenderedNode } from "./graph";
+import { jobArgs, StageArgs, StageJob } from "./job";
 import { jobName, labels } from "./naming";
 import { configFile, datasetMarker, modelMarker, programCommand, trainOutputDir } from "./paths";
 import { hfEnv, resources, secretEnv, StageContext, storageVolumes } from "./pod";
@@ -25,9 +26,9 @@ export function trainArgs(s: Settings, name: string, v: TrainVariant, hash: stri
     ];
 }
 
-export function trainJobArgs(ctx: StageContext, name: string, v: TrainVariant, configMapName: pulumi.Input<string>): k8s.batch.v1.JobArgs {
+export function trainJobArgs(ctx: StageContext, node: RenderedNode<"train">, configMapName: pulumi.Input<string>): k8s.batch.v1.JobArgs {
     const s = ctx.settings;
-    const hash = ctx.ids.train[name];
+    const { variant: name, train: v, identity: hash } = node;
     const { volumes, volumeMounts } = storageVolumes(
         ctx,
         { models: "ro", data: "ro", checkpoints: "rw" },
@@ -52,22 +53,13 @@ export function trainJobArgs(ctx: StageContext, name: string, v: TrainVariant, c
     });
 }
 
-export class Train extends pulumi.ComponentResource {
-    public readonly job: k8s.batch.v1.Job;
-    /** The Job's name: it carries the hash of everything the stage's output depends on. */
-    public readonly jobName: string;
-
-    constructor(name: string, args: { ctx: StageContext; variant: string; train: TrainVariant }, opts?: pulumi.ComponentResourceOptions) {
-        super("cot-vr:stages:Train", name, {}, { ...withoutEdges(opts), aliases: [{ type: "cot-vr:stages:FineTune" }] });
-        const { ctx, variant, train } = args;
-        const { job, jobName } = stageJob(this, name, {
-            ctx,
+export class Train extends StageJob {
+    constructor(name: string, args: StageArgs<RenderedNode<"train">>, opts?: pulumi.ComponentResourceOptions) {
+        const { ctx, node } = args;
+        super("cot-vr:stages:Train", name, args, () => ({
             stage: "train",
-            config: { labels: labels(ctx.settings.run, "train", variant), data: { [CONFIG_KEY]: ctx.recipes.train[variant] } },
-            job: (cm) => trainJobArgs(ctx, variant, train, cm!),
-        }, opts);
-        this.job = job;
-        this.jobName = jobName;
-        this.registerOutputs({ jobName });
+            config: { labels: labels(ctx.settings.run, "train", node.variant), data: { [CONFIG_KEY]: node.recipe } },
+            job: (cm) => trainJobArgs(ctx, node, cm!),
+        }), { ...opts, aliases: [{ type: "cot-vr:stages:FineTune" }] });
     }
 }

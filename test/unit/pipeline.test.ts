@@ -1,7 +1,11 @@
 // The stage DAG, re-run visibility (names carry hashes) and the report's inputs.
 import { describe, expect, it } from "vitest";
-import { stageGraph } from "../../components/graph";
-import { Settings } from "../../config";
+import { renderedGraph, RenderedNode, stageGraph } from "../../components/graph";
+import { stageIdentities } from "../../components/identity";
+import { configuredImages } from "../../components/images";
+import { STAGE_COMPONENTS, stageComponentName } from "../../components/pipeline";
+import { renderRecipes } from "../../components/recipes";
+import { Settings, STAGE_NAMES } from "../../config";
 
 /** The DAG as `{ id: deps }`. */
 const edges = (s: Settings) => Object.fromEntries(stageGraph(s).map((n) => [n.id, n.deps]));
@@ -99,5 +103,34 @@ describe("report", async () => {
     });
     it("has no headline when the stack does not evaluate both sides of it", () => {
         expect(reportSpec(settings({ evaluate: { variants: ["base-11b"] } })).headline).toBeNull();
+    });
+});
+
+describe("adding a stage: its own file, graph.ts, contract.ts's STAGES and its STAGE_COMPONENTS row", async () => {
+    const s = settings({ stages: { benchmark: true } });
+    const recipes = renderRecipes(s);
+    const nodes = renderedGraph(s, recipes, stageIdentities(s, recipes, configuredImages(s).ids));
+    const r = await render(s);
+    it("every stage of STAGES has a component class and nodes in the graph", () => {
+        for (const stage of STAGE_NAMES) {
+            expect([stage, typeof STAGE_COMPONENTS[stage]]).toEqual([stage, "function"]);
+            expect(nodes.some((n) => n.kind === stage)).toBe(true);
+        }
+    });
+    it("builds one component per node, named from STAGES; its Job waits for the node's upstream", () => {
+        const components = r.reg.filter((x) => x.type.startsWith("cot-vr:stages:"));
+        // Sorted: components with aliases register later under the mocks.
+        expect(components.map((c) => c.name).sort()).toEqual(nodes.map((n) => stageComponentName("cot-vr", n)).sort());
+        const train = nodes.find((n) => n.id === "train:lora-11b")!;
+        expect(r.reg.find((x) => x.name === "cot-vr-train-lora-11b-job")!.dependsOn)
+            .toEqual(train.deps.map((d) => (d === "generate" ? "cot-vr-generate-job" : "cot-vr-download-11b-job")));
+    });
+    it("nodes carry their rendered config and identity: no stage looks itself up by name", () => {
+        const train = nodes.find((n) => n.id === "train:lora-11b") as RenderedNode<"train">;
+        expect(train.recipe).toBe(recipes.train["lora-11b"]);
+        const j = r.job("train", "lora-11b");
+        expect(j.metadata.labels["cot-vr/config-hash"]).toBe(train.identity);
+        expect(r.configOf(j)["train.yaml"]).toBe(train.recipe);
+        expect(nodes.find((n) => n.id === "evaluate:lora-11b")).toMatchObject({ reads: train.identity });
     });
 });

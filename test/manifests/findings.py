@@ -4,7 +4,7 @@
 
 RENDER_ROOT holds one folder per stack (what `npm run render -- --out RENDER_ROOT/<stack>` writes: one
 object per file). A finding is (check id, object), the object named `<stack>/<Kind>/<stage>/<name>`,
-where <stage> is the object's `cot-vr/stage` label (`-` if none). Each list line is
+where <stage> is the object's stage label (`-` if none). Each list line is
 
     CHECK_ID  PATTERN[,PATTERN...]  reason (required)
 
@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 
 import yaml
 
-LABEL_STAGE = "cot-vr/stage"
+# The run's vocabulary (label keys): images/common/cotvr_contract.py, the twin of contract.ts.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "images", "common"))
+from cotvr_contract import LABEL_STAGE  # noqa: E402
 
 
 @dataclass

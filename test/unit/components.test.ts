@@ -1,6 +1,7 @@
 import * as YAML from "yaml";
 import { describe, expect, it } from "vitest";
 import { argOf, container, render, settings, TOKEN } from "./helpers";
+import { LABELS, selector, WATCHDOG_GRACE_SECONDS } from "../../contract";
 
 describe("storage", async () => {
     const r = await render(settings());
@@ -59,7 +60,7 @@ describe("secrets", async () => {
     });
     it("CPU pods use RuntimeDefault seccomp; only pods that call the API get a token", () => {
         for (const stage of ["download", "generate", "report"]) {
-            const jobs = r.byKind("Job").filter((j) => j.metadata.labels["cot-vr/stage"] === stage);
+            const jobs = r.byKind("Job").filter((j) => j.metadata.labels[LABELS.stage] === stage);
             for (const j of jobs) expect(j.spec.template.spec.securityContext.seccompProfile).toEqual({ type: "RuntimeDefault" });
         }
         const tokens = Object.fromEntries([...r.byKind("Job"), ...r.byKind("Deployment")].map((o) => [o.metadata.name, o.spec.template.spec.automountServiceAccountToken]));
@@ -76,9 +77,9 @@ describe("secrets", async () => {
         const r2 = await render(settings({ cluster: { networkPolicy: true } }));
         const pol = Object.fromEntries(r2.byKind("NetworkPolicy").map((p) => [p.metadata.name, p.spec]));
         expect(Object.keys(pol).sort()).toEqual(["blog-api-egress", "blog-default-deny", "blog-generate-to-teacher", "blog-https-egress", "blog-teacher-from-generate"]);
-        expect(pol["blog-default-deny"]).toMatchObject({ podSelector: { matchLabels: { "cot-vr/run": "blog" } }, policyTypes: ["Ingress", "Egress"] });
-        expect(pol["blog-teacher-from-generate"].ingress).toEqual([{ from: [{ podSelector: { matchLabels: { "cot-vr/run": "blog", "cot-vr/stage": "generate" } } }], ports: [{ protocol: "TCP", port: 8000 }] }]);
-        expect(pol["blog-api-egress"].podSelector.matchExpressions).toEqual([{ key: "cot-vr/stage", operator: "In", values: ["generate", "teacher", "report"] }]);
+        expect(pol["blog-default-deny"]).toMatchObject({ podSelector: { matchLabels: { [LABELS.run]: "blog" } }, policyTypes: ["Ingress", "Egress"] });
+        expect(pol["blog-teacher-from-generate"].ingress).toEqual([{ from: [{ podSelector: { matchLabels: { [LABELS.run]: "blog", [LABELS.stage]: "generate" } } }], ports: [{ protocol: "TCP", port: 8000 }] }]);
+        expect(pol["blog-api-egress"].podSelector.matchExpressions).toEqual([{ key: LABELS.stage, operator: "In", values: ["generate", "teacher", "report"] }]);
         expect(r.byKind("NetworkPolicy")).toEqual([]);
     });
 });
@@ -86,8 +87,8 @@ describe("secrets", async () => {
 describe("model downloads", async () => {
     const r = await render(settings());
     it("downloads each needed model once, skipping the consolidated .pth files", () => {
-        const jobs = r.byKind("Job").filter((j) => j.metadata.labels["cot-vr/stage"] === "download");
-        expect(jobs.map((j) => j.metadata.labels["cot-vr/variant"])).toEqual(["11b", "90b"]);
+        const jobs = r.byKind("Job").filter((j) => j.metadata.labels[LABELS.stage] === "download");
+        expect(jobs.map((j) => j.metadata.labels[LABELS.variant])).toEqual(["11b", "90b"]);
         const args = container(jobs[1]).args;
         expect(argOf(args, "--repo-id")).toBe("meta-llama/Llama-3.2-90B-Vision-Instruct");
         expect(argOf(args, "--dest")).toBe("/models/Llama-3.2-90B-Vision-Instruct");
@@ -102,7 +103,7 @@ describe("model downloads", async () => {
             train: { variants: { "lora-11b": { model: "11b", method: "lora", epochs: 1, batchSize: 1, gradientAccumulationSteps: 1 } } },
             evaluate: { variants: ["base-11b", "lora-11b"] }, sample: { variants: ["lora-11b"] },
         }));
-        expect(r2.byKind("Job").filter((j) => j.metadata.labels["cot-vr/stage"] === "download").map((j) => j.metadata.labels["cot-vr/variant"])).toEqual(["11b"]);
+        expect(r2.byKind("Job").filter((j) => j.metadata.labels[LABELS.stage] === "download").map((j) => j.metadata.labels[LABELS.variant])).toEqual(["11b"]);
         expect(r2.byKind("Deployment")).toEqual([]);
     });
 });
@@ -162,7 +163,7 @@ describe("teacher", async () => {
         expect(w.image).toBe(container(r.job("generate")).image);
         expect(w.command).toEqual(["python", "/opt/cotvr/teacher_scale.py"]);
         expect(w.args).toEqual(["--namespace", "cot-vr", "--deployment", "blog-teacher", "--record", "/results/blog/gpu-time/teacher.jsonl",
-            "watch", "--holders", "cot-vr/run=blog,cot-vr/stage=generate", "--grace", "600"]);
+            "watch", "--holders", selector({ [LABELS.run]: "blog", [LABELS.stage]: "generate" }), "--grace", String(WATCHDOG_GRACE_SECONDS)]);
         expect(w.resources.limits).toEqual({ memory: "128Mi" });
         expect(w.securityContext).toEqual(c.securityContext);
         // Its token is projected into it alone: vLLM has none (no automount), nor the results volume.
@@ -284,7 +285,7 @@ describe("Jobs", async () => {
     });
     it("request one GPU for each fine-tune, sample and evaluation, none for downloads, generation and report", () => {
         for (const j of r.byKind("Job")) {
-            const stage = j.metadata.labels["cot-vr/stage"];
+            const stage = j.metadata.labels[LABELS.stage];
             const gpus = container(j).resources.limits["amd.com/gpu"];
             expect([stage, gpus]).toEqual([stage, ["train", "sample", "evaluate"].includes(stage) ? "1" : undefined]);
         }
@@ -302,7 +303,7 @@ describe("Jobs", async () => {
         for (const j of r.byKind("Job")) {
             expect(j.metadata.name).toMatch(/^blog-[a-z]+(-[a-z0-9-]+)?-[0-9a-f]{8}$/);
             expect(j.metadata.name.length).toBeLessThanOrEqual(63);
-            expect(j.metadata.name.endsWith(j.metadata.labels["cot-vr/config-hash"])).toBe(true);
+            expect(j.metadata.name.endsWith(j.metadata.labels[LABELS.hash])).toBe(true);
         }
     });
 });
@@ -312,7 +313,7 @@ describe("throughput benchmark (stages.benchmark)", async () => {
     const r = await render(s);
     it("measures each fine-tune from its own rendered config on one GPU, with nothing to download", async () => {
         const jobs = r.byKind("Job");
-        expect(jobs.map((j) => j.metadata.labels["cot-vr/stage"])).toEqual(["benchmark", "benchmark"]);
+        expect(jobs.map((j) => j.metadata.labels[LABELS.stage])).toEqual(["benchmark", "benchmark"]);
         const j = r.job("benchmark", "lora-11b");
         const args = container(j).args;
         expect(container(j).command).toEqual(["python", "/opt/cotvr/bench_finetune.py"]);

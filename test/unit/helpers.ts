@@ -2,6 +2,7 @@
 import { parseSettings, SECRET_KEYS, Settings } from "../../config";
 import type { PipelineSecrets } from "../../components/pipeline";
 import { kubernetesObjects, Registered, runPipeline } from "../../scripts/mockrun";
+import { LABELS } from "../../contract";
 
 export const TOKEN = "hf_test_secret_token_value";
 
@@ -31,7 +32,7 @@ export async function render(s: Settings): Promise<Rendered> {
     const objects = kubernetesObjects(reg);
     const byKind = (kind: string) => objects.filter((o) => o.kind === kind);
     const job = (stage: string, variant?: string) => {
-        const found = byKind("Job").filter((j) => j.metadata.labels["cot-vr/stage"] === stage && (variant === undefined || j.metadata.labels["cot-vr/variant"] === variant));
+        const found = byKind("Job").filter((j) => j.metadata.labels[LABELS.stage] === stage && (variant === undefined || j.metadata.labels[LABELS.variant] === variant));
         if (found.length !== 1) throw new Error(`expected one ${stage}/${variant} Job, found ${found.length}`);
         return found[0];
     };

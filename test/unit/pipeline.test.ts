@@ -11,6 +11,7 @@ import { Settings, STAGE_NAMES } from "../../config";
 const edges = (s: Settings) => Object.fromEntries(stageGraph(s).map((n) => [n.id, n.deps]));
 import { reportSpec } from "../../components/report";
 import { argOf, container, render, settings } from "./helpers";
+import { LABELS, selector } from "../../contract";
 
 describe("stage DAG", () => {
     it("orders downloads -> teacher -> generation -> fine-tunes -> tuned reads -> report; base reads after downloads", () => {
@@ -57,7 +58,7 @@ describe("stage DAG", () => {
 
 describe("re-runs are visible: a Job's name changes exactly when its inputs do", async () => {
     const names = async (raw: Record<string, unknown>) =>
-        Object.fromEntries((await render(settings(raw))).byKind("Job").map((j) => [`${j.metadata.labels["cot-vr/stage"]}/${j.metadata.labels["cot-vr/variant"] ?? ""}`, j.metadata.name]));
+        Object.fromEntries((await render(settings(raw))).byKind("Job").map((j) => [`${j.metadata.labels[LABELS.stage]}/${j.metadata.labels[LABELS.variant] ?? ""}`, j.metadata.name]));
     const base = await names({});
 
     it("an unchanged stack renders identical names", async () => {
@@ -79,7 +80,7 @@ describe("re-runs are visible: a Job's name changes exactly when its inputs do",
     it("the train Job passes its hash, so the volume's completion marker is bound to this config", async () => {
         const r = await render(settings());
         const j = r.job("train", "lora-11b");
-        expect(argOf(container(j).args, "--config-hash")).toBe(j.metadata.labels["cot-vr/config-hash"]);
+        expect(argOf(container(j).args, "--config-hash")).toBe(j.metadata.labels[LABELS.hash]);
     });
 });
 
@@ -88,7 +89,7 @@ describe("report", async () => {
     const r = await render(s);
     it("compares the evaluated variants, headline tuned 11B over base 90B", () => {
         expect(reportSpec(s)).toMatchObject({
-            run: "blog", metric: "exact_match", tasks: ["chartqa"], jobSelector: "cot-vr/run=blog",
+            run: "blog", metric: "exact_match", tasks: ["chartqa"], jobSelector: selector({ [LABELS.run]: "blog" }),
             headline: { numerator: "lora-11b", denominator: "base-90b" },
         });
         expect(reportSpec(s).variants.map((v) => v.name)).toEqual(["base-11b", "lora-11b", "base-90b", "qlora-90b"]);
@@ -129,7 +130,7 @@ describe("adding a stage: its own file, graph.ts, contract.ts's STAGES and its S
         const train = nodes.find((n) => n.id === "train:lora-11b") as RenderedNode<"train">;
         expect(train.recipe).toBe(recipes.train["lora-11b"]);
         const j = r.job("train", "lora-11b");
-        expect(j.metadata.labels["cot-vr/config-hash"]).toBe(train.identity);
+        expect(j.metadata.labels[LABELS.hash]).toBe(train.identity);
         expect(r.configOf(j)["train.yaml"]).toBe(train.recipe);
         expect(nodes.find((n) => n.id === "evaluate:lora-11b")).toMatchObject({ reads: train.identity });
     });

@@ -1,8 +1,9 @@
 import { describe, expect, it } from "vitest";
 import { hours, jobState, jobTable } from "../../scripts/status-core";
+import { LABELS } from "../../contract";
 
 const job = (status: Record<string, unknown>, stage = "train", variant = "lora-11b") =>
-    ({ metadata: { name: `blog-${stage}-${variant}-0123abcd`, labels: { "cot-vr/stage": stage, "cot-vr/variant": variant } }, status });
+    ({ metadata: { name: `blog-${stage}-${variant}-0123abcd`, labels: { [LABELS.stage]: stage, [LABELS.variant]: variant } }, status });
 
 describe("npm run report", () => {
     it("reads Job states from their conditions", () => {

@@ -6,6 +6,7 @@ import * as path from "path";
 import * as YAML from "yaml";
 import { describe, expect, it } from "vitest";
 import { readStackFile, stackFilePath, stackSettings } from "../../scripts/stackfile";
+import { LABELS } from "../../contract";
 
 const ROOT = path.join(__dirname, "..", "..");
 const STACKS = fs.readdirSync(path.join(ROOT, "stacks")).map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)![1]);
@@ -68,7 +69,7 @@ describe("npm run render", () => {
         const docs = fs.readdirSync(out).map((f) => YAML.parseAllDocuments(fs.readFileSync(path.join(out, f), "utf8")));
         expect(docs.every((d) => d.length === 1)).toBe(true);
         const objs = docs.map((d) => d[0].toJS());
-        const stages = new Set(objs.filter((o) => o.kind === "Job").map((o) => o.metadata.labels["cot-vr/stage"]));
+        const stages = new Set(objs.filter((o) => o.kind === "Job").map((o) => o.metadata.labels[LABELS.stage]));
         expect([...stages].sort()).toEqual(["download", "evaluate", "generate", "report", "sample", "train"]);
         expect(objs.filter((o) => o.kind === "Deployment")).toHaveLength(1);
     });

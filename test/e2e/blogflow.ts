@@ -4,7 +4,7 @@
 import * as path from "path";
 import { stageGraph, StageNode } from "../../components/graph";
 import { Settings } from "../../config";
-import { readStackFile, stackSettings } from "../../scripts/stackfile";
+import { readStackFile, stackSettings } from "../../config/stackfile";
 import { initStack, KUBECONFIG, kubectlJson, must, Result, Stack, useE2eCluster } from "./helpers";
 import {
     applyStageDurations, criticalPath, durationOf, gpuCount, GpuFigures, gpuFigures, gpuTimeline, HoldRun,

@@ -6,7 +6,7 @@ import {
     pulumiDefaultParallel, requiredParallel, stageGraph, timeoutProblems, trainSamplesPerS,
 } from "../../scripts/estimate";
 import { claimProblems, defaultNodes, keysIn, keysToChange, neverSchedulable, nodeShape, provisionerModes, textTimeline } from "../../scripts/rehearse-core";
-import { readStackFile, stackFilePath, stackSettings } from "../../scripts/stackfile";
+import { readStackFile, stackFilePath, stackSettings } from "../../config/stackfile";
 import { settings } from "./helpers";
 
 const shipped = (stack: string) => stackSettings(readStackFile(stackFilePath(stack)), { placeholderSecrets: true }).settings;

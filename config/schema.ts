@@ -195,8 +195,7 @@ const stageTimingSchema = (timeout: string) => z.strictObject({
         description: "How long `pulumi up` waits for the stage (also its Kubernetes activeDeadlineSeconds).",
     }),
     await: z.boolean().default(true).meta({
-        description: "Wait for completion. false submits the Job and returns (pulumi.com/skipAwait); nothing in the same update " +
-            "may depend on it.",
+        description: "Wait for completion. false submits the Job and returns (pulumi.com/skipAwait); nothing in the same update may depend on it.",
     }),
     retries: nonNegInt.default(2).meta({ description: "Pod retries after a failure that is not a bad input (eviction and node loss never count)." }),
 }).prefault({});
@@ -256,14 +255,12 @@ const generateSchema = z.strictObject({
 
 const trainVariantSchema = z.strictObject({
     enabled: z.boolean().default(true).meta({
-        description: "Run this fine-tune in this update. false: defined only so evaluations can read its checkpoints from the " +
-            "volume.",
+        description: "Run this fine-tune in this update. false: defined only so evaluations can read its checkpoints from the volume.",
     }),
     model: z.enum(MODEL_SIZES).meta({ description: "Base model." }),
     method: z.enum(["lora", "qlora"]).meta({ description: "lora (11B, single device recipe config) or qlora (NF4 base; the 90B_qlora config)." }),
     loraRank: posInt.optional().meta({
-        description: "LoRA rank. @default per model: 16 for 11b (the blog's change), 8 for 90b (torchtune's 90B_qlora, which the " +
-            "blog keeps)",
+        description: "LoRA rank. @default per model: 16 for 11b (the blog's change), 8 for 90b (torchtune's 90B_qlora, which the blog keeps)",
     }),
     loraAlpha: z.number().positive().optional().meta({
         description: "LoRA alpha, usually 2 x rank. @default per model: 32 for 11b (the blog), 16 for 90b (90B_qlora)",
@@ -354,8 +351,7 @@ const evaluateSchema = z.strictObject({
 export const configSchema = z.strictObject({
     run: dnsLabel(20).optional().meta({ description: "Run name: prefixes Job names and the checkpoints/results folders. @default the stack name" }),
     hfToken: z.string().min(1).optional().meta({
-        description: "Hugging Face token (secret) with access to the gated Llama 3.2 Vision models. Required when stages.download " +
-            "is on.",
+        description: "Hugging Face token (secret) with access to the gated Llama 3.2 Vision models. Required when stages.download is on.",
     }),
     wandbApiKey: z.string().min(1).optional().meta({ description: "W&B API key (secret); required when a train variant logs to wandb." }),
     registryPassword: z.string().min(1).optional().meta({ description: "Registry password (secret); required when images.build is true." }),

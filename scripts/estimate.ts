@@ -4,7 +4,7 @@
 // `--parallel` a stack needs from the DAG.
 //
 // THESE ARE ESTIMATES. Every figure below says where it comes from; the only measured ones are the
-// 11B LoRA throughputs of issue 11 (NVIDIA H100 80GB, torchtune 0.6.1), scaled to an MI300X by the
+// 11B LoRA throughputs in docs/FACTS.md (NVIDIA H100 80GB, torchtune 0.6.1), scaled to an MI300X by the
 // ratio of the two GPUs' peak dense bf16 throughput, and whatever a training benchmark result
 // (`COTVR_BENCH` JSON of images/trainer/bench_finetune.py) passed with --bench measured.
 import { CHARTQA_ROWS, MODEL_FACTS, stepsPerEpoch } from "../config/facts";
@@ -50,7 +50,7 @@ function h100Figure(v: { compile: boolean; compileEncoder: boolean; activationCh
     return [t.blog, "the blog's settings"];
 }
 
-/** Issue 11: ~60% of an 11B sample's forward FLOPs (76 TFLOP per sample in all) are in the vision
+/** Measured (docs/FACTS.md): ~60% of an 11B sample's forward FLOPs (76 TFLOP per sample in all) are in the vision
  * encoder. */
 const VISION_SHARE_11B = 0.6;
 /** Parameters outside the vision encoder (decoder + cross-attention), in billions: the 11B and 90B

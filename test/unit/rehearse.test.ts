@@ -120,7 +120,7 @@ describe("--parallel from the DAG", () => {
         expect(r.jobs).not.toContain("teacher");
     });
 
-    test("a sweep of 10 fine-tunes needs 10 slots (issue 13: the default 8 on 2 cores ran 8, then 2)", () => {
+    test("a sweep of 10 fine-tunes needs 10 slots (Pulumi's default of 8 on 2 cores ran 8, then 2)", () => {
         const variants = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`r${i}`, lora({ loraRank: 4 + i })]));
         const s = settings({ stages: { download: false, generate: false, sample: false, evaluate: false, report: false }, train: { variants }, storage: { checkpoints: { size: "3Ti" } } });
         const r = need(s);

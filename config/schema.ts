@@ -1,6 +1,8 @@
 // The stack config's schema: every key the stack file may set, with its type, its default (the blog's
 // experiment, with the blog's mistakes corrected) and its description. The README's config table and
-// config/stack.schema.json are generated from it (`npm run docs`).
+// config/stack.schema.json are generated from it (`npm run docs`). A default the schema cannot state
+// (it depends on other keys, or is "none") ends the description as `@default ...`: the README table
+// moves it to its default column.
 import { z } from "zod";
 import { STAGES } from "../contract";
 

@@ -1,7 +1,7 @@
 // Entry point of `pulumi up`: stack config -> validated settings -> the Pipeline component.
 // A bad stack file throws here, before any resource is registered.
 import * as pulumi from "@pulumi/pulumi";
-import { loadSettings } from "./settings";
+import { loadSettings } from "./config/pulumi";
 import { Pipeline } from "./components/pipeline";
 
 const { settings, secrets } = loadSettings();

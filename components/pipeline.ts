@@ -27,7 +27,7 @@ import { SharedVolumes } from "./storage";
 import { Teacher } from "./teacher";
 import { Train } from "./train";
 
-/** Secret values, read beside the settings (settings.ts); stages only ever see the Secret's name. */
+/** Secret values, read beside the settings (config/pulumi.ts); stages only ever see the Secret's name. */
 export interface PipelineSecrets {
     readonly hfToken?: pulumi.Input<string>;
     readonly wandbApiKey?: pulumi.Input<string>;

@@ -103,7 +103,7 @@ export function gpuPodFields(s: Settings): Partial<PodSpec> {
 /**
  * Pod security of every pod: a non-root user that is no host user, its group owning what it writes on
  * the volumes (fsGroup, changed only when the volume's root differs), RuntimeDefault seccomp; GPU pods
- * add the video/render groups and cluster.gpuSeccompProfile (see config.ts for why ROCm needs it).
+ * add the video/render groups and cluster.gpuSeccompProfile (see config/schema.ts for why ROCm needs it).
  * Only pods that call the API (report, generation holding the teacher) get a service account token.
  */
 export function podSecurity(s: Settings, p: { gpu: boolean; apiAccess: boolean }): Partial<PodSpec> {

@@ -75,7 +75,7 @@ export function trainConfig(s: Settings, name: string, v: TrainVariant): string 
         collate_fn: "torchtune.data.padded_collate_tiled_images_and_mask",
         epochs: v.epochs,
         max_steps_per_epoch: v.maxStepsPerEpoch,
-        // The micro-batch and the accumulation that keeps the effective batch (config.ts planMicroBatch).
+        // The micro-batch and the accumulation that keeps the effective batch (config/derive.ts planMicroBatch).
         batch_size: v.microBatch,
         gradient_accumulation_steps: v.accumulation,
         "optimizer.lr": v.learningRate,

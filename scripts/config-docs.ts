@@ -1,49 +1,22 @@
-// Writes the README's config table from config.ts: key paths and doc comments from the source,
-// types and defaults from the zod schema. `npm run docs` rewrites the README section; a unit test
-// fails when the README and the schema disagree.
+// Writes the README's config table and config/stack.schema.json from the zod schema (config/schema.ts):
+// key paths and descriptions (`.meta`) from the schema object, types and defaults from its JSON Schema.
+// `npm run docs` rewrites both; unit tests fail when either disagrees with the schema.
 import * as fs from "fs";
 import * as path from "path";
-import * as ts from "typescript";
 import { z } from "zod";
-import { configSchema, PROJECT } from "../config";
+import { PROJECT } from "../contract";
+import { configSchema } from "../config/schema";
 
 const ROOT = path.join(__dirname, "..");
 export const README = path.join(ROOT, "README.md");
+export const JSON_SCHEMA = path.join(ROOT, "config", "stack.schema.json");
 const BEGIN = "<!-- config-table:begin (npm run docs) -->";
 const END = "<!-- config-table:end -->";
 
-interface Prop { doc: string; init: ts.Expression }
-
-function docOf(node: ts.Node, sf: ts.SourceFile): string {
-    const ranges = ts.getLeadingCommentRanges(sf.text, node.getFullStart()) ?? [];
-    const last = ranges.filter((r) => sf.text.slice(r.pos, r.end).startsWith("/**")).pop();
-    if (!last) return "";
-    return sf.text.slice(last.pos + 3, last.end - 2).split("\n").map((l) => l.replace(/^\s*\*?\s?/, "")).join(" ").replace(/\s+/g, " ").trim();
-}
-
-/** The object literal of the outermost z.strictObject call in an expression, if its chain starts there. */
-function strictObjectLiteral(e: ts.Node): ts.ObjectLiteralExpression | undefined {
-    let n: ts.Node = e;
-    if (ts.isArrowFunction(n)) n = n.body;
-    while (ts.isCallExpression(n) && ts.isPropertyAccessExpression(n.expression)) {
-        const callee = n.expression;
-        if (callee.name.text === "strictObject" && ts.isIdentifier(callee.expression) && callee.expression.text === "z") {
-            const arg = n.arguments[0];
-            return arg && ts.isObjectLiteralExpression(arg) ? arg : undefined;
-        }
-        n = callee.expression;
-    }
-    return undefined;
-}
-
-function props(obj: ts.ObjectLiteralExpression, sf: ts.SourceFile): Map<string, Prop> {
-    const m = new Map<string, Prop>();
-    for (const p of obj.properties) {
-        if (!ts.isPropertyAssignment(p)) continue;
-        const name = ts.isStringLiteral(p.name) ? p.name.text : p.name.getText(sf);
-        m.set(name, { doc: docOf(p, sf), init: p.initializer });
-    }
-    return m;
+/** The schema inside the wrappers that only add a default or allow absence. */
+function unwrap(s: z.ZodType): z.ZodType {
+    const def = (s as z.core.$ZodType)._zod.def as { type: string; innerType?: z.ZodType };
+    return ["default", "prefault", "optional", "nullable"].includes(def.type) && def.innerType ? unwrap(def.innerType) : s;
 }
 
 function jsonType(j: any): string {
@@ -59,41 +32,30 @@ function cell(s: string): string {
     return s.replace(/\|/g, "\\|").replace(/\n/g, " ");
 }
 
+/** One row per key: [key, type, default, meaning]. Sections are walked, not listed; a map of
+ * sections (train.variants) gets a row and its entries' keys as `<name>`. */
 export function configRows(): string[][] {
-    const file = path.join(ROOT, "config.ts");
-    const sf = ts.createSourceFile(file, fs.readFileSync(file, "utf8"), ts.ScriptTarget.ES2022, true);
-    const schemas = new Map<string, ts.ObjectLiteralExpression>();
-    sf.forEachChild(function visit(n) {
-        if (ts.isVariableDeclaration(n) && ts.isIdentifier(n.name) && n.initializer) {
-            const lit = strictObjectLiteral(n.initializer);
-            if (lit) schemas.set(n.name.text, lit);
-        }
-        n.forEachChild(visit);
-    });
     const json = z.toJSONSchema(configSchema, { io: "input", unrepresentable: "any" }) as any;
     const rows: string[][] = [];
-    const walk = (obj: ts.ObjectLiteralExpression, j: any, prefix: string) => {
-        for (const [name, p] of props(obj, sf)) {
+    const walk = (obj: z.ZodObject, j: any, prefix: string) => {
+        for (const [name, s] of Object.entries(obj.shape as Record<string, z.ZodType>)) {
             const key = prefix ? `${prefix}.${name}` : name;
             const pj = j?.properties?.[name];
-            // Nested section: a named schema or an inline z.strictObject.
-            const ref = /\b([a-zA-Z]+Schema)\b/.exec(p.init.getText(sf))?.[1];
-            const inline = strictObjectLiteral(p.init);
-            const isRecord = pj?.additionalProperties && pj.additionalProperties !== false && !pj.properties;
-            if (inline) walk(inline, pj, key);
-            else if (ref && schemas.has(ref) && isRecord) {
-                rows.push([`${PROJECT}:${key}`, "map", "", p.doc]);
-                walk(schemas.get(ref)!, pj.additionalProperties, `${key}.<name>`);
-            } else if (ref && schemas.has(ref)) walk(schemas.get(ref)!, pj, key);
-            else {
-                // A default the schema cannot state (it depends on other keys) is the doc's `@default` text.
-                const docDefault = /@default (.*)$/.exec(p.doc)?.[1] ?? "";
+            const doc = z.globalRegistry.get(s)?.description ?? "";
+            const inner = unwrap(s);
+            if (inner instanceof z.ZodObject) walk(inner, pj, key);
+            else if (inner instanceof z.ZodRecord && unwrap(inner.valueType as z.ZodType) instanceof z.ZodObject) {
+                rows.push([`${PROJECT}:${key}`, "map", "", doc]);
+                walk(unwrap(inner.valueType as z.ZodType) as z.ZodObject, pj.additionalProperties, `${key}.<name>`);
+            } else {
+                // A default the schema cannot state (it depends on other keys) is the description's `@default` text.
+                const docDefault = /@default (.*)$/.exec(doc)?.[1] ?? "";
                 const def = pj && "default" in pj ? `\`${JSON.stringify(pj.default)}\`` : docDefault;
-                rows.push([`${PROJECT}:${key}`, jsonType(pj), def, p.doc.replace(/@default .*$/, "").trim()]);
+                rows.push([`${PROJECT}:${key}`, jsonType(pj), def, doc.replace(/@default .*$/, "").trim()]);
             }
         }
     };
-    walk(schemas.get("configSchema")!, json, "");
+    walk(configSchema, json, "");
     return rows;
 }
 
@@ -111,7 +73,17 @@ export function readmeWithTable(readme: string): string {
     return readme.slice(0, i) + configTable() + readme.slice(j + END.length);
 }
 
+/** The JSON Schema of a stack file's `config:` values (keys without the `cot-vr:` prefix), for editors
+ * and other tools; the program itself validates with the zod schema. */
+export function stackJsonSchema(): string {
+    const { $schema, ...schema } = z.toJSONSchema(configSchema, { io: "input", unrepresentable: "any" });
+    const title = `${PROJECT} stack config`;
+    const description = `The ${PROJECT}:<key> values of stacks/Pulumi.<stack>.yaml, keys without the prefix. Generated from config/schema.ts by npm run docs.`;
+    return `${JSON.stringify({ $schema, title, description, ...schema }, null, 2)}\n`;
+}
+
 if (require.main === module) {
     fs.writeFileSync(README, readmeWithTable(fs.readFileSync(README, "utf8")));
-    console.log(`config table written to ${path.relative(process.cwd(), README)}`);
+    fs.writeFileSync(JSON_SCHEMA, stackJsonSchema());
+    console.log(`config table written to ${path.relative(process.cwd(), README)}, JSON Schema to ${path.relative(process.cwd(), JSON_SCHEMA)}`);
 }

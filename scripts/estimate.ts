@@ -4,10 +4,11 @@
 // `--parallel` a stack needs from the DAG.
 //
 // THESE ARE ESTIMATES. Every figure below says where it comes from; the only measured ones are the
-// 11B LoRA throughputs of issue 11 (NVIDIA H100 80GB, torchtune 0.6.1), scaled to an MI300X by the
+// 11B LoRA throughputs in docs/FACTS.md (NVIDIA H100 80GB, torchtune 0.6.1), scaled to an MI300X by the
 // ratio of the two GPUs' peak dense bf16 throughput, and whatever a training benchmark result
 // (`COTVR_BENCH` JSON of images/trainer/bench_finetune.py) passed with --bench measured.
-import { MODEL_FACTS, ModelSize, Settings, StageName } from "../config";
+import { CHARTQA_ROWS, MODEL_FACTS, stepsPerEpoch } from "../config/facts";
+import { ModelSize, Settings, StageName } from "../config";
 import { NodeId, stageGraph, StageNode } from "../components/graph";
 
 export { stageGraph };
@@ -49,7 +50,7 @@ function h100Figure(v: { compile: boolean; compileEncoder: boolean; activationCh
     return [t.blog, "the blog's settings"];
 }
 
-/** Issue 11: ~60% of an 11B sample's forward FLOPs (76 TFLOP per sample in all) are in the vision
+/** Measured (docs/FACTS.md): ~60% of an 11B sample's forward FLOPs (76 TFLOP per sample in all) are in the vision
  * encoder. */
 const VISION_SHARE_11B = 0.6;
 /** Parameters outside the vision encoder (decoder + cross-attention), in billions: the 11B and 90B
@@ -59,9 +60,6 @@ const TEXT_PARAMS_B = { "11b": 10.7 - 0.9, "90b": 88.8 - 0.9 } as const;
  * scales with its parameters. No 90B measurement exists: an estimate (QLoRA's NF4 dequantisation
  * is not counted, so the real 90B is slower). */
 export const FLOP_RATIO_90B = VISION_SHARE_11B + (1 - VISION_SHARE_11B) * (TEXT_PARAMS_B["90b"] / TEXT_PARAMS_B["11b"]);
-
-/** Rows of the ChartQA splits (UPSTREAM.md). */
-export const CHARTQA_ROWS = { train: 28_299, val: 1_920, test: 2_500 } as const;
 
 export interface Assumptions {
     /** Hugging Face download rate per model, bytes/s (hf_transfer from a datacenter: 100-500 MB/s). */
@@ -164,8 +162,7 @@ export interface StageEstimate {
 
 /** Rows the CoT dataset has: generate.limit or the whole ChartQA split. */
 export function datasetRows(s: Settings): number {
-    const split = s.generate.inputSplit as keyof typeof CHARTQA_ROWS;
-    const all = CHARTQA_ROWS[split] ?? CHARTQA_ROWS.train;
+    const all = CHARTQA_ROWS[s.generate.inputSplit] ?? CHARTQA_ROWS.train;
     return Math.min(all, s.generate.limit ?? all);
 }
 
@@ -193,12 +190,11 @@ export function trainSamplesPerS(v: { model: ModelSize; compile: boolean; compil
     return { sps, basis: `${basis} = ${sps.toFixed(2)} samples/s (estimate)` };
 }
 
-/** Optimizer steps and samples of one epoch: whole epochs or max_steps_per_epoch. */
+/** Optimizer steps and samples of one epoch, counted as the recipe counts them (config/facts.ts
+ * stepsPerEpoch: the last partial batch is dropped), whole epochs or max_steps_per_epoch. */
 export function epochSamples(rows: number, v: { batchSize: number; gradientAccumulationSteps: number; maxStepsPerEpoch: number | null }): { steps: number; samples: number } {
-    const perStep = v.batchSize * v.gradientAccumulationSteps;
-    const full = Math.ceil(rows / perStep);
-    const steps = v.maxStepsPerEpoch === null ? full : Math.min(full, v.maxStepsPerEpoch);
-    return { steps, samples: Math.min(rows, steps * perStep) };
+    const steps = stepsPerEpoch(rows, v);
+    return { steps, samples: steps * v.batchSize * v.gradientAccumulationSteps };
 }
 
 function estimateNode(s: Settings, n: StageNode, a: Assumptions, bench: BenchFigure[]): StageEstimate {

@@ -23,7 +23,7 @@ import {
     ClassShape, classManifest, classShape, claimProblems, defaultNodes, gpuHours, Interval, keysToChange, neverSchedulable, nodeManifest,
     NodeShape, nodeShape, textTimeline,
 } from "./rehearse-core";
-import { readStackFile, stackFilePath, stackSettings } from "./stackfile";
+import { readStackFile, stackFilePath, stackSettings } from "../config/stackfile";
 
 const ROOT = path.resolve(__dirname, "..");
 

@@ -8,7 +8,7 @@ import { parseArgs } from "util";
 import * as YAML from "yaml";
 import { ConfigError, PROJECT } from "../config";
 import { kubernetesObjects, runPipeline } from "./mockrun";
-import { readStackFile, REDACTED, stackFilePath, stackSettings } from "./stackfile";
+import { readStackFile, REDACTED, stackFilePath, stackSettings } from "../config/stackfile";
 
 /** Replaces Secret values, and any occurrence of a known secret value anywhere, with the placeholder. */
 export function redact(obj: Record<string, any>, secretValues: string[]): Record<string, any> {

@@ -10,7 +10,7 @@ import { parseArgs } from "util";
 import * as k8s from "@kubernetes/client-node";
 import logUpdate from "log-update";
 import { deriveStatus, gpuHourPrice, jobState, jobTable, renderStatus, Snapshot, Status } from "./status-core";
-import { readStackFile, stackFilePath, stackSettings } from "./stackfile";
+import { readStackFile, stackFilePath, stackSettings } from "../config/stackfile";
 
 const USAGE = "usage: npm run status -- (--stack <name> | --config <Pulumi.<stack>.yaml>) [--watch] [--json] [--interval <s>] [--report]";
 /** How much of a log is read: the last lines hold the last record; the byte cap bounds tqdm-style lines. */

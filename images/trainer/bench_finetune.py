@@ -65,8 +65,9 @@ for _p in (HERE, HERE.parent / "common"):
     if (_p / "cotvr_common.py").exists() and str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
+from cotvr_facts import CHARTQA_ROWS, steps_per_epoch  # noqa: E402
+
 BENCH_PREFIX = "COTVR_BENCH "
-CHARTQA_TRAIN_ROWS = 28_299  # HuggingFaceM4/ChartQA train split (UPSTREAM.md)
 GiB = 1024**3
 
 # Dense bf16 tensor peak, TFLOP/s, by device name (vendor datasheets; "dense" = no 2:4 sparsity).
@@ -556,7 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-sizes", default=DEFAULT_IMAGE_SIZES,
                    help="synthetic image sizes WxH:weight,... (default: ChartQA, see the module's DEFAULT_IMAGE_SIZES note)")
     p.add_argument("--text-tokens", default=DEFAULT_TEXT_TOKENS, help="synthetic tokens per sample MIN:MAX, uniform (default 200:600)")
-    p.add_argument("--dataset-rows", type=int, default=CHARTQA_TRAIN_ROWS, help="rows per epoch for the projection (ChartQA train)")
+    p.add_argument("--dataset-rows", type=int, default=CHARTQA_ROWS["train"], help="rows per epoch for the projection (ChartQA train)")
     p.add_argument("--epochs", type=int, default=None, help="epochs for the projection (default: the config's)")
     p.add_argument("--no-flops", action="store_true", help="skip the FLOP count (and MFU)")
     p.add_argument("--recipe", type=Path, default=None, help="the patched recipe file (default: the image's, else patch torchtune's)")
@@ -579,8 +580,8 @@ def main(argv: list[str] | None = None) -> int:
 
     eff = int(cfg.batch_size) * int(cfg.get("gradient_accumulation_steps", 1))
     epochs = args.epochs or int(cfg.epochs)
-    steps_per_epoch = (args.dataset_rows // eff)
-    steps_total = epochs * steps_per_epoch
+    epoch_steps = steps_per_epoch(args.dataset_rows, int(cfg.batch_size), int(cfg.get("gradient_accumulation_steps", 1)))
+    steps_total = epochs * epoch_steps
     lo, hi = (int(x) for x in args.text_tokens.split(":"))
 
     data = args.data
@@ -643,7 +644,7 @@ def main(argv: list[str] | None = None) -> int:
         sps = r.get("samples_per_s")
         if not sps:
             continue
-        r["projected_hours"] = epochs * steps_per_epoch * eff / sps / 3600
+        r["projected_hours"] = epochs * epoch_steps * eff / sps / 3600
         if base:
             r["vs_blog"] = sps / base["samples_per_s"]
         if flops and peak:

@@ -85,7 +85,7 @@ printf '{"name":"k8s-floor","main":"index.ts"}\n' >"$K/package.json"
 ln -s "$ROOT/node_modules" "$K/node_modules"
 (cd "$K" && pulumi stack init floor --non-interactive >/dev/null)
 
-# The runtimes the blog program had before (issue 13): ts-node, transpile-only or type-checking.
+# The runtimes the blog program had before: ts-node, transpile-only or type-checking.
 cp "$P/Pulumi.yaml" "$WORK/Pulumi.sucrase.yaml"
 awk '/^  options:/ {print; print "    typescript: true"; print "    tsconfig: tsconfig.tsnode.json"; skip=1; next}
      skip && /^    / {next} {skip=0; print}' "$P/Pulumi.yaml" >"$WORK/Pulumi.tsnode.yaml"

@@ -4,7 +4,7 @@
 import * as path from "path";
 import { stageGraph, StageNode } from "../../components/graph";
 import { Settings } from "../../config";
-import { readStackFile, stackSettings } from "../../scripts/stackfile";
+import { readStackFile, stackSettings } from "../../config/stackfile";
 import { initStack, KUBECONFIG, kubectlJson, must, Result, Stack, useE2eCluster } from "./helpers";
 import {
     applyStageDurations, criticalPath, durationOf, gpuCount, GpuFigures, gpuFigures, gpuTimeline, HoldRun,
@@ -12,11 +12,11 @@ import {
 } from "./sim";
 
 /**
- * The blog's stage times in hours on one MI300X. Sources: the blog (shared/seed/blog.txt: 11B LoRA
- * "about 25 hours" (23 h in its summary), 90B QLoRA "about 13 hours") and issue 10 (90B download
- * ~2 h, generation ~8 h, evaluations ~8 GPU-h for the four models, i.e. ~2 h each). The rest are the
- * estimates issue 10's brief gives (no measured figure in the blog): 11B download ~0.5 h, the
- * teacher's 90B load ~0.5 h, one sample ~0.1 h, the report ~0.05 h.
+ * The blog's stage times in hours on one MI300X (docs/FACTS.md "The blog's run"). The blog gives the
+ * fine-tunes (11B LoRA "about 25 hours", 23 h in its summary; 90B QLoRA "about 13 hours"); the rest
+ * are estimates (no measured figure in the blog): 90B download ~2 h, generation ~8 h, evaluations
+ * ~8 GPU-h for the four models (~2 h each), 11B download ~0.5 h, the teacher's 90B load ~0.5 h, one
+ * sample ~0.1 h, the report ~0.05 h.
  */
 export const BLOG_HOURS = {
     download: { "11b": 0.5, "90b": 2 },

@@ -1,4 +1,4 @@
-// Issue 10 on a real engine and API server: the blog stack in ONE `pulumi up`, with the blog's stage
+// The whole blog run on a real engine and API server: the blog stack in ONE `pulumi up`, with the blog's stage
 // times (1 simulated hour = COT_E2E_HOUR_SECONDS s, default 5, see below), while the generation's real release
 // code (images/datagen/teacher_scale.py) scales the teacher through its own Role. The GPU timeline
 // comes from the API server (test/e2e/sim.ts).

@@ -1,4 +1,4 @@
-// Issue 9 on a real control plane: a simulated MI300X node is deleted while the smoke stack's lora-11b
+// Node loss on a real control plane: a simulated MI300X node is deleted while the smoke stack's lora-11b
 // fine-tune runs on it. kube-controller-manager's pod GC deletes the orphaned pod (after its 40 s
 // quarantine, checked every 20 s) and marks it DisruptionTarget=True (DeletionByPodGC); the Job's
 // podFailurePolicy (components/job.ts: Ignore on DisruptionTarget) must make the Job controller

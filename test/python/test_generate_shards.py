@@ -1,4 +1,4 @@
-"""generate_cot.py's shards (issue 9): the teacher dies mid-run, the pod is killed mid-run, the teacher
+"""generate_cot.py's shards, which survive a lost run: the teacher dies mid-run, the pod is killed mid-run, the teacher
 comes back within --teacher-timeout, another config hash's shards exist. Every case: no row is asked
 of the teacher twice, none is lost, the published dataset has the source's rows in order."""
 

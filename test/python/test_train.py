@@ -142,7 +142,7 @@ def test_plan_resume_unit(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("failure", [{"FAKE_TUNE_FAIL": "1"}, {"FAKE_TUNE_CRASH_IN_SAVE": "0"}], ids=["fails-at-start", "killed-saving-epoch-0"])
 def test_failed_before_first_epoch_reruns_with_a_fixed_config(setup, tmp_path: Path, failure: dict[str, str]) -> None:
-    """Issue 9: a run that wrote no complete epoch does not block the corrected config (new hash)."""
+    """A run that wrote no complete epoch does not block the corrected config (new hash)."""
     train, calls, out = setup
     failed = train(config_hash="h1", **failure)
     assert failed.returncode == EXIT_FAILED, failed.stderr

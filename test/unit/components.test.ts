@@ -125,7 +125,7 @@ describe("teacher", async () => {
     it("takes one GPU with the ROCm pod settings and no hostPath devices", () => {
         expect(c.resources.limits["amd.com/gpu"]).toBe("1");
         expect(c.resources.requests["amd.com/gpu"]).toBe("1");
-        // Non-root: the video/render groups open the GPU devices; seccomp Unconfined for ROCm's NUMA calls (config.ts).
+        // Non-root: the video/render groups open the GPU devices; seccomp Unconfined for ROCm's NUMA calls (config/schema.ts).
         expect(pod.securityContext).toEqual({ runAsNonRoot: true, runAsUser: 10001, runAsGroup: 10001, fsGroup: 10001, fsGroupChangePolicy: "OnRootMismatch", supplementalGroups: [44, 109, 110], seccompProfile: { type: "Unconfined" } });
         expect(c.securityContext.capabilities).toEqual({ drop: ["ALL"] });
         expect(pod.automountServiceAccountToken).toBe(false);

@@ -3,7 +3,7 @@
 import * as path from "path";
 import { describe, expect, test } from "vitest";
 import { stageGraph } from "../../components/graph";
-import { readStackFile, stackSettings } from "../../scripts/stackfile";
+import { readStackFile, stackSettings } from "../../config/stackfile";
 import { blogDurations, nodeSeconds } from "../e2e/blogflow";
 import { criticalPath, gpuFigures, PodInterval, podStages } from "../e2e/sim";
 

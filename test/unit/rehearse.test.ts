@@ -2,11 +2,12 @@
 // timeouts against estimates, simulated nodes, scheduling verdicts and claims (scripts/rehearse-core.ts).
 import { describe, expect, test } from "vitest";
 import {
-    CHARTQA_ROWS, datasetRows, epochSamples, estimateStages, FLOP_RATIO_90B, H100_11B_LORA_SAMPLES_PER_S, MI300X_PER_H100, parseBench, plan,
+    datasetRows, epochSamples, estimateStages, FLOP_RATIO_90B, H100_11B_LORA_SAMPLES_PER_S, MI300X_PER_H100, parseBench, plan,
     pulumiDefaultParallel, requiredParallel, stageGraph, timeoutProblems, trainSamplesPerS,
 } from "../../scripts/estimate";
 import { claimProblems, defaultNodes, keysIn, keysToChange, neverSchedulable, nodeShape, provisionerModes, textTimeline } from "../../scripts/rehearse-core";
-import { readStackFile, stackFilePath, stackSettings } from "../../scripts/stackfile";
+import { CHARTQA_ROWS } from "../../config/facts";
+import { readStackFile, stackFilePath, stackSettings } from "../../config/stackfile";
 import { settings } from "./helpers";
 
 const shipped = (stack: string) => stackSettings(readStackFile(stackFilePath(stack)), { placeholderSecrets: true }).settings;
@@ -49,7 +50,7 @@ describe("duration estimates", () => {
     });
 
     test("max_steps_per_epoch bounds an epoch; rows come from generate.limit", () => {
-        expect(epochSamples(28_299, { batchSize: 16, gradientAccumulationSteps: 1, maxStepsPerEpoch: null })).toEqual({ steps: 1769, samples: 28_299 });
+        expect(epochSamples(28_299, { batchSize: 16, gradientAccumulationSteps: 1, maxStepsPerEpoch: null })).toEqual({ steps: 1768, samples: 28_288 });
         expect(epochSamples(28_299, { batchSize: 2, gradientAccumulationSteps: 8, maxStepsPerEpoch: 10 })).toEqual({ steps: 10, samples: 160 });
         expect(datasetRows(settings())).toBe(28_299);
         expect(datasetRows(withVariants({}, { generate: { limit: 8 } }))).toBe(8);
@@ -119,7 +120,7 @@ describe("--parallel from the DAG", () => {
         expect(r.jobs).not.toContain("teacher");
     });
 
-    test("a sweep of 10 fine-tunes needs 10 slots (issue 13: the default 8 on 2 cores ran 8, then 2)", () => {
+    test("a sweep of 10 fine-tunes needs 10 slots (Pulumi's default of 8 on 2 cores ran 8, then 2)", () => {
         const variants = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`r${i}`, lora({ loraRank: 4 + i })]));
         const s = settings({ stages: { download: false, generate: false, sample: false, evaluate: false, report: false }, train: { variants }, storage: { checkpoints: { size: "3Ti" } } });
         const r = need(s);

@@ -5,7 +5,7 @@ import * as os from "os";
 import * as path from "path";
 import * as YAML from "yaml";
 import { describe, expect, it } from "vitest";
-import { readStackFile, stackFilePath, stackSettings } from "../../scripts/stackfile";
+import { readStackFile, stackFilePath, stackSettings } from "../../config/stackfile";
 import { LABELS } from "../../contract";
 
 const ROOT = path.join(__dirname, "..", "..");

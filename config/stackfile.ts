@@ -1,13 +1,28 @@
 // Reads a `stacks/Pulumi.<stack>.yaml` the way the Pulumi CLI hands it to the program: a flat map of
-// "project:key" -> string (structured values as JSON), plus the keys that are secrets.
+// "project:key" -> string (structured values as JSON), plus the keys that are secrets. `pulumi up`
+// reads the same files through config/pulumi.ts; render, status and rehearse read them here.
 import * as fs from "fs";
 import * as path from "path";
 import * as YAML from "yaml";
-import { ConfigError, PROJECT, SECRET_KEYS, Settings, settingsFromConfigMap, stackFileProblems } from "../config";
+import { PROJECT, SECRET_KEYS } from "../contract";
+import { ConfigError, Settings } from "./derive";
+import { settingsFromConfigMap } from "./configmap";
 
 export const STACKS_DIR = path.join(__dirname, "..", "stacks");
 /** What a secret renders as; the real value never leaves Pulumi's encrypted config. */
 export const REDACTED = "<redacted>";
+
+/** Top-level keys Pulumi reads in a stack file; anything else (e.g. settings outside `config:`) is ignored by it. */
+const STACK_FILE_KEYS = ["config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"];
+
+/** Problems of a parsed `Pulumi.<stack>.yaml` beside its config keys. */
+export function stackFileProblems(doc: unknown): string[] {
+    if (doc === null || doc === undefined) return [];
+    if (typeof doc !== "object" || Array.isArray(doc)) return ["the stack file must be a YAML mapping with a `config:` section"];
+    return Object.keys(doc)
+        .filter((k) => !STACK_FILE_KEYS.includes(k))
+        .map((k) => `${k}: top-level key of the stack file that Pulumi does not read (allowed: ${STACK_FILE_KEYS.join(", ")}); settings go under config: as ${PROJECT}:<key>`);
+}
 
 export interface StackFile {
     readonly stack: string;

@@ -1,11 +1,15 @@
 // Reads the stack's config from the Pulumi runtime (the only place that does) and hands back typed
-// settings and, beside them, the secret values wrapped as Pulumi secrets.
+// settings and, beside them, the secret values wrapped as Pulumi secrets. Only the program imports
+// this file: the CLIs read stack files (stackfile.ts) without loading the Pulumi SDK.
 import * as fs from "fs";
 import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import * as YAML from "yaml";
-import { PROJECT, Settings, settingsFromConfigMap, stackFileProblems } from "./config";
-import { PipelineSecrets } from "./components/pipeline";
+import { PROJECT } from "../contract";
+import type { PipelineSecrets } from "../components/pipeline";
+import { settingsFromConfigMap } from "./configmap";
+import { Settings } from "./derive";
+import { stackFileProblems } from "./stackfile";
 
 export function loadSettings(): { settings: Settings; secrets: PipelineSecrets } {
     const all = pulumi.runtime.allConfig();
@@ -17,7 +21,7 @@ export function loadSettings(): { settings: Settings; secrets: PipelineSecrets }
     const stack = pulumi.getStack();
     // Pulumi hands over only the config map: what else the stack file holds is read here, so a
     // setting written outside `config:` is an error rather than ignored.
-    const file = path.join(__dirname, "stacks", `Pulumi.${stack}.yaml`);
+    const file = path.join(__dirname, "..", "stacks", `Pulumi.${stack}.yaml`);
     const extraProblems = fs.existsSync(file) ? stackFileProblems(YAML.parse(fs.readFileSync(file, "utf8"))) : [];
     const settings = settingsFromConfigMap(config, { stack, secretKeys, source: `stacks/Pulumi.${stack}.yaml`, extraProblems });
     const cfg = new pulumi.Config(PROJECT);

@@ -1,0 +1,309 @@
+// Validated settings from raw stack config: the schema's parse, the model-dependent defaults, the
+// micro-batch plan, and the checks across keys that the schema alone cannot state.
+import * as fs from "fs";
+import * as path from "path";
+import * as YAML from "yaml";
+import { PROJECT, SECRET_KEYS, SecretKey, STAGE_NAMES, StageName, STAGES } from "../contract";
+import { CHARTQA_ROWS, DATA_BYTES, MODEL_DEFAULTS, MODEL_FACTS, peakGiB, stepsPerEpoch } from "./facts";
+import { configSchema, MODEL_SIZES, ModelSize, quantityBytes, RawSettings, RawTrainVariant } from "./schema";
+
+/** A train variant with its model-dependent defaults resolved and its micro-batch planned. */
+export type TrainVariant = Omit<RawTrainVariant, "loraRank" | "loraAlpha" | "compile" | "compileEncoder" | "activationCheckpointing"> & {
+    readonly loraRank: number;
+    readonly loraAlpha: number;
+    readonly compile: boolean;
+    readonly compileEncoder: boolean;
+    readonly activationCheckpointing: boolean;
+    /** Samples per micro-batch (the recipe's batch_size) and the accumulation that keeps the effective batch. */
+    readonly microBatch: number;
+    readonly accumulation: number;
+};
+
+/** What one evaluation or sample reads. */
+export interface ModelRef {
+    /** "base-11b", "base-90b" or a train variant name. */
+    readonly name: string;
+    readonly size: ModelSize;
+    /** The train variant, for tuned models. */
+    readonly trainVariant?: string;
+}
+
+/** Validated settings. Secret values are not in here: they travel beside (config/pulumi.ts -> Pipeline). */
+export interface Settings extends Omit<RawSettings, "run" | "stages" | "train" | SecretKey> {
+    /** Stages of this update, defaults resolved. */
+    readonly stages: Record<StageName, boolean>;
+    /** Train variants with their model-dependent defaults resolved. */
+    readonly train: { readonly variants: Record<string, TrainVariant> };
+    /** Model-dependent defaults that were applied, for `npm run render` to show. */
+    readonly defaulted: string[];
+    readonly stack: string;
+    readonly run: string;
+    /** Models the enabled stages read (download these). */
+    readonly neededModels: ModelSize[];
+    readonly evaluations: ModelRef[];
+    readonly samples: ModelRef[];
+    /** Enabled train variants, by name. */
+    readonly trainings: [string, TrainVariant][];
+}
+
+export class ConfigError extends Error {
+    constructor(public readonly problems: string[], source?: string) {
+        super(`Invalid stack configuration${source ? ` (${source})` : ""}:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+        this.name = "ConfigError";
+    }
+}
+
+function key(path: PropertyKey[]): string {
+    return `${PROJECT}:${path.map(String).join(".")}`;
+}
+
+function modelRef(name: string, variants: Record<string, TrainVariant>): ModelRef | undefined {
+    if (name === "base-11b") return { name, size: "11b" };
+    if (name === "base-90b") return { name, size: "90b" };
+    const v = variants[name];
+    return v ? { name, size: v.model, trainVariant: name } : undefined;
+}
+
+/** " (did you mean ...)" for an unknown key that looks like this project's namespace written wrongly. */
+function nearMiss(k: string): string {
+    const m = /^cot[-_.]?vr[.:_-](.+)$/i.exec(k);
+    return m ? ` (did you mean ${PROJECT}:${m[1]}? keys of this project are "${PROJECT}:<key>")` : "";
+}
+
+/** Rows the fine-tunes train on, when the stack knows it: the generation's limit, or the ChartQA split. */
+export function trainingRows(c: Pick<RawSettings, "generate">): number | undefined {
+    const g = c.generate;
+    const full = g.source === "HuggingFaceM4/ChartQA" ? CHARTQA_ROWS[g.inputSplit] : undefined;
+    return g.limit !== undefined && full !== undefined ? Math.min(g.limit, full) : (g.limit ?? full);
+}
+
+function resolveVariants(raw: Record<string, RawTrainVariant>, gpuGiB: number, defaulted: string[], p: Problem): Record<string, TrainVariant> {
+    return Object.fromEntries(Object.entries(raw).map(([name, v]) => {
+        const d = MODEL_DEFAULTS[v.model];
+        const keys = ["loraRank", "loraAlpha", "compile", "compileEncoder", "activationCheckpointing"] as const;
+        for (const k of keys) {
+            if (v[k] === undefined) defaulted.push(`train.variants.${name}.${k} = ${d[k]} (default for ${v.model}: ${d.why})`);
+        }
+        const resolved = Object.fromEntries(keys.map((k) => [k, v[k] ?? d[k]])) as Pick<TrainVariant, (typeof keys)[number]>;
+        const microBatch = planMicroBatch(name, v, resolved.activationCheckpointing, gpuGiB, p);
+        if (v.microBatchSize === "auto" && microBatch !== v.batchSize) {
+            defaulted.push(`train.variants.${name}: micro-batch ${microBatch} x accumulation ${(v.batchSize / microBatch) * v.gradientAccumulationSteps} (effective batch ${v.batchSize * v.gradientAccumulationSteps}, ~${peakGiB(v.model, microBatch, resolved.activationCheckpointing).toFixed(0)} GiB of ${gpuGiB.toFixed(0)})`);
+        }
+        return [name, { ...v, ...resolved, microBatch, accumulation: (v.batchSize / microBatch) * v.gradientAccumulationSteps }];
+    }));
+}
+
+/** The micro-batch of a variant: the configured one if it divides batchSize and fits, else "auto"'s
+ * largest fitting divisor. Out of memory by the model is a config error, naming the fix. */
+function planMicroBatch(name: string, v: RawTrainVariant, checkpointing: boolean, gpuGiB: number, p: Problem): number {
+    const at = `train.variants.${name}`;
+    const divisors = Array.from({ length: v.batchSize }, (_, i) => i + 1).filter((m) => v.batchSize % m === 0);
+    const fits = (m: number) => peakGiB(v.model, m, checkpointing) <= gpuGiB;
+    const need = (m: number) => `~${peakGiB(v.model, m, checkpointing).toFixed(0)} GiB`;
+    if (v.microBatchSize !== "auto") {
+        const m = v.microBatchSize;
+        if (v.batchSize % m !== 0) {
+            p(`${at}.microBatchSize`, `${m} does not divide batchSize ${v.batchSize}: use one of ${divisors.join(", ")} or "auto"`);
+        } else if (!fits(m)) {
+            p(`${at}.microBatchSize`, `${m} samples need ${need(m)} by the memory model, more than cluster.gpuMemory (${gpuGiB.toFixed(0)} GiB): use "auto"${checkpointing ? "" : " or activationCheckpointing: true"}`);
+        }
+        return m;
+    }
+    const best = divisors.filter(fits).pop();
+    if (best === undefined) {
+        p(`${at}.activationCheckpointing`, `even 1 sample needs ${need(1)} by the memory model, more than cluster.gpuMemory (${gpuGiB.toFixed(0)} GiB)${checkpointing ? ": the model does not fit this GPU" : ": set activationCheckpointing: true"}`);
+        return 1;
+    }
+    return best;
+}
+
+/** Contradictions torchtune would only raise on the GPU, or that would silently train nothing. */
+function checkTraining(c: RawSettings, trainings: [string, TrainVariant][], p: Problem): void {
+    const rows = trainingRows(c);
+    for (const [name, v] of trainings) {
+        const at = `train.variants.${name}`;
+        if (v.activationOffloading && !v.activationCheckpointing) {
+            p(`${at}.activationOffloading`, "needs activationCheckpointing: true (torchtune raises: offloading only applies to checkpointed activations)");
+        }
+        if (rows === undefined) continue;
+        // As the recipe counts them: micro-batches (drop_last) // accumulation.
+        const steps = stepsPerEpoch(rows, { batchSize: v.microBatch, gradientAccumulationSteps: v.accumulation, maxStepsPerEpoch: v.maxStepsPerEpoch });
+        if (steps === 0) {
+            p(`${at}.batchSize`, `${rows} rows make no optimizer step: batchSize ${v.batchSize} x gradientAccumulationSteps ${v.gradientAccumulationSteps} must be at most the rows (torchtune drops the last partial batch)`);
+        } else if (v.warmupSteps >= steps * v.epochs) {
+            p(`${at}.warmupSteps`, `${v.warmupSteps} is not below the ${steps * v.epochs} optimizer steps of the run (${v.epochs} epochs x ${steps}): the learning rate would never leave warmup`);
+        }
+    }
+}
+
+/** The default CoT system prompt the generator sends (manifests/synthetic-data-kit/config.yaml). */
+function defaultCotPrompt(): string {
+    const file = path.join(__dirname, "..", "manifests", "synthetic-data-kit", "config.yaml");
+    return String(YAML.parse(fs.readFileSync(file, "utf8"))?.prompt ?? "");
+}
+
+/** Tokens of a CoT request besides the answer: the system prompt (~3 characters a token, generous for
+ * Llama 3's tokenizer), the question and its original answer, the chat template and the image token. */
+export function cotPromptTokens(prompt: string): number {
+    return Math.ceil(prompt.length / 3) + 256;
+}
+
+function checkTeacher(c: RawSettings, st: Record<StageName, boolean>, p: Problem): void {
+    if (!st.teacher) return;
+    const t = c.teacher;
+    // Llama 3.2 90B Vision has 64 attention heads and 8 KV heads; vLLM's tensor parallel size must divide them.
+    if (![1, 2, 4, 8].includes(t.gpus)) p("teacher.gpus", `${t.gpus} GPUs cannot split the 90B model's 8 KV heads: use 1, 2, 4 or 8`);
+    if (!st.generate) return;
+    const need = c.generate.maxTokens + cotPromptTokens(c.generate.prompt ?? defaultCotPrompt());
+    if (t.maxModelLen < need) {
+        p("teacher.maxModelLen", `${t.maxModelLen} is too small: generate.maxTokens ${c.generate.maxTokens} plus the prompt (~${need - c.generate.maxTokens} tokens: system prompt, question, image) need ${need}; vLLM would refuse every request and every row would be an ERROR label`);
+    }
+}
+
+/** Records problems as `cot-vr:<path>: <what is allowed>`. */
+type Problem = (path: string, msg: string) => void;
+
+function resolveRun(c: RawSettings, stack: string, p: Problem): string {
+    const run = c.run ?? stack.toLowerCase().replace(/[^a-z0-9-]/g, "-").slice(0, 20).replace(/^-+|-+$/g, "");
+    if (!/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(run)) {
+        p("run", `the stack name "${stack}" does not make a valid run name; set ${PROJECT}:run (lowercase letters, digits, '-', at most 20)`);
+    }
+    return run;
+}
+
+function checkSecrets(c: RawSettings, secretKeys: string[] | undefined, p: Problem): void {
+    if (!secretKeys) return;
+    for (const s of SECRET_KEYS) {
+        if (c[s] !== undefined && !secretKeys.includes(`${PROJECT}:${s}`)) {
+            p(s, `must be set as a secret: pulumi config set --secret ${PROJECT}:${s} <value>`);
+        }
+    }
+}
+
+function checkVariants(c: RawSettings, st: Record<StageName, boolean>, p: Problem): void {
+    for (const [name, v] of Object.entries(c.train.variants)) {
+        if (v.method === "lora" && v.model === "90b") {
+            p(`train.variants.${name}.method`, 'the 90B model fits one GPU only with "qlora"');
+        }
+        if (v.metricLogger === "wandb" && v.enabled && st.train && !c.wandbApiKey) {
+            p("wandbApiKey", `required by train.variants.${name}.metricLogger "wandb": pulumi config set --secret ${PROJECT}:wandbApiKey <key>`);
+        }
+    }
+}
+
+/** The models a sample/evaluate list reads, each once; unknown names are problems. */
+function modelRefs(list: string[], section: "sample" | "evaluate", variants: Record<string, TrainVariant>, p: Problem): ModelRef[] {
+    const seen = new Set<string>();
+    return list.flatMap((name, i) => {
+        if (seen.has(name)) {
+            p(`${section}.variants.${i}`, `"${name}" is listed twice`);
+            return [];
+        }
+        seen.add(name);
+        const r = modelRef(name, variants);
+        if (!r) {
+            p(`${section}.variants.${i}`, `"${name}" is neither base-11b, base-90b nor a train variant (${Object.keys(variants).join(", ") || "none defined"}): its fine-tune is not in the stack`);
+            return [];
+        }
+        return [r];
+    });
+}
+
+function checkStageOrder(c: RawSettings, st: Record<StageName, boolean>, evaluations: ModelRef[], p: Problem): void {
+    if (st.generate && !st.teacher) p("stages.generate", "needs stages.teacher in the same update (the generator calls the teacher)");
+    if (st.report && !st.evaluate) p("stages.report", "needs stages.evaluate in the same update");
+    if (st.report && evaluations.length === 0) p("stages.report", "needs at least one evaluate.variants entry");
+    // Nothing in the same update may depend on a stage submitted without waiting.
+    for (const stage of STAGE_NAMES) {
+        if (!st[stage] || c.timing[stage].await) continue;
+        if (stage === "teacher") {
+            p("timing.teacher.await", "the teacher Deployment must be awaited (the generator needs it ready)");
+            continue;
+        }
+        const blocked = STAGES[stage].dependents.filter((d) => st[d]);
+        if (blocked.length > 0) {
+            p(`timing.${stage}.await`, `false submits ${stage} without waiting, but ${blocked.join(", ")} in the same update would run before it finishes; disable them until a later update`);
+        }
+    }
+}
+
+function checkOther(c: RawSettings, neededModels: ModelSize[], st: Record<StageName, boolean>, p: Problem): void {
+    if (st.download && neededModels.length > 0 && !c.hfToken) {
+        p("hfToken", `required to download ${neededModels.join(", ")}: pulumi config set --secret ${PROJECT}:hfToken <token>`);
+    }
+    if (c.images.build && !c.images.registry) p("images.registry", "required when images.build is true: {server, repository, username}");
+    if (c.images.build && !c.registryPassword) p("registryPassword", `required when images.build is true: pulumi config set --secret ${PROJECT}:registryPassword <password>`);
+}
+
+/** Volume sizes against what the stages write (only claims this stack creates). */
+function checkSizes(c: RawSettings, d: Pick<Settings, "neededModels" | "trainings" | "evaluations" | "samples" | "stages">, p: Problem): void {
+    const gib = (b: number) => `${Math.ceil(b / 2 ** 30)}Gi`;
+    const check = (vol: "models" | "data" | "checkpoints", bytes: number, what: string) => {
+        const v = c.storage[vol];
+        if (v.existingClaim || bytes === 0) return;
+        if (quantityBytes(v.size) < bytes) p(`storage.${vol}.size`, `${v.size} is too small: ${what} need at least ${gib(bytes)}`);
+    };
+    check("models", d.neededModels.reduce((s, m) => s + MODEL_FACTS[m].bytes, 0), `the models ${d.neededModels.join(" + ")}`);
+    const readsChartQA = d.stages.generate || d.evaluations.length > 0 || d.samples.length > 0;
+    check("data", readsChartQA ? DATA_BYTES : 0, "the ChartQA cache and the CoT dataset");
+    check(
+        "checkpoints",
+        d.trainings.reduce((s, [, v]) => s + v.epochs * MODEL_FACTS[v.model].bytes, 0),
+        `the epochs kept (${d.trainings.map(([n, v]) => `${n}: ${v.epochs} x ${gib(MODEL_FACTS[v.model].bytes)}`).join(", ")})`,
+    );
+}
+
+/**
+ * Validates raw stack config (`cot-vr:*` keys, values already JSON-decoded) and derives the settings.
+ * Throws one ConfigError listing every bad field by path and what is allowed. Secret values are
+ * checked for presence and dropped: they are not part of the settings.
+ */
+export function parseSettings(
+    raw: Record<string, unknown>,
+    opts: { stack: string; secretKeys?: string[]; source?: string },
+): Settings {
+    const parsed = configSchema.safeParse(raw);
+    if (!parsed.success) {
+        const problems = parsed.error.issues.map((i) => {
+            if (i.code === "unrecognized_keys") {
+                return i.keys.map((k) => `${key([...i.path, k])}: unknown key${nearMiss(k)}`).join("\n  - ");
+            }
+            if (i.code === "invalid_key") {
+                // A record key (a train variant name): say the rule, not only "Invalid key".
+                const rules = i.issues.map((x) => x.message).join("; ");
+                return `${key(i.path)}: bad name: ${rules} (names appear in Job names and paths)`;
+            }
+            return `${key(i.path)}: ${i.message}`;
+        });
+        throw new ConfigError(problems, opts.source);
+    }
+    const c = parsed.data;
+    const problems: string[] = [];
+    const p: Problem = (path, msg) => problems.push(`${PROJECT}:${path}: ${msg}`);
+
+    checkSecrets(c, opts.secretKeys, p);
+    const run = resolveRun(c, opts.stack, p);
+    const stages = Object.fromEntries(STAGE_NAMES.map((n) => [n, n === "teacher" ? (c.stages.teacher ?? c.stages.generate) : c.stages[n]])) as Record<StageName, boolean>;
+    const defaulted: string[] = [];
+    const variants = resolveVariants(c.train.variants, quantityBytes(c.cluster.gpuMemory) / 2 ** 30, defaulted, p);
+    const trainings = stages.train ? Object.entries(variants).filter(([, v]) => v.enabled) : [];
+    checkVariants(c, stages, p);
+    checkTraining(c, trainings, p);
+    checkTeacher(c, stages, p);
+    const evaluations = stages.evaluate ? modelRefs(c.evaluate.variants, "evaluate", variants, p) : [];
+    const samples = stages.sample ? modelRefs(c.sample.variants, "sample", variants, p) : [];
+    checkStageOrder(c, stages, evaluations, p);
+
+    const needed = new Set<ModelSize>([
+        ...(stages.teacher ? ["90b" as const] : []),
+        ...trainings.map(([, v]) => v.model),
+        ...[...evaluations, ...samples].map((r) => r.size),
+    ]);
+    const neededModels = MODEL_SIZES.filter((m) => needed.has(m));
+    checkOther(c, neededModels, stages, p);
+    checkSizes(c, { neededModels, trainings, evaluations, samples, stages }, p);
+
+    if (problems.length > 0) throw new ConfigError(problems, opts.source);
+    const { hfToken, wandbApiKey, registryPassword, ...rest } = c;
+    return { ...rest, train: { variants }, stages, stack: opts.stack, run, neededModels, evaluations, samples, trainings, defaulted };
+}

@@ -1,0 +1,372 @@
+// The stack config's schema: every key the stack file may set, with its type, its default (the blog's
+// experiment, with the blog's mistakes corrected) and its description. The README's config table and
+// config/stack.schema.json are generated from it (`npm run docs`). A default the schema cannot state
+// (it depends on other keys, or is "none") ends the description as `@default ...`: the README table
+// moves it to its default column.
+import { z } from "zod";
+import { STAGES } from "../contract";
+
+// ---------------------------------------------------------------------------------------------------
+// Value types
+
+const QUANTITY_RE = /^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|k|K|M|G|T|P)?$/;
+const UNIT_BYTES: Record<string, number> = {
+    "": 1, k: 1e3, K: 1e3, M: 1e6, G: 1e9, T: 1e12, P: 1e15,
+    Ki: 2 ** 10, Mi: 2 ** 20, Gi: 2 ** 30, Ti: 2 ** 40, Pi: 2 ** 50,
+};
+
+/** Bytes in a Kubernetes quantity such as "800Gi"; NaN when it is not one. */
+export function quantityBytes(q: string): number {
+    const m = QUANTITY_RE.exec(q);
+    return m ? Number(m[1]) * UNIT_BYTES[m[2] ?? ""] : NaN;
+}
+
+const quantity = z.string().refine((q) => quantityBytes(q) > 0, {
+    message: 'must be a positive Kubernetes quantity such as "500Gi"',
+});
+
+const DURATION_RE = /^([0-9]+)(s|m|h)$/;
+/** Seconds in a duration such as "90m", "36h", "600s". */
+export function durationSeconds(d: string): number {
+    const m = DURATION_RE.exec(d);
+    if (!m) return NaN;
+    return Number(m[1]) * { s: 1, m: 60, h: 3600 }[m[2] as "s" | "m" | "h"];
+}
+/** A duration in the stack file ("90m"), seconds in the settings: converted once, here. */
+const duration = z.string().refine((d) => durationSeconds(d) > 0, {
+    message: 'must be a positive duration such as "600s", "90m" or "36h"',
+}).transform(durationSeconds);
+
+/** An image reference pinned to a tag other than `latest`, or to a digest. */
+export function isPinnedImage(ref: string): boolean {
+    if (/@sha256:[0-9a-f]{64}$/.test(ref)) return true;
+    const lastSlash = ref.lastIndexOf("/");
+    const colon = ref.indexOf(":", lastSlash + 1);
+    if (colon < 0) return false;
+    const tag = ref.slice(colon + 1);
+    return tag.length > 0 && tag !== "latest";
+}
+const image = z.string().refine(isPinnedImage, {
+    message: 'must be pinned: a tag other than "latest" (repo:tag) or a digest (repo@sha256:...)',
+});
+
+const dnsLabel = (max: number) =>
+    z.string().regex(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, {
+        message: "must be lowercase letters, digits and '-', starting and ending with a letter or digit",
+    }).max(max);
+
+const posInt = z.number().int().positive();
+const nonNegInt = z.number().int().nonnegative();
+
+// ---------------------------------------------------------------------------------------------------
+// Sections
+
+export const MODEL_SIZES = ["11b", "90b"] as const;
+export type ModelSize = (typeof MODEL_SIZES)[number];
+
+const clusterSchema = z.strictObject({
+    kubeconfig: z.string().min(1).optional().meta({ description: "Path to a kubeconfig file, or its contents. @default the ambient kubeconfig" }),
+    context: z.string().min(1).optional().meta({ description: "kubeconfig context. @default the current context" }),
+    namespace: dnsLabel(63).default("cot-vr").meta({ description: "Namespace of every object." }),
+    createNamespace: z.boolean().default(true).meta({
+        description: "Create the namespace (kept on destroy: deleting it would delete the volumes). false = it exists.",
+    }),
+    gpuResource: z.string().min(1).default("amd.com/gpu").meta({ description: "Extended resource that counts GPUs." }),
+    nodeSelector: z.record(z.string(), z.string()).default({}).meta({
+        description: "Node selector for GPU pods. Empty: the GPU request alone selects nodes (works where " +
+            '`amd.com/gpu.product-name` is missing). E.g. {"amd.com/gpu.device-id": "74a1"}.',
+    }),
+    tolerations: z.array(z.strictObject({
+        key: z.string().min(1),
+        operator: z.enum(["Exists", "Equal"]).default("Exists"),
+        value: z.string().optional(),
+        effect: z.enum(["NoSchedule", "PreferNoSchedule", "NoExecute"]).optional(),
+    })).default([{ key: "amd.com/gpu", operator: "Exists", effect: "NoSchedule" }]).meta({ description: "Tolerations for GPU pods." }),
+    imagePullSecrets: z.array(dnsLabel(253)).default([]).meta({ description: "Existing image pull Secrets in the namespace." }),
+    supplementalGroups: z.array(nonNegInt).default([44, 109, 110]).meta({
+        description: "Supplemental groups of GPU pods, which open /dev/kfd and /dev/dri/renderD* as a non-root user: `video` (44) " +
+            "and the `render` group IDs of Ubuntu 22.04/24.04 ROCm hosts (109, 110). Add your nodes' `stat -c %g " +
+            "/dev/dri/renderD128` if it differs.",
+    }),
+    runAsUser: nonNegInt.refine((u) => u === 0 || u >= 10000, { message: "must be 0 (root) or at least 10000 (no host user)" }).default(10001).meta({
+        description: "User (and group, fsGroup) every pod runs as; at least 10000, never a host user. 0 runs as root: only for RWX " +
+            "storage that ignores fsGroup and is not writable by that group (README).",
+    }),
+    gpuSeccompProfile: z.enum(["Unconfined", "RuntimeDefault"]).default("Unconfined").meta({
+        description: "Seccomp profile of GPU pods. ROCm's user-mode driver binds host memory to the GPU's NUMA node " +
+            "(mbind/set_mempolicy), which the runtimes' default profiles deny without CAP_SYS_NICE; ROCm's container docs " +
+            "run with seccomp=unconfined. CPU pods always use RuntimeDefault.",
+    }),
+    // The default is one MI300X's.
+    gpuMemory: quantity.default("192Gi").meta({
+        description: "Memory of one GPU, for the fine-tunes' memory model (micro-batch choice, out-of-memory check at preview).",
+    }),
+    networkPolicy: z.boolean().default(false).meta({
+        description: "NetworkPolicies for the run's pods: the teacher accepts traffic only from the generation; every pod may " +
+            "reach DNS, and only the pods that need it HTTPS (Hugging Face, W&B) or the API server (generation, report). " +
+            "Needs a CNI that enforces NetworkPolicy.",
+    }),
+    hostIPC: z.boolean().default(false).meta({
+        description: "Share the host IPC namespace (some AMD examples do; /dev/shm is enough for vLLM and torchtune).",
+    }),
+    gpuHourPrice: z.strictObject({
+        amount: z.number().nonnegative().meta({ description: "Price per GPU-hour." }),
+        currency: z.string().min(1).meta({ description: 'Currency code or name, e.g. "USD".' }),
+    }).optional().meta({
+        description: 'Price of one GPU-hour, e.g. {amount: 2.5, currency: "USD"}: turns GPU-hours into cost in the report, `npm ' +
+            "run status` and the rehearsal. @default none (hours only)",
+    }),
+}).prefault({});
+
+const volumeSchema = (size: string) => z.strictObject({
+    size: quantity.default(size).meta({ description: "Requested size." }),
+    accessMode: z.enum(["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"]).default("ReadWriteMany").meta({
+        description: "Access mode; ReadWriteMany lets Jobs on different nodes share the volume. ReadWriteOnce suits node-local " +
+            "classes (local-path) or a one-node cluster: on network block storage, stages that run at once on different " +
+            "nodes wait for the volume.",
+    }),
+    existingClaim: dnsLabel(253).optional().meta({
+        description: "Use this existing claim instead of creating one (e.g. a sweep stack sharing a blog stack's volume).",
+    }),
+}).prefault({});
+
+const storageSchema = z.strictObject({
+    storageClass: z.string().min(1).optional().meta({ description: "StorageClass of created claims. @default the cluster default" }),
+    retainOnDestroy: z.boolean().default(true).meta({ description: "Keep created claims (and a created namespace) when the stack is destroyed." }),
+    models: volumeSchema("250Gi").meta({ description: "Downloaded weights: 11B ~21 GB, 90B ~177 GB." }),
+    data: volumeSchema("50Gi").meta({ description: "CoT dataset and the Hugging Face datasets cache." }),
+    checkpoints: volumeSchema("800Gi").meta({ description: "Fine-tune outputs, `<run>/<variant>/epoch_N`: 11B ~21 GB, 90B ~178 GB per epoch." }),
+    results: volumeSchema("5Gi").meta({ description: "Evaluation JSON, samples, report." }),
+}).prefault({});
+
+const imagesSchema = z.strictObject({
+    vllm: image.default("rocm/vllm:rocm6.4.1_vllm_0.10.1_20250909").meta({
+        description: "vLLM image for the teacher: must still serve Mllama (vLLM <= 0.10.2).",
+    }),
+    trainer: image.default("cot-vr-trainer:0.1.0").meta({
+        description: "Trainer/evaluator image built from images/trainer (used when build is false).",
+    }),
+    datagen: image.default("cot-vr-datagen:0.1.0").meta({
+        description: "CoT generation image built from images/datagen (used when build is false).",
+    }),
+    pullPolicy: z.enum(["IfNotPresent", "Always", "Never"]).default("IfNotPresent").meta({ description: "Image pull policy." }),
+    build: z.boolean().default(false).meta({
+        description: "Build images/trainer and images/datagen with @pulumi/docker, push them to `registry`, run the digests.",
+    }),
+    registry: z.strictObject({
+        server: z.string().min(1).meta({ description: 'Registry host, e.g. "ghcr.io".' }),
+        repository: z.string().min(1).meta({ description: 'Repository prefix, e.g. "ghcr.io/my-team". Images are <repository>/cot-vr-trainer.' }),
+        username: z.string().min(1).meta({ description: "Registry user name." }),
+    }).optional().meta({
+        description: "Registry to push to when build is true; password from `pulumi config set --secret cot-vr:registryPassword`.",
+    }),
+}).prefault({});
+
+const hfRepo = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]*\/[A-Za-z0-9][A-Za-z0-9_.-]*$/, {
+    message: 'must be a Hugging Face repo id "owner/name" (letters, digits, "-", "_", "."), e.g. "meta-llama/Llama-3.2-11B-Vision-Instruct"',
+});
+
+const modelsSchema = z.strictObject({
+    "11b": hfRepo.default("meta-llama/Llama-3.2-11B-Vision-Instruct").meta({
+        description: "Hugging Face repo of the 11B model (5 safetensors shards).",
+    }),
+    "90b": hfRepo.default("meta-llama/Llama-3.2-90B-Vision-Instruct").meta({
+        description: "Hugging Face repo of the 90B model (37 safetensors shards).",
+    }),
+}).prefault({});
+
+const stagesSchema = z.strictObject({
+    download: z.boolean().default(true).meta({ description: "Download every model the enabled stages read." }),
+    teacher: z.boolean().optional().meta({
+        description: "Define the 90B vLLM teacher (a Deployment at 0 replicas: the generation scales it up while it needs it, see " +
+            "teacher.keep). By default it follows `generate`. @default the value of stages.generate",
+    }),
+    generate: z.boolean().default(true).meta({ description: "Generate the CoT dataset from the teacher." }),
+    train: z.boolean().default(true).meta({ description: "Run the enabled fine-tunes of `train.variants`." }),
+    sample: z.boolean().default(true).meta({ description: "Sample one answer per `sample.variants`." }),
+    evaluate: z.boolean().default(true).meta({ description: "Evaluate every `evaluate.variants`." }),
+    report: z.boolean().default(true).meta({ description: "Build the report from the evaluations." }),
+    benchmark: z.boolean().default(false).meta({
+        description: "Measure each enabled fine-tune's throughput on this cluster's GPU (random weights, minutes, no downloads): " +
+            "the shipped settings against the blog's, written to /results/<run>/bench/.",
+    }),
+}).prefault({});
+
+const stageTimingSchema = (timeout: string) => z.strictObject({
+    timeout: duration.prefault(timeout).meta({
+        description: "How long `pulumi up` waits for the stage (also its Kubernetes activeDeadlineSeconds).",
+    }),
+    await: z.boolean().default(true).meta({
+        description: "Wait for completion. false submits the Job and returns (pulumi.com/skipAwait); nothing in the same update may depend on it.",
+    }),
+    retries: nonNegInt.default(2).meta({ description: "Pod retries after a failure that is not a bad input (eviction and node loss never count)." }),
+}).prefault({});
+
+const timingSchema = z.strictObject({
+    download: stageTimingSchema(STAGES.download.timeout),
+    teacher: stageTimingSchema(STAGES.teacher.timeout),
+    generate: stageTimingSchema(STAGES.generate.timeout),
+    train: stageTimingSchema(STAGES.train.timeout),
+    sample: stageTimingSchema(STAGES.sample.timeout),
+    evaluate: stageTimingSchema(STAGES.evaluate.timeout),
+    report: stageTimingSchema(STAGES.report.timeout),
+    benchmark: stageTimingSchema(STAGES.benchmark.timeout),
+}).prefault({});
+
+const teacherSchema = z.strictObject({
+    keep: z.boolean().default(false).meta({
+        description: "Keep the teacher serving after generation (interactive use): it holds its GPU until an update disables " +
+            "stages.teacher. false: the generation scales it up for as long as it needs it.",
+    }),
+    servedModelName: z.string().min(1).default("meta-llama/Llama-3.2-90B-Vision-Instruct").meta({
+        description: "Name vLLM serves the model under; the generator's `api-endpoint.model` is derived from it.",
+    }),
+    maxModelLen: posInt.default(8192).meta({ description: "--max-model-len (the blog's 8129 is a typo for 8192)." }),
+    maxNumSeqs: posInt.default(16).meta({ description: "--max-num-seqs." }),
+    gpuMemoryUtilization: z.number().gt(0).lte(1).default(0.95).meta({ description: "--gpu-memory-utilization." }),
+    extraArgs: z.array(z.string()).default(["--enforce-eager", "--limit-mm-per-prompt", '{"image": 1}']).meta({
+        description: "Further `vllm serve` arguments.",
+    }),
+    gpus: posInt.default(1).meta({ description: "GPUs for the teacher (tensor parallel size)." }),
+    shmSize: quantity.default("64Gi").meta({ description: "Size of the memory-backed /dev/shm." }),
+    cpu: quantity.default("16").meta({ description: "CPU request." }),
+    memory: quantity.default("256Gi").meta({ description: "Memory request (and limit)." }),
+    port: z.number().int().min(1).max(65535).default(8000).meta({ description: "Service port." }),
+}).prefault({});
+
+const generateSchema = z.strictObject({
+    source: z.string().min(1).default("HuggingFaceM4/ChartQA").meta({ description: "Source dataset (Hugging Face id)." }),
+    inputSplit: z.string().min(1).default("train").meta({ description: "Split the CoT is generated for." }),
+    outputSplit: z.string().min(1).default("train").meta({ description: "Split name of the written dataset." }),
+    datasetName: z.string().regex(/^[a-z0-9][a-z0-9_.-]*$/, { message: "must be a folder name: lowercase letters, digits, '_', '.', '-'" }).max(63).default("cot_chartqa").meta({
+        description: "Folder on the data volume; stacks that must not share a dataset use different names.",
+    }),
+    limit: posInt.optional().meta({ description: "Only the first N samples (smoke runs). @default all" }),
+    temperature: z.number().min(0).max(2).default(0.2).meta({ description: "Teacher sampling temperature (low: consistent reasoning)." }),
+    topP: z.number().gt(0).lte(1).default(0.95).meta({ description: "Teacher nucleus sampling." }),
+    maxTokens: posInt.default(4092).meta({ description: "Longest CoT answer, in tokens (the blog's value)." }),
+    batchSize: posInt.default(32).meta({ description: "Concurrent requests to the teacher." }),
+    maxRetries: nonNegInt.default(3).meta({
+        description: "Retries of a failed teacher request; a row that still fails gets an ERROR label and fails the Job.",
+    }),
+    retryDelay: z.number().nonnegative().default(1.0).meta({ description: "Seconds before the first retry." }),
+    prompt: z.string().trim().min(1).optional().meta({
+        description: "System prompt; default: the blog's CoT prompt (manifests/synthetic-data-kit/config.yaml).",
+    }),
+}).prefault({});
+
+const trainVariantSchema = z.strictObject({
+    enabled: z.boolean().default(true).meta({
+        description: "Run this fine-tune in this update. false: defined only so evaluations can read its checkpoints from the volume.",
+    }),
+    model: z.enum(MODEL_SIZES).meta({ description: "Base model." }),
+    method: z.enum(["lora", "qlora"]).meta({ description: "lora (11B, single device recipe config) or qlora (NF4 base; the 90B_qlora config)." }),
+    loraRank: posInt.optional().meta({
+        description: "LoRA rank. @default per model: 16 for 11b (the blog's change), 8 for 90b (torchtune's 90B_qlora, which the blog keeps)",
+    }),
+    loraAlpha: z.number().positive().optional().meta({
+        description: "LoRA alpha, usually 2 x rank. @default per model: 32 for 11b (the blog), 16 for 90b (90B_qlora)",
+    }),
+    loraDropout: z.number().min(0).lt(1).default(0.0).meta({ description: "LoRA dropout." }),
+    epochs: posInt.meta({ description: "Epochs (each writes epoch_N; evaluations read the last, epoch_{epochs-1}). Required." }),
+    maxStepsPerEpoch: posInt.nullable().default(null).meta({ description: "null runs whole epochs." }),
+    batchSize: posInt.meta({
+        description: "Samples per forward pass as the recipe config counts them (the blog: 16 for 11B, 2 for 90B). The effective " +
+            "batch is batchSize x gradientAccumulationSteps; see microBatchSize. Required.",
+    }),
+    gradientAccumulationSteps: posInt.meta({ description: "Gradient accumulation steps. Required." }),
+    microBatchSize: z.union([z.literal("auto"), posInt]).default("auto").meta({
+        description: "Samples per micro-batch: a divisor of batchSize; the accumulation grows so the effective batch, the " +
+            'optimizer steps and the learning-rate schedule stay the same. "auto": the largest that fits ' +
+            "cluster.gpuMemory by the memory model (config/facts.ts MEMORY_MODEL).",
+    }),
+    learningRate: z.number().positive().default(1e-4).meta({ description: "AdamW learning rate." }),
+    warmupSteps: nonNegInt.default(100).meta({ description: "Cosine schedule warmup steps." }),
+    seed: nonNegInt.default(42).meta({
+        description: "Data shuffling and init seed. torchtune's configs leave it null (random); the blog sets 42 for both models.",
+    }),
+    compile: z.boolean().optional().meta({
+        description: "torch.compile the decoder and the loss. @default per model: true for 11b (measured faster), false for 90b " +
+            "(QLoRA compile ran out of memory)",
+    }),
+    compileEncoder: z.boolean().optional().meta({
+        description: "Also compile the vision encoder (~60% of the forward FLOPs; the image's patched recipe, key " +
+            "compile_encoder). @default per model: true for 11b, false for 90b",
+    }),
+    activationCheckpointing: z.boolean().optional().meta({
+        description: "Activation checkpointing: recomputes activations (less memory, ~1/3 more compute). @default false: the " +
+            "memory model picks a micro-batch that fits without it",
+    }),
+    activationOffloading: z.boolean().default(false).meta({ description: "Offload activations to CPU memory." }),
+    metricLogger: z.enum(["disk", "wandb"]).default("disk").meta({
+        description: "Metric logger: disk (DiskLogger under the output dir) or wandb (key: `cot-vr:wandbApiKey` secret).",
+    }),
+    wandbProject: z.string().min(1).default("vision_llama_reasoning").meta({ description: "W&B project when metricLogger is wandb." }),
+    cpu: quantity.default("16").meta({ description: "CPU request of the fine-tune pod." }),
+    memory: quantity.default("256Gi").meta({ description: "Memory request and limit of the fine-tune pod." }),
+    shmSize: quantity.default("64Gi").meta({ description: "Size of the memory-backed /dev/shm (data loader workers)." }),
+});
+export type RawTrainVariant = z.infer<typeof trainVariantSchema>;
+
+const trainSchema = z.strictObject({
+    variants: z.record(dnsLabel(24), trainVariantSchema).default({
+        "lora-11b": trainVariantSchema.parse({ model: "11b", method: "lora", epochs: 10, batchSize: 16, gradientAccumulationSteps: 1 }),
+        "qlora-90b": trainVariantSchema.parse({ model: "90b", method: "qlora", epochs: 3, batchSize: 2, gradientAccumulationSteps: 8 }),
+    }).meta({ description: "Fine-tunes by name. Names appear in paths and Job names." }),
+}).prefault({});
+
+/** base-11b / base-90b, or the name of a train variant (its last epoch). */
+const evalVariant = z.string().regex(/^(base-11b|base-90b|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$/, {
+    message: 'must be "base-11b", "base-90b" or the name of a train variant',
+});
+
+const sampleSchema = z.strictObject({
+    variants: z.array(evalVariant).default(["base-11b", "lora-11b", "base-90b", "qlora-90b"]).meta({
+        description: "Models to sample: base-11b, base-90b or train variant names.",
+    }),
+    question: z.string().trim().min(1).default("How many monthly sessions per user did Netflix have?").meta({
+        description: "The question asked (the blog's, about ChartQA train[27901]).",
+    }),
+    imageDataset: z.string().min(1).default("HuggingFaceM4/ChartQA").meta({
+        description: "Where the image comes from: a dataset row (default the blog's) ...",
+    }),
+    imageSplit: z.string().min(1).default("train").meta({ description: "Split of that row." }),
+    imageIndex: nonNegInt.default(27901).meta({ description: "Index of that row (the blog's example chart)." }),
+    imagePath: z.string().min(1).optional().meta({ description: "... or a path/URL the container can read (overrides the dataset row)." }),
+    maxNewTokens: posInt.default(200).meta({ description: "Longest sampled answer, in tokens." }),
+    temperature: z.number().min(0).max(2).default(0.6).meta({ description: "Sampling temperature." }),
+    topK: posInt.default(300).meta({ description: "Top-k sampling." }),
+    systemPrompt: z.string().trim().min(1).optional().meta({
+        description: "System prompt; default: the ChartQA answer rules the blog uses (manifests/prompts/chartqa-system.txt).",
+    }),
+}).prefault({});
+
+const evaluateSchema = z.strictObject({
+    variants: z.array(evalVariant).default(["base-11b", "lora-11b", "base-90b", "qlora-90b"]).meta({
+        description: "Models to evaluate: base-11b, base-90b or train variant names.",
+    }),
+    tasks: z.array(z.string().min(1)).min(1).default(["chartqa"]).meta({ description: "lm-eval tasks." }),
+    limit: posInt.optional().meta({ description: "Samples per task. @default the whole test split" }),
+    maxSeqLength: posInt.default(8192).meta({ description: "Longest evaluation sequence (prompt and answer)." }),
+}).prefault({});
+
+export const configSchema = z.strictObject({
+    run: dnsLabel(20).optional().meta({ description: "Run name: prefixes Job names and the checkpoints/results folders. @default the stack name" }),
+    hfToken: z.string().min(1).optional().meta({
+        description: "Hugging Face token (secret) with access to the gated Llama 3.2 Vision models. Required when stages.download is on.",
+    }),
+    wandbApiKey: z.string().min(1).optional().meta({ description: "W&B API key (secret); required when a train variant logs to wandb." }),
+    registryPassword: z.string().min(1).optional().meta({ description: "Registry password (secret); required when images.build is true." }),
+    cluster: clusterSchema,
+    storage: storageSchema,
+    images: imagesSchema,
+    models: modelsSchema,
+    stages: stagesSchema,
+    timing: timingSchema,
+    teacher: teacherSchema,
+    generate: generateSchema,
+    train: trainSchema,
+    sample: sampleSchema,
+    evaluate: evaluateSchema,
+});
+export type RawSettings = z.infer<typeof configSchema>;

@@ -65,9 +65,9 @@ for _p in (HERE, HERE.parent / "common"):
     if (_p / "cotvr_common.py").exists() and str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
+from cotvr_contract import BENCH_PREFIX, EXIT_MISSING_INPUT  # noqa: E402
 from cotvr_facts import CHARTQA_ROWS, steps_per_epoch  # noqa: E402
 
-BENCH_PREFIX = "COTVR_BENCH "
 GiB = 1024**3
 
 # Dense bf16 tensor peak, TFLOP/s, by device name (vendor datasheets; "dense" = no 2:4 sparsity).
@@ -566,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not args.config.is_file():
         print(f"bench_finetune: error: config {args.config} not found", file=sys.stderr)
-        return 3
+        return EXIT_MISSING_INPUT
 
     import torch
     from torchtune import training

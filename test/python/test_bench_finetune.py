@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from conftest import HERE, TRAINER, run_program
+from cotvr_contract import EXIT_MISSING_INPUT
 from cotvr_configs import torchtune_configs
 
 PATCH = TRAINER / "lora_finetune_single_device.patch"
@@ -189,4 +190,4 @@ def test_bench_unit_pieces() -> None:
 
 def test_bench_bad_config(tmp_path: Path) -> None:
     proc = run_program(BENCH, "--config", str(tmp_path / "none.yaml"))
-    assert proc.returncode == 3 and "not found" in proc.stderr
+    assert proc.returncode == EXIT_MISSING_INPUT and "not found" in proc.stderr

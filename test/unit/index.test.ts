@@ -2,6 +2,7 @@
 // and a bad stack file stops the program before any resource is registered.
 import * as pulumi from "@pulumi/pulumi";
 import { afterEach, describe, expect, it, vi } from "vitest";
+import { STAGE_NAMES } from "../../contract";
 import { ensureMocks } from "../../scripts/mockrun";
 
 const registered: string[] = [];
@@ -36,7 +37,8 @@ describe("index.ts", () => {
     it("builds the pipeline from a valid stack", async () => {
         const mod = await runIndex({ "cot-vr:hfToken": "hf_ok", "cot-vr:generate": JSON.stringify({ limit: 2000 }) }, ["cot-vr:hfToken"]);
         expect(mod.run).toBe("blog");
-        expect(mod.stages).toEqual(["download", "teacher", "generate", "train", "sample", "evaluate", "report"]);
+        // Every stage but the opt-in benchmark, in pipeline order.
+        expect(mod.stages).toEqual(STAGE_NAMES.filter((n) => n !== "benchmark"));
         // Outputs name what a user needs next: namespace, teacher, each stage's Job, the status command.
         expect(mod.namespace).toBe("cot-vr");
         expect(mod.teacherUrl).toBe("http://blog-teacher.cot-vr.svc.cluster.local:8000/v1");

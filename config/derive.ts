@@ -70,6 +70,39 @@ function nearMiss(k: string): string {
     return m ? ` (did you mean ${PROJECT}:${m[1]}? keys of this project are "${PROJECT}:<key>")` : "";
 }
 
+/** The keys the schema allows in the object at `path` (through defaults, optionals and records). */
+function keysAt(path: PropertyKey[]): string[] {
+    const unwrap = (t: any): any => {
+        while (t?.def && ["default", "prefault", "optional", "nullable", "pipe"].includes(t.def.type)) t = t.def.innerType ?? t.def.in;
+        return t;
+    };
+    let t: any = unwrap(configSchema);
+    for (const p of path) {
+        if (t?.shape) t = unwrap(t.shape[p as string]);
+        else if (t?.def?.type === "record") t = unwrap(t.def.valueType);
+        else return [];
+    }
+    return t?.shape ? Object.keys(t.shape) : [];
+}
+
+/** " (did you mean X?)" for the allowed key closest to a misspelt one, if one is close. */
+export function didYouMean(k: string, allowed: string[]): string {
+    // Edits between two keys, a swap of neighbours counting as one (optimal string alignment).
+    const distance = (a: string, b: string): number => {
+        const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+        for (let i = 1; i <= a.length; i++) {
+            for (let j = 1; j <= b.length; j++) {
+                d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+                if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+            }
+        }
+        return d[a.length][b.length];
+    };
+    const scored = allowed.map((a) => ({ a, d: distance(k.toLowerCase(), a.toLowerCase()) })).sort((x, y) => x.d - y.d);
+    const best = scored[0];
+    return best && best.d <= Math.max(1, Math.floor(k.length / 3)) ? ` (did you mean ${best.a}?)` : "";
+}
+
 /** Rows the fine-tunes train on, when the stack knows it: the generation's limit, or the ChartQA split. */
 export function trainingRows(c: Pick<RawSettings, "generate">): number | undefined {
     const g = c.generate;
@@ -266,7 +299,7 @@ export function parseSettings(
     if (!parsed.success) {
         const problems = parsed.error.issues.map((i) => {
             if (i.code === "unrecognized_keys") {
-                return i.keys.map((k) => `${key([...i.path, k])}: unknown key${nearMiss(k)}`).join("\n  - ");
+                return i.keys.map((k) => `${key([...i.path, k])}: unknown key${nearMiss(k) || didYouMean(k, keysAt(i.path))}`).join("\n  - ");
             }
             if (i.code === "invalid_key") {
                 // A record key (a train variant name): say the rule, not only "Invalid key".

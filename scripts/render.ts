@@ -4,9 +4,10 @@
 // with the same message as `pulumi up`, and writes nothing.
 import * as fs from "fs";
 import * as path from "path";
-import { parseArgs } from "util";
+import { Option } from "commander";
 import * as YAML from "yaml";
-import { ConfigError, PROJECT } from "../config";
+import { PROJECT } from "../config";
+import { CLI_EXIT, CliError, command, runCli, unknownStack } from "./cli";
 import { kubernetesObjects, runPipeline } from "./mockrun";
 import { readStackFile, REDACTED, stackFilePath, stackSettings } from "../config/stackfile";
 
@@ -40,32 +41,30 @@ export function fileName(i: number, obj: Record<string, any>): string {
     return `${String(i + 1).padStart(3, "0")}-${String(obj.kind).toLowerCase()}-${obj.metadata?.name ?? "unnamed"}.yaml`;
 }
 
-async function main(): Promise<number> {
-    const { values } = parseArgs({
-        options: { stack: { type: "string" }, config: { type: "string" }, out: { type: "string" } },
-        strict: true,
-    });
-    if (!values.out || (!values.stack && !values.config) || (values.stack && values.config)) {
-        console.error("usage: npm run render -- (--stack <name> | --config <path/to/Pulumi.<stack>.yaml>) --out <dir>");
-        return 2;
+/** The stack file `--stack` or `--config` names; an unknown stack lists the ones there are. */
+function stackFileOf(opts: { stack?: string; config?: string }): string {
+    if (opts.config) {
+        if (!fs.existsSync(opts.config)) throw new CliError(`no stack file ${opts.config}`, CLI_EXIT.usage);
+        return opts.config;
     }
-    const file = values.config ?? stackFilePath(values.stack!);
-    if (!fs.existsSync(file)) {
-        console.error(`no stack file ${file}`);
-        return 2;
-    }
-    let stackFile;
-    let result;
-    try {
-        stackFile = readStackFile(file);
-        result = stackSettings(stackFile, { placeholderSecrets: true });
-    } catch (e) {
-        if (e instanceof ConfigError) {
-            console.error(e.message);
-            return 1;
-        }
-        throw e;
-    }
+    const file = stackFilePath(opts.stack!);
+    if (!fs.existsSync(file)) throw unknownStack(opts.stack!);
+    return file;
+}
+
+export async function main(argv: string[]): Promise<number> {
+    const cmd = command("render", "Write every Kubernetes object a stack would create, one YAML file per object, without a cluster, credentials or the Pulumi service. Secret values are redacted; a bad config exits 1 with the same message as `pulumi up` and writes nothing.", [
+        "npm run render -- --stack smoke --out render/smoke",
+        "npm run render -- --config my/Pulumi.mine.yaml --out render/mine",
+    ])
+        .addOption(new Option("--stack <name>", "a shipped stack (stacks/Pulumi.<name>.yaml)").conflicts("config"))
+        .addOption(new Option("--config <file>", "a stack file elsewhere (Pulumi.<stack>.yaml)"))
+        .requiredOption("--out <dir>", "where to write the objects");
+    const opts = cmd.parse(argv, { from: "user" }).opts<{ stack?: string; config?: string; out: string }>();
+    if (!opts.stack && !opts.config) cmd.error("error: give --stack <name> or --config <file>");
+    const file = stackFileOf(opts);
+    const stackFile = readStackFile(file);
+    const result = stackSettings(stackFile, { placeholderSecrets: true });
     for (const p of result.placeholders) {
         console.error(`note: ${p} is not set in ${path.basename(file)}; rendered as ${REDACTED}. pulumi up requires it (pulumi config set --secret ${p} ...).`);
     }
@@ -77,18 +76,13 @@ async function main(): Promise<number> {
     const secrets = { hfToken: secretOf("hfToken"), wandbApiKey: secretOf("wandbApiKey"), registryPassword: secretOf("registryPassword") };
     const objects = kubernetesObjects(await runPipeline(st, secrets));
     const secretValues = stackFile.secretKeys.map((k) => stackFile.config[k]);
-    fs.mkdirSync(values.out, { recursive: true });
+    fs.mkdirSync(opts.out, { recursive: true });
     objects.forEach((obj, i) => {
         const doc = YAML.stringify(clean(redact(obj, secretValues)), { lineWidth: 0 });
-        fs.writeFileSync(path.join(values.out!, fileName(i, obj)), doc);
+        fs.writeFileSync(path.join(opts.out, fileName(i, obj)), doc);
     });
-    console.log(`${objects.length} objects of stack ${stackFile.stack} written to ${values.out}`);
+    console.log(`${objects.length} objects of stack ${stackFile.stack} written to ${opts.out}`);
     return 0;
 }
 
-if (require.main === module) {
-    main().then((code) => process.exit(code), (e) => {
-        console.error(e instanceof Error ? e.message : e);
-        process.exit(1);
-    });
-}
+if (require.main === module) runCli(main);

@@ -100,7 +100,7 @@ describe("npm run render", () => {
     it("prints usage without a stack", () => {
         const res = renderCli(["--out", "/tmp/x"]);
         expect(res.status).toBe(2);
-        expect(res.stderr).toMatch(/usage: npm run render/);
+        expect(res.stderr).toMatch(/give --stack <name> or --config <file>\n\(--help for usage\)/);
     });
 });
 

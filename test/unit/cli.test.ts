@@ -1,0 +1,86 @@
+// The command lines explain themselves: --help with usage, options and an example; one-line errors
+// that name the fix; distinct exit codes for a usage error, a failure and a cluster out of reach.
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { describe, expect, it } from "vitest";
+import { didYouMean, parseSettings } from "../../config";
+import { CLI_EXIT, CliError, failureCode, failureMessage, knownStacks, unreachableCluster } from "../../scripts/cli";
+
+const ROOT = path.join(__dirname, "..", "..");
+
+function cli(script: string, args: string[]) {
+    return spawnSync(process.execPath, [path.join(ROOT, "node_modules", "tsx", "dist", "cli.mjs"), path.join(ROOT, "scripts", script), ...args], { cwd: ROOT, encoding: "utf8" });
+}
+
+describe("render's command line", () => {
+    it("answers --help with usage, options and an example", () => {
+        const r = cli("render.ts", ["--help"]);
+        expect(r.status).toBe(CLI_EXIT.ok);
+        expect(r.stdout).toMatch(/^Usage: npm run render -- \[options\]/);
+        expect(r.stdout).toContain("--stack <name>");
+        expect(r.stdout).toContain("--out <dir>");
+        expect(r.stdout).toMatch(/Examples:\n {2}npm run render -- --stack smoke --out render\/smoke/);
+    });
+
+    it("says what is missing, with exit code 2 and no stack trace", () => {
+        const r = cli("render.ts", ["--stack", "smoke"]);
+        expect(r.status).toBe(CLI_EXIT.usage);
+        expect(r.stderr).toContain("required option '--out <dir>' not specified");
+        expect(r.stderr).not.toMatch(/\n\s+at /);
+    });
+
+    it("lists the stacks there are for an unknown one", () => {
+        const r = cli("render.ts", ["--stack", "blgo", "--out", fs.mkdtempSync(path.join(os.tmpdir(), "render-"))]);
+        expect(r.status).toBe(CLI_EXIT.usage);
+        expect(r.stderr.trim()).toBe(`no stack "blgo": the stacks are ${knownStacks().join(", ")} (stacks/Pulumi.<name>.yaml); or give --config <file>`);
+    });
+
+    it("exits 1 with pulumi up's message for a bad stack file", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "render-"));
+        const file = path.join(dir, "Pulumi.bad.yaml");
+        fs.writeFileSync(file, "config:\n  cot-vr:teacher:\n    maxModelLength: 8192\n");
+        const r = cli("render.ts", ["--config", file, "--out", path.join(dir, "out")]);
+        expect(r.status).toBe(CLI_EXIT.failed);
+        expect(r.stderr).toContain("cot-vr:teacher.maxModelLength: unknown key (did you mean maxModelLen?)");
+        expect(fs.existsSync(path.join(dir, "out"))).toBe(false);
+    });
+});
+
+describe("failures", () => {
+    it("give a cluster out of reach its own exit code and one line with the fix", () => {
+        const refused = Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:6443"), { code: "ECONNREFUSED" });
+        expect(failureCode(refused)).toBe(CLI_EXIT.unreachable);
+        expect(failureMessage(refused)).toBe("cannot reach the cluster (ECONNREFUSED): check KUBECONFIG (or ~/.kube/config), its current context, and that the API server is up");
+        const fetchFailed = Object.assign(new TypeError("fetch failed"), { cause: { code: "ENOTFOUND" } });
+        expect(unreachableCluster(fetchFailed, "https://k8s.example:6443")?.message).toMatch(/^cannot reach the cluster at https:\/\/k8s.example:6443 \(ENOTFOUND\)/);
+        const noFile = Object.assign(new Error("ENOENT: no such file or directory, open '/home/u/.kube/config'"), { code: "ENOENT", path: "/home/u/.kube/config" });
+        expect(failureMessage(noFile)).toMatch(/^no kubeconfig at \/home\/u\/.kube\/config: /);
+        expect(failureCode(noFile)).toBe(CLI_EXIT.unreachable);
+    });
+
+    it("print anything unexpected as one line, not a stack trace", () => {
+        expect(failureMessage(new Error("boom\n    at x (y.ts:1:1)"))).toBe("error: boom (COTVR_DEBUG=1 prints the stack trace)");
+        expect(failureCode(new Error("boom"))).toBe(CLI_EXIT.failed);
+        expect(failureCode(new CliError("stage failed"))).toBe(CLI_EXIT.failed);
+    });
+});
+
+describe("unknown config keys", () => {
+    it("say which key was meant, at any depth", () => {
+        const problems = (raw: Record<string, unknown>) => {
+            try {
+                parseSettings(raw, { stack: "t" });
+                return [];
+            } catch (e) {
+                return (e as { problems: string[] }).problems.filter((p) => p.includes("unknown key"));
+            }
+        };
+        expect(problems({ trian: {} })).toEqual(["cot-vr:trian: unknown key (did you mean train?)"]);
+        expect(problems({ timing: { train: { timout: "2h" } } })).toEqual(["cot-vr:timing.train.timout: unknown key (did you mean timeout?)"]);
+        expect(problems({ bogus: 1 })).toEqual(["cot-vr:bogus: unknown key"]);
+        expect(didYouMean("learningrate", ["learningRate", "loraRank"])).toBe(" (did you mean learningRate?)");
+        expect(didYouMean("xyz", ["learningRate"])).toBe("");
+    });
+});

@@ -419,13 +419,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         api = args.api or (found.api if found else None)
         token = args.token_file.read_text(encoding="utf-8").strip() if args.token_file else (found.token if found else None)
         ca_file = args.ca_file or (found.ca_file if found else None)
-        selector = str(spec.get("jobSelector") or selector({LABEL_RUN: args.run}))
+        job_selector = str(spec.get("jobSelector") or selector({LABEL_RUN: args.run}))
         if not api:
             warnings.append("not running in a cluster and no --api given: GPU time not reported")
         else:
             try:
-                jobs = fetch_jobs(KubeApi(api, token, ca_file), args.namespace, selector)
-                log(f"read {len(jobs)} Jobs ({selector}) from {api}")
+                jobs = fetch_jobs(KubeApi(api, token, ca_file), args.namespace, job_selector)
+                log(f"read {len(jobs)} Jobs ({job_selector}) from {api}")
             except (urllib.error.URLError, OSError, ValueError) as err:
                 warnings.append(f"could not read Jobs from {api}: {err}; GPU time not reported")
     for warning in warnings:

@@ -149,11 +149,11 @@ export const WATCHDOG_GRACE_SECONDS = 600;
 // Secrets
 
 /** Stack config keys that must be set with `pulumi config set --secret`. */
-export const SECRET_KEYS = ["hfToken", "wandbApiKey", "registryPassword"] as const;
+export const SECRET_KEYS = ["hfToken", "wandbApiKey", "registryPassword", "notifyWebhook"] as const;
 export type SecretKey = (typeof SECRET_KEYS)[number];
 
 /** Keys of the run's Secret, as the pods read them. */
-export const SECRET_DATA_KEYS = { hfToken: "HF_TOKEN", wandbApiKey: "WANDB_API_KEY" } as const;
+export const SECRET_DATA_KEYS = { hfToken: "HF_TOKEN", wandbApiKey: "WANDB_API_KEY", notifyWebhook: "COTVR_NOTIFY_WEBHOOK" } as const;
 
 /** Names of the run's Secrets: the pods' tokens, and the image pull Secret when the program pushes images. */
 export function secretNames(run: string): { tokens: string; registry: string } {

@@ -14,6 +14,9 @@ export const claims = pipeline.claims;
 export const teacherUrl = pipeline.teacherUrl;
 /** Job name per stage node, e.g. {"train:lora-11b": "blog-train-lora-11b-47eb7410"}. */
 export const jobs = pipeline.jobs;
+/** The headline numbers (metric per model, tuned-11B / base-90B ratio, GPU-hours, cost) once the report ran in this update. */
+export const report = pipeline.report;
 export const stages = Object.entries(settings.stages).filter(([, on]) => on).map(([k]) => k);
 export const status = `npm run status -- --stack ${pulumi.getStack()} --watch`;
 export const logs = `kubectl logs -n ${settings.cluster.namespace} -f job/<name from jobs>`;
+export const fetch = `npm run fetch -- --stack ${pulumi.getStack()}`;

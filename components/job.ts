@@ -4,8 +4,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings, StageName } from "../config";
-import { FATAL_EXIT_CODES } from "../contract";
-import { CONTAINER_SECURITY, gpuPodFields, podSecurity, pullSecretRefs, scratch, StageContext } from "./pod";
+import { FATAL_EXIT_CODES, SECRET_DATA_KEYS } from "../contract";
+import { CONTAINER_SECURITY, gpuPodFields, podSecurity, pullSecretRefs, scratch, secretEnv, StageContext } from "./pod";
 
 type Container = k8s.types.input.core.v1.Container;
 type Volume = k8s.types.input.core.v1.Volume;
@@ -41,6 +41,9 @@ export function jobArgs(ctx: StageContext, j: JobSpecInput): k8s.batch.v1.JobArg
     }
     const tmp = scratch();
     const c = j.container;
+    // The webhook only from the Secret, and only when set: the programs' run_main posts a failure for
+    // good, the report its results (images/common/cotvr_common.py notify).
+    const notify = s.notify ? [secretEnv(ctx, SECRET_DATA_KEYS.notifyWebhook, SECRET_DATA_KEYS.notifyWebhook, true)] : [];
     return {
         metadata: { name: j.name, namespace: ctx.namespace, labels: j.labels, annotations },
         spec: {
@@ -64,7 +67,7 @@ export function jobArgs(ctx: StageContext, j: JobSpecInput): k8s.batch.v1.JobArg
                         ...c,
                         name: "main",
                         imagePullPolicy: s.images.pullPolicy,
-                        env: [...((c.env ?? []) as EnvVar[]), ...tmp.env],
+                        env: [...((c.env ?? []) as EnvVar[]), ...tmp.env, ...notify],
                         securityContext: CONTAINER_SECURITY,
                         volumeMounts: [...((c.volumeMounts ?? []) as VolumeMount[]), tmp.mount],
                     }],

@@ -2,10 +2,10 @@
 // open to all; the teacher accepts traffic only from the generation; HTTPS goes out only from the
 // pods that download (Hugging Face models and datasets, W&B); the API server is reachable only from
 // the pods that call it (the generation and the teacher's watchdog scale the teacher, the report reads
-// Job times).
+// Job times). With a notification webhook, the stages without HTTPS or API egress may reach port 443 too.
 import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
-import { EGRESS, StageName } from "../contract";
+import { EGRESS, STAGE_NAMES, StageName } from "../contract";
 import { labels, LABELS, teacherSelector } from "./naming";
 
 type PolicyArgs = k8s.networking.v1.NetworkPolicyArgs;
@@ -19,6 +19,14 @@ export function networkPolicies(s: Settings, namespace: k8s.types.input.meta.v1.
     const run = { [LABELS.run]: s.run };
     const stages = (list: readonly StageName[]) => ({ matchLabels: run, matchExpressions: [{ key: LABELS.stage, operator: "In", values: [...list] }] });
     const meta = (name: string) => ({ name: `${s.run}-${name}`, namespace, labels: labels(s.run, "network") });
+    // Stages running this project's programs that no egress rule below lets reach port 443 (the teacher runs vLLM).
+    const notifyOnly = STAGE_NAMES.filter((n) => n !== "teacher" && !EGRESS.https.includes(n) && !EGRESS.api.includes(n));
+    const notify: Record<string, PolicyArgs> = s.notify && notifyOnly.length > 0 ? {
+        "notify-egress": {
+            metadata: meta("notify-egress"),
+            spec: { podSelector: stages(notifyOnly), policyTypes: ["Egress"], egress: [{ ports: [tcp(443)] }] },
+        },
+    } : {};
     return {
         "default-deny": {
             metadata: meta("default-deny"),
@@ -52,5 +60,6 @@ export function networkPolicies(s: Settings, namespace: k8s.types.input.meta.v1.
             metadata: meta("api-egress"),
             spec: { podSelector: stages(EGRESS.api), policyTypes: ["Egress"], egress: [{ ports: API_PORTS.map(tcp) }] },
         },
+        ...notify,
     };
 }

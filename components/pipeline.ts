@@ -21,7 +21,7 @@ import { labels, teacherApiBase } from "./naming";
 import { networkPolicies } from "./network";
 import { StageContext } from "./pod";
 import { renderRecipes } from "./recipes";
-import { Report } from "./report";
+import { HeadlineRecord, parseHeadline, Report } from "./report";
 import { Sample } from "./sample";
 import { SharedVolumes } from "./storage";
 import { Teacher } from "./teacher";
@@ -32,6 +32,7 @@ export interface PipelineSecrets {
     readonly hfToken?: pulumi.Input<string>;
     readonly wandbApiKey?: pulumi.Input<string>;
     readonly registryPassword?: pulumi.Input<string>;
+    readonly notifyWebhook?: pulumi.Input<string>;
 }
 
 export interface PipelineArgs {
@@ -45,6 +46,7 @@ export function secretData(secrets: PipelineSecrets): Record<string, pulumi.Inpu
     const data: Record<string, pulumi.Input<string>> = {};
     if (secrets.hfToken) data[SECRET_DATA_KEYS.hfToken] = secrets.hfToken;
     if (secrets.wandbApiKey) data[SECRET_DATA_KEYS.wandbApiKey] = secrets.wandbApiKey;
+    if (secrets.notifyWebhook) data[SECRET_DATA_KEYS.notifyWebhook] = secrets.notifyWebhook;
     return data;
 }
 
@@ -85,6 +87,8 @@ export class Pipeline extends pulumi.ComponentResource {
     public readonly teacherUrl?: string;
     /** Job name per stage node ("train:lora-11b" -> "blog-train-lora-11b-47eb7410"). */
     public readonly jobs: Record<string, string> = {};
+    /** The report's headline record, read once its Job is done (stages.report on and awaited); null while none was written. */
+    public readonly report?: pulumi.Output<HeadlineRecord | null>;
 
     constructor(name: string, args: PipelineArgs, opts?: pulumi.ComponentResourceOptions) {
         super("cot-vr:index:Pipeline", name, {}, opts);
@@ -163,7 +167,8 @@ export class Pipeline extends pulumi.ComponentResource {
             const stage = new Stage(stageComponentName(name, node), { node, ctx, upstream }, { parent: this, providers: { kubernetes: provider } });
             built.set(node.id, stage);
             if (stage.jobName) this.jobs[node.id] = stage.jobName;
+            if (stage instanceof Report && stage.headline) this.report = stage.headline.data.apply(parseHeadline);
         }
-        this.registerOutputs({ namespace: this.namespace, claims: this.claims, teacherUrl: this.teacherUrl, jobs: this.jobs });
+        this.registerOutputs({ namespace: this.namespace, claims: this.claims, teacherUrl: this.teacherUrl, jobs: this.jobs, report: this.report });
     }
 }

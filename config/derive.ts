@@ -34,6 +34,8 @@ export interface Settings extends Omit<RawSettings, "run" | "stages" | "train" |
     readonly stages: Record<StageName, boolean>;
     /** Train variants with their model-dependent defaults resolved. */
     readonly train: { readonly variants: Record<string, TrainVariant> };
+    /** A notification webhook is set (its URL stays in the Secret, key SECRET_DATA_KEYS.notifyWebhook). */
+    readonly notify: boolean;
     /** Model-dependent defaults that were applied, for `npm run render` to show. */
     readonly defaulted: string[];
     readonly stack: string;
@@ -337,6 +339,6 @@ export function parseSettings(
     checkSizes(c, { neededModels, trainings, evaluations, samples, stages }, p);
 
     if (problems.length > 0) throw new ConfigError(problems, opts.source);
-    const { hfToken, wandbApiKey, registryPassword, ...rest } = c;
-    return { ...rest, train: { variants }, stages, stack: opts.stack, run, neededModels, evaluations, samples, trainings, defaulted };
+    const { hfToken, wandbApiKey, registryPassword, notifyWebhook, ...rest } = c;
+    return { ...rest, notify: notifyWebhook !== undefined, train: { variants }, stages, stack: opts.stack, run, neededModels, evaluations, samples, trainings, defaulted };
 }

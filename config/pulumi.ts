@@ -31,6 +31,7 @@ export function loadSettings(): { settings: Settings; secrets: PipelineSecrets }
             hfToken: cfg.getSecret("hfToken"),
             wandbApiKey: cfg.getSecret("wandbApiKey"),
             registryPassword: cfg.getSecret("registryPassword"),
+            notifyWebhook: cfg.getSecret("notifyWebhook"),
         },
     };
 }

@@ -357,6 +357,12 @@ export const configSchema = z.strictObject({
     }),
     wandbApiKey: z.string().min(1).optional().meta({ description: "W&B API key (secret); required when a train variant logs to wandb." }),
     registryPassword: z.string().min(1).optional().meta({ description: "Registry password (secret); required when images.build is true." }),
+    // Only presence is checked: `pulumi up` validates secrets with their values masked.
+    notifyWebhook: z.string().min(1).optional().meta({
+        description: "Webhook URL (secret), e.g. a Slack incoming webhook: the report POSTs the headline results, a stage " +
+            "that fails for good its reason (`{\"text\": ...}`). Reached over HTTPS (port 443 under cluster.networkPolicy). " +
+            "@default none (no notifications)",
+    }),
     cluster: clusterSchema,
     storage: storageSchema,
     images: imagesSchema,

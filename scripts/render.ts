@@ -73,7 +73,7 @@ export async function main(argv: string[]): Promise<number> {
     for (const d of st.defaulted) console.error(`note: ${PROJECT}:${d}`);
     // A shipped stack file holds no secret values: what is set renders as the placeholder.
     const secretOf = (k: string) => (stackFile.secretKeys.includes(`${PROJECT}:${k}`) || result.placeholders.includes(`${PROJECT}:${k}`) ? REDACTED : undefined);
-    const secrets = { hfToken: secretOf("hfToken"), wandbApiKey: secretOf("wandbApiKey"), registryPassword: secretOf("registryPassword") };
+    const secrets = { hfToken: secretOf("hfToken"), wandbApiKey: secretOf("wandbApiKey"), registryPassword: secretOf("registryPassword"), notifyWebhook: secretOf("notifyWebhook") };
     const objects = kubernetesObjects(await runPipeline(st, secrets));
     const secretValues = stackFile.secretKeys.map((k) => stackFile.config[k]);
     fs.mkdirSync(opts.out, { recursive: true });

@@ -28,11 +28,13 @@ from cotvr_contract import (  # noqa: F401 - re-exported for the programs (it li
     EXIT_MISSING_INPUT,
     EXIT_NO_METRICS,
     EXIT_OK,
+    FATAL_EXIT_CODES,
     LABEL_RUN,
     LABEL_STAGE,
     LABEL_VARIANT,
     MARKER_NAME,
     PROGRESS_PREFIX,
+    SECRET_DATA_KEYS,
     WATCHDOG_GRACE_SECONDS,
     selector,
 )
@@ -54,16 +56,61 @@ def log(message: str) -> None:
     print(f"[cotvr] {message}", file=sys.stderr, flush=True)
 
 
+# The webhook URL, from the run's Secret (set only when the stack has cot-vr:notifyWebhook).
+NOTIFY_ENV = SECRET_DATA_KEYS["notifyWebhook"]
+NOTIFY_TIMEOUT_S = 5.0
+
+
+def notify(text: str, blocks: list[dict[str, Any]] | None = None, timeout: float = NOTIFY_TIMEOUT_S) -> bool:
+    """POST `{"text": ..., "blocks": ...}` (Slack's incoming-webhook format) to the webhook, if one is set.
+
+    Best effort: one try with a short timeout; a failure is logged without the URL (it is a secret) and
+    never raised. Returns whether the webhook accepted it.
+    """
+    import urllib.error
+    import urllib.request
+
+    url = os.environ.get(NOTIFY_ENV, "").strip()
+    if not url:
+        return False
+    payload: dict[str, Any] = {"text": text}
+    if blocks:
+        payload["blocks"] = blocks
+    req = urllib.request.Request(url, data=json.dumps(payload).encode("utf-8"), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as response:  # noqa: S310 - the user's webhook
+            response.read()
+        return True
+    except urllib.error.HTTPError as err:
+        log(f"notification not sent: the webhook answered HTTP {err.code}")
+    except Exception as err:  # noqa: BLE001 - never fail the program for a notification
+        # Only the type: some messages (a malformed URL's ValueError) would quote the secret URL.
+        log(f"notification not sent: {type(err).__name__}")
+    return False
+
+
+def notify_failure(prog: str, err: "CotvrError") -> None:
+    """Post a failure the Job will not retry (a fatal exit code fails the Job at once)."""
+    if err.exit_code not in FATAL_EXIT_CODES or not os.environ.get(NOTIFY_ENV):
+        return
+    # The pod's name carries the run, stage, variant and hash (`<run>-<stage>[-<variant>]-<hash>-<suffix>`).
+    pod = os.environ.get("HOSTNAME") or "unknown pod"
+    notify(f"cot-vr: {prog} failed for good in pod {pod} (exit {err.exit_code}): {err}")
+
+
 def run_main(prog: str, main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run `main`, turning expected errors into a message plus exit code.
 
     Unexpected exceptions still print their traceback (for debugging) but end with one
-    summary line and exit code 1, so the Job log always ends with what went wrong.
+    summary line and exit code 1, so the Job log always ends with what went wrong. A failure
+    with a fatal exit code is posted to the notification webhook when one is set.
     """
     try:
         return main(argv)
     except CotvrError as err:
         print(f"{prog}: error: {err}", file=sys.stderr, flush=True)
+        notify_failure(prog, err)
         return err.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr, flush=True)

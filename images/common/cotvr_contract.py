@@ -43,7 +43,7 @@ MARKER_NAME = ".complete.json"
 WATCHDOG_GRACE_SECONDS = 600
 
 # Keys of the run's Secret, as the pods read them.
-SECRET_DATA_KEYS = {"hfToken": "HF_TOKEN", "wandbApiKey": "WANDB_API_KEY"}
+SECRET_DATA_KEYS = {"hfToken": "HF_TOKEN", "wandbApiKey": "WANDB_API_KEY", "notifyWebhook": "COTVR_NOTIFY_WEBHOOK"}
 
 
 def selector(labels: dict[str, str]) -> str:

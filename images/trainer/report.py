@@ -10,10 +10,13 @@ pod's service account token over plain HTTPS (no client library).
 
 Outputs in `--out`: report.json, report.md, exact_match.png, gpu_timeline.png (the GPU Jobs and the
 teacher's serving intervals from `--teacher-record`, as a Gantt chart) (each written tmp + rename);
-the Markdown is also printed to stdout.
+the Markdown is also printed to stdout. With `--headline-configmap NAME`, the headline record (metric
+per model, ratio, GPU-hours, cost) is patched into that ConfigMap's `headline.json` (the Pulumi program
+creates it empty and reads it back into the stack outputs); with the notification webhook set
+(cotvr_common.notify), the same numbers are posted.
 
-Exit codes: 0 ok, 2 bad arguments, 3 missing input (spec or an expected eval JSON),
-5 malformed metrics.
+Exit codes: 0 ok, 1 the headline ConfigMap could not be written (retried by the Job), 2 bad
+arguments, 3 missing input (spec or an expected eval JSON), 5 malformed metrics.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ _HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(p) for p in (_HERE, _HERE.parent / "common") if (p / "cotvr_common.py").is_file()]
 from cotvr_common import (  # noqa: E402
     EXIT_BAD_ARGS,
+    EXIT_FAILED,
     EXIT_MISSING_INPUT,
     EXIT_NO_METRICS,
     EXIT_OK,
@@ -46,6 +50,7 @@ from cotvr_common import (  # noqa: E402
     LABEL_VARIANT,
     load_json_file,
     log,
+    notify,
     run_main,
     selector,
     utc_now,
@@ -54,6 +59,8 @@ from cotvr_common import (  # noqa: E402
 STAGE_LABEL = LABEL_STAGE
 VARIANT_LABEL = LABEL_VARIANT
 METRIC_COLUMNS = ("exact_match", "relaxed_accuracy", "anywhere_accuracy")
+# Key of the headline record in the headline ConfigMap (components/report.ts HEADLINE_KEY).
+HEADLINE_KEY = "headline.json"
 
 
 # ---------------------------------------------------------------- spec and metrics
@@ -391,6 +398,48 @@ def build_report(spec: Mapping[str, Any], eval_dir: Path, run: str, jobs: Sequen
     return report
 
 
+# ---------------------------------------------------------------- headline record
+
+
+def headline_record(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The numbers a user wants first (components/report.ts HeadlineRecord): metric per model, the
+    headline ratio, GPU-hours and cost. Small: it goes to a ConfigMap and a chat message."""
+    metric = report["metric"]
+    head = report.get("headline")
+    return {
+        "run": report["run"],
+        "task": report["task"],
+        "metric": metric,
+        "scores": {row["name"]: row["metrics"].get(metric) for row in report["variants"]},
+        "headline": {k: head.get(k) for k in ("numerator", "denominator", "ratio")} if head else None,
+        "gpuHours": report.get("total_gpu_hours"),
+        "cost": report.get("cost"),
+        "generatedAt": report["generated_at"],
+    }
+
+
+def headline_text(rec: Mapping[str, Any]) -> str:
+    """One message: `cot-vr run blog: chartqa exact_match base-11b 0.1000, ...; lora-11b / base-90b = 2.30x; ...`."""
+    scores = ", ".join(f"{name} {_fmt(value)}" for name, value in rec["scores"].items())
+    parts = [f"cot-vr run {rec['run']} report: {rec['task']} {rec['metric']} {scores}"]
+    head = rec.get("headline")
+    if head:
+        ratio = head.get("ratio")
+        parts.append(f"{head['numerator']} / {head['denominator']} = " + (f"{ratio:.2f}x (the blog: 2.3x)" if ratio is not None else "n/a"))
+    if rec.get("gpuHours") is not None:
+        cost = rec.get("cost")
+        parts.append(f"{rec['gpuHours']:.2f} GPU-hours" + (f", {cost['amount']:.2f} {cost['currency']}" if cost else ""))
+    return "; ".join(parts)
+
+
+def write_headline_configmap(kube: KubeApi, namespace: str, name: str, rec: Mapping[str, Any]) -> None:
+    """Merge-patch the record into the ConfigMap the Pulumi program created (the report's Role may
+    patch that one ConfigMap, nothing else)."""
+    path = f"/api/v1/namespaces/{urllib.parse.quote(namespace)}/configmaps/{urllib.parse.quote(name)}"
+    body = {"data": {HEADLINE_KEY: json.dumps(rec, sort_keys=True)}}
+    kube.request("PATCH", path, body, content_type="application/merge-patch+json")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="report.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--eval-dir", required=True, type=Path)
@@ -403,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--ca-file", default=None)
     parser.add_argument("--no-jobs", action="store_true", help="skip reading Jobs (no GPU time in the report)")
     parser.add_argument("--teacher-record", type=Path, default=None, help="the generation's teacher scale events (its GPU time)")
+    parser.add_argument("--headline-configmap", default=None, help="ConfigMap (in --namespace) to patch with the headline record")
     return parser
 
 
@@ -414,17 +464,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings: list[str] = []
 
     jobs: list[dict[str, Any]] | None = None
+    found = KubeApi.in_cluster()
+    api = args.api or (found.api if found else None)
+    token = args.token_file.read_text(encoding="utf-8").strip() if args.token_file else (found.token if found else None)
+    ca_file = args.ca_file or (found.ca_file if found else None)
+    kube = KubeApi(api, token, ca_file) if api else None
     if not args.no_jobs:
-        found = KubeApi.in_cluster()
-        api = args.api or (found.api if found else None)
-        token = args.token_file.read_text(encoding="utf-8").strip() if args.token_file else (found.token if found else None)
-        ca_file = args.ca_file or (found.ca_file if found else None)
         job_selector = str(spec.get("jobSelector") or selector({LABEL_RUN: args.run}))
-        if not api:
+        if kube is None:
             warnings.append("not running in a cluster and no --api given: GPU time not reported")
         else:
             try:
-                jobs = fetch_jobs(KubeApi(api, token, ca_file), args.namespace, job_selector)
+                jobs = fetch_jobs(kube, args.namespace, job_selector)
                 log(f"read {len(jobs)} Jobs ({job_selector}) from {api}")
             except (urllib.error.URLError, OSError, ValueError) as err:
                 warnings.append(f"could not read Jobs from {api}: {err}; GPU time not reported")
@@ -443,6 +494,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     atomic_write_text(args.out / "report.md", markdown)
     atomic_write_json(args.out / "report.json", report)  # last: its presence means the set is complete
     print(markdown, flush=True)
+    record = headline_record(report)
+    if args.headline_configmap:
+        # The stack outputs read this ConfigMap: a failed write must not leave the last run's numbers there
+        # unnoticed, so it fails the Job (exit 1: retried) instead of warning.
+        if kube is None:
+            raise CotvrError(f"cannot write ConfigMap {args.headline_configmap}: not running in a cluster and no --api given", EXIT_FAILED)
+        try:
+            write_headline_configmap(kube, args.namespace, args.headline_configmap, record)
+        except (urllib.error.URLError, OSError, ValueError) as err:
+            raise CotvrError(f"cannot write ConfigMap {args.namespace}/{args.headline_configmap}: {err} "
+                             f"(the report files are written in {args.out})", EXIT_FAILED) from err
+        log(f"headline record written to ConfigMap {args.namespace}/{args.headline_configmap}")
+    text = headline_text(record)
+    notify(text, [{"type": "section", "text": {"type": "mrkdwn", "text": text}}])
     return EXIT_OK
 
 

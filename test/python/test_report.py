@@ -1,4 +1,5 @@
-"""report.py on synthetic evaluation results, with a fake Kubernetes API on 127.0.0.1."""
+"""report.py on synthetic evaluation results, with a fake Kubernetes API and a fake webhook on 127.0.0.1;
+the programs' failure notification (cotvr_common.run_main)."""
 
 from __future__ import annotations
 
@@ -59,14 +60,22 @@ JOBS = [
 
 
 class FakeApi:
-    def __init__(self, jobs: list[dict[str, Any]]) -> None:
+    def __init__(self, jobs: list[dict[str, Any]], patch_status: int = 200) -> None:
         self.requests: list[tuple[str, str | None]] = []
+        # PATCH requests: (path, content type, body)
+        self.patches: list[tuple[str, str | None, Any]] = []
         api = self
 
         class Handler(JsonHandler):
             def do_GET(self) -> None:  # noqa: N802
                 api.requests.append((self.path, self.headers.get("Authorization")))
                 self.reply(200, {"kind": "JobList", "apiVersion": "batch/v1", "items": jobs})
+
+            def do_PATCH(self) -> None:  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
+                api.patches.append((self.path, self.headers.get("Content-Type"), body))
+                self.reply(patch_status, {"kind": "ConfigMap", "apiVersion": "v1"} if patch_status == 200 else
+                           {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": patch_status})
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -205,3 +214,118 @@ def test_teacher_time_timeline_and_cost(tmp_path: Path, api: FakeApi) -> None:
 
     with Image.open(tmp_path / "report" / "gpu_timeline.png") as image:
         assert image.format == "PNG" and image.size[0] > 600
+
+
+# ---------------------------------------------------------------- headline record and notifications
+
+class Webhook:
+    """A Slack-style incoming webhook on 127.0.0.1 that records what is posted."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.posts: list[dict[str, Any]] = []
+        hook = self
+
+        class Handler(JsonHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                hook.posts.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+                self.reply(status, {"ok": status == 200})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/secret-path"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture()
+def webhook():
+    hook = Webhook()
+    yield hook
+    hook.close()
+
+
+def test_headline_configmap_and_notification(tmp_path: Path, api: FakeApi, webhook: Webhook) -> None:
+    """The headline record is merge-patched into the ConfigMap the Pulumi program reads back, and posted."""
+    eval_dir, spec = write_inputs(tmp_path)
+    spec.write_text(json.dumps({**SPEC, "gpuHourPrice": {"amount": 2.0, "currency": "USD"}}))
+    token = tmp_path / "token"
+    token.write_text("sa-token\n")
+    proc = run_program(REPORT, "--eval-dir", str(eval_dir), "--spec", str(spec), "--namespace", "cot-vr", "--run", "blog",
+                       "--out", str(tmp_path / "report"), "--api", api.url, "--token-file", str(token),
+                       "--headline-configmap", "blog-report",
+                       env={"KUBERNETES_SERVICE_HOST": "", "COTVR_NOTIFY_WEBHOOK": webhook.url})
+    assert proc.returncode == 0, proc.stderr
+    [(path, ctype, body)] = api.patches
+    assert path == "/api/v1/namespaces/cot-vr/configmaps/blog-report"
+    assert ctype == "application/merge-patch+json"
+    rec = json.loads(body["data"]["headline.json"])
+    assert rec["scores"] == SCORES and rec["metric"] == "exact_match" and rec["task"] == "chartqa"
+    assert rec["headline"] == {"numerator": "lora-11b", "denominator": "base-90b", "ratio": pytest.approx(2.3)}
+    assert rec["gpuHours"] == pytest.approx(38.5) and rec["cost"] == {"amount": pytest.approx(77.0), "currency": "USD"}
+    # Slack-compatible: text plus an optional mrkdwn section
+    [post] = webhook.posts
+    assert "lora-11b / base-90b = 2.30x" in post["text"] and "38.50 GPU-hours, 77.00 USD" in post["text"]
+    assert "base-11b 0.1000" in post["text"]
+    assert post["blocks"][0]["type"] == "section"
+    assert webhook.url not in proc.stderr + proc.stdout
+
+
+def test_headline_configmap_write_failure_fails_the_job(tmp_path: Path) -> None:
+    """A failed write would leave the last run's numbers in the stack outputs: exit 1 (the Job retries)."""
+    server = FakeApi(JOBS, patch_status=403)
+    try:
+        eval_dir, spec = write_inputs(tmp_path)
+        proc = report(tmp_path, eval_dir, spec, "--api", server.url, "--headline-configmap", "blog-report")
+        assert proc.returncode == 1 and "cannot write ConfigMap cot-vr/blog-report" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert (tmp_path / "report" / "report.md").is_file()
+    finally:
+        server.close()
+    # without any API there is nothing to write to
+    proc = report(tmp_path, eval_dir, spec, "--no-jobs", "--headline-configmap", "blog-report")
+    assert proc.returncode == 1 and "not running in a cluster" in proc.stderr
+
+
+def test_an_unreachable_webhook_changes_nothing(tmp_path: Path) -> None:
+    eval_dir, spec = write_inputs(tmp_path)
+    hook = Webhook(status=500)
+    url = hook.url
+    try:
+        proc = run_program(REPORT, "--eval-dir", str(eval_dir), "--spec", str(spec), "--namespace", "cot-vr", "--run", "blog",
+                           "--out", str(tmp_path / "report"), "--no-jobs", env={"KUBERNETES_SERVICE_HOST": "", "COTVR_NOTIFY_WEBHOOK": url})
+        assert proc.returncode == 0 and "webhook answered HTTP 500" in proc.stderr
+    finally:
+        hook.close()
+    proc = run_program(REPORT, "--eval-dir", str(eval_dir), "--spec", str(spec), "--namespace", "cot-vr", "--run", "blog",
+                       "--out", str(tmp_path / "report2"), "--no-jobs", env={"KUBERNETES_SERVICE_HOST": "", "COTVR_NOTIFY_WEBHOOK": url})
+    assert proc.returncode == 0 and "notification not sent" in proc.stderr and url not in proc.stderr
+
+
+def test_run_main_posts_a_failure_for_good(webhook: Webhook, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """A fatal exit code (the Job fails at once) is posted with the pod's name; a retried one is not;
+    a webhook that is down or malformed never changes the exit code nor shows the URL."""
+    import cotvr_common
+    from cotvr_common import CotvrError, run_main
+
+    def failing(code: int):
+        def main(argv: Any) -> int:
+            raise CotvrError("evaluation result missing: /results/blog/eval/base-90b.json", code)
+        return main
+
+    monkeypatch.setenv("COTVR_NOTIFY_WEBHOOK", webhook.url)
+    monkeypatch.setenv("HOSTNAME", "blog-report-ed96fe62-x7k2p")
+    assert run_main("report.py", failing(EXIT_MISSING_INPUT)) == EXIT_MISSING_INPUT
+    [post] = webhook.posts
+    assert post["text"].startswith("cot-vr: report.py failed for good in pod blog-report-ed96fe62-x7k2p (exit 3): evaluation result missing")
+    assert run_main("train.py", failing(1)) == 1
+    assert len(webhook.posts) == 1, "a failure the Job retries is not posted"
+    monkeypatch.setenv("COTVR_NOTIFY_WEBHOOK", "notaurl://" + webhook.url)
+    assert run_main("report.py", failing(EXIT_NO_METRICS)) == EXIT_NO_METRICS
+    monkeypatch.setenv("COTVR_NOTIFY_WEBHOOK", "http://127.0.0.1:9/closed")
+    assert run_main("report.py", failing(EXIT_NO_METRICS)) == EXIT_NO_METRICS
+    err = capsys.readouterr().err
+    assert "notaurl" not in err and "127.0.0.1:9" not in err and err.count("notification not sent") == 2
+    monkeypatch.delenv("COTVR_NOTIFY_WEBHOOK")
+    assert cotvr_common.notify("anything") is False

@@ -95,11 +95,14 @@ describe("report", async () => {
         expect(reportSpec(s).variants.map((v) => v.name)).toEqual(["base-11b", "lora-11b", "base-90b", "qlora-90b"]);
         expect(JSON.parse(r.configOf(r.job("report"))["report.json"])).toEqual(JSON.parse(JSON.stringify(reportSpec(s))));
     });
-    it("reads evaluations from the results volume and Jobs through a read-only role", () => {
+    it("reads evaluations from the results volume and Jobs through a read-only role (plus its headline ConfigMap)", () => {
         const args = container(r.job("report")).args;
         expect(argOf(args, "--eval-dir")).toBe("/results/blog/eval");
         expect(argOf(args, "--out")).toBe("/results/blog/report");
-        expect(r.byKind("Role").find((x) => x.metadata.name === "blog-report")!.rules).toEqual([{ apiGroups: ["batch"], resources: ["jobs"], verbs: ["get", "list"] }]);
+        expect(r.byKind("Role").find((x) => x.metadata.name === "blog-report")!.rules).toEqual([
+            { apiGroups: ["batch"], resources: ["jobs"], verbs: ["get", "list"] },
+            { apiGroups: [""], resources: ["configmaps"], resourceNames: ["blog-report"], verbs: ["patch"] },
+        ]);
         expect(r.job("report").spec.template.spec.serviceAccountName).toBe("blog-report");
     });
     it("has no headline when the stack does not evaluate both sides of it", () => {

@@ -8,7 +8,7 @@ type Obj = Record<string, any>;
 // ---------------------------------------------------------------------------------------------------
 // Simulated nodes
 
-/** The AMD GPU operator's node labeller labels of an MI300X node (test/e2e/kwok/nodes.yaml). */
+/** The AMD GPU operator's node labeller labels of an MI300X node (sim/kwok/nodes.yaml). */
 export const MI300X_LABELS: Record<string, string> = {
     "node.kubernetes.io/instance-type": "mi300x-8x",
     "amd.com/gpu.device-id": "74a1",
@@ -128,7 +128,7 @@ export function classShape(c: { metadata?: { name?: string; annotations?: Record
     };
 }
 
-/** The simulated copy of a class: served by the e2e tier's provisioner (test/e2e/provisioner.mjs). */
+/** The simulated copy of a class: served by the e2e tier's provisioner (sim/provisioner.mjs). */
 export function classManifest(c: ClassShape): Obj {
     return {
         apiVersion: "storage.k8s.io/v1",

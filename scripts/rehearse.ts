@@ -2,7 +2,7 @@
 //      [--scale <simulated seconds per real hour>] [--parallel N] [--bench <file>]... [--keep]`
 //
 // Runs the REAL `pulumi up` of a stack on a local control plane with simulated GPU nodes (the e2e
-// tier: test/e2e/toolchain.sh, cluster.sh, kwok), each Job running for its estimated duration
+// tier: sim/toolchain.sh, cluster.sh, kwok), each Job running for its estimated duration
 // (scripts/estimate.ts) scaled down, then prints the order stages ran in, a GPU timeline, makespan,
 // GPU-hours and cost. Throw-away state: a local file backend and PULUMI_HOME in a temp dir; the
 // stack's cluster.kubeconfig/context are pointed at the local cluster. Nothing is written to the
@@ -65,7 +65,7 @@ function timelinePng(stack: string, rows: Interval[], scale: number, gpuHoursTot
         ? `timeline PNG: ${path.relative(process.cwd(), png)} (the report's chart)`
         : `timeline PNG: not drawn (python3 with matplotlib is needed: ${(r.stderr || r.error?.message || "").trim().split("\n").pop()}); the rows are in ${path.relative(process.cwd(), path.join(out, "timeline.json"))}`;
 }
-const E2E = path.join(ROOT, "test", "e2e");
+const SIM = path.join(ROOT, "sim");
 /** Without --scale, the estimated makespan is simulated in about this many seconds (the blog's ~36 h:
  * ~3.3 s per real hour), never faster than 1 s per real hour nor slower than real time. */
 const TARGET_SIM_SECONDS = 120;
@@ -130,10 +130,10 @@ function must(r: { code: number; out: string }, what: string): string {
 
 /** PATH with the e2e toolchain, built on first use; its build log lines stream to the terminal. */
 async function toolchainPath(): Promise<string> {
-    say("toolchain: test/e2e/toolchain.sh (the first run builds Pulumi, the Kubernetes provider, etcd, kube-apiserver, ... from the Go module proxy: 20-40 minutes; cached after)");
+    say("toolchain: sim/toolchain.sh (the first run builds Pulumi, the Kubernetes provider, etcd, kube-apiserver, ... from the Go module proxy: 20-40 minutes; cached after)");
     const t0 = Date.now();
     const cache = process.env.COT_E2E_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "cot-vr-e2e");
-    const p = spawn("bash", ["-c", `eval "$(bash "$1" --env)" && printf '%s' "$PATH"`, "toolchain", path.join(E2E, "toolchain.sh")], { stdio: ["ignore", "pipe", "inherit"] });
+    const p = spawn("bash", ["-c", `eval "$(bash "$1" --env)" && printf '%s' "$PATH"`, "toolchain", path.join(SIM, "toolchain.sh")], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     p.stdout.on("data", (d) => (out += d));
     // Visible progress during a cold build: every 30 s, the newest build log's last line.
@@ -171,14 +171,14 @@ async function readLike(kubeconfig: string): Promise<{ nodes: NodeShape[]; class
     };
 }
 
-/** The classes of test/e2e/kwok/storageclasses.yaml (provisioner modes unknown: any mode binds). */
+/** The classes of sim/kwok/storageclasses.yaml (provisioner modes unknown: any mode binds). */
 function e2eClasses(): ClassShape[] {
-    const docs = YAML.parseAllDocuments(fs.readFileSync(path.join(E2E, "kwok", "storageclasses.yaml"), "utf8")).map((d) => d.toJS());
+    const docs = YAML.parseAllDocuments(fs.readFileSync(path.join(SIM, "kwok", "storageclasses.yaml"), "utf8")).map((d) => d.toJS());
     return docs.filter(Boolean).map((c) => ({ ...classShape(c), modes: undefined }));
 }
 
 // ---------------------------------------------------------------------------------------------------
-// The simulation of stage durations (test/e2e/sim.ts)
+// The simulation of stage durations (sim/sim.ts)
 
 interface Sim {
     applyStageDurations(kubeconfig: string, durations: { stage: string; variant?: string; seconds: number }[], opts?: { teacherStartSeconds?: number }): unknown;
@@ -186,7 +186,7 @@ interface Sim {
 }
 
 function loadSim(): Sim {
-    const file = path.join(E2E, "sim.ts");
+    const file = path.join(SIM, "sim.ts");
     if (!fs.existsSync(file)) throw new Failure(`${path.relative(ROOT, file)} is missing: it runs each simulated Job for its estimated duration`);
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require(file) as Sim;
@@ -389,9 +389,9 @@ async function main(argv: string[]): Promise<number> {
     const teardown = async () => {
         for (const h of handles) await stopHandle(h).catch(() => undefined);
         if (a.keep) {
-            say(`kept: KUBECONFIG=${kubeconfig}; stop with: bash test/e2e/cluster.sh stop ${cluster}; work dir ${work}`);
+            say(`kept: KUBECONFIG=${kubeconfig}; stop with: bash sim/cluster.sh stop ${cluster}; work dir ${work}`);
         } else if (clusterUp) {
-            sh("bash", [path.join(E2E, "cluster.sh"), "stop", cluster], env);
+            sh("bash", [path.join(SIM, "cluster.sh"), "stop", cluster], env);
             fs.rmSync(work, { recursive: true, force: true });
         }
     };
@@ -399,9 +399,9 @@ async function main(argv: string[]): Promise<number> {
     process.once("SIGINT", onSignal);
     process.once("SIGTERM", onSignal);
     try {
-        say("starting the local control plane (test/e2e/cluster.sh)");
+        say("starting the local control plane (sim/cluster.sh)");
         clusterUp = true;
-        must(sh("bash", [path.join(E2E, "cluster.sh"), "start", cluster], env), "cluster.sh start");
+        must(sh("bash", [path.join(SIM, "cluster.sh"), "start", cluster], env), "cluster.sh start");
         // Replace the e2e tier's nodes and classes by the simulated cluster's.
         const kubectl = (args: string[], input?: string) => must(sh("kubectl", args, env, { input }), `kubectl ${args.slice(0, 3).join(" ")}`);
         kubectl(["delete", "nodes", "--all", "--wait=false"]);
@@ -432,7 +432,7 @@ async function main(argv: string[]): Promise<number> {
         const proj = path.join(work, "project");
         fs.mkdirSync(path.join(proj, "stacks"), { recursive: true });
         for (const e of fs.readdirSync(ROOT)) {
-            if (["node_modules", ".git", "render", "out", ".ci", "images", "test", "stacks"].includes(e)) continue;
+            if (["node_modules", ".git", "render", "out", ".ci", "images", "test", "sim", "stacks"].includes(e)) continue;
             fs.cpSync(path.join(ROOT, e), path.join(proj, e), { recursive: true });
         }
         fs.symlinkSync(path.join(ROOT, "node_modules"), path.join(proj, "node_modules"));

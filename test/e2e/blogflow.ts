@@ -9,7 +9,7 @@ import { initStack, KUBECONFIG, kubectlJson, must, Result, Stack, useE2eCluster 
 import {
     applyStageDurations, criticalPath, durationOf, gpuCount, GpuFigures, gpuFigures, gpuTimeline, HoldRun,
     holdTeacherWhileGenerating, PodInterval, StageDuration,
-} from "./sim";
+} from "../../sim/sim";
 
 /**
  * The blog's stage times in hours on one MI300X. Sources: the blog (shared/seed/blog.txt: 11B LoRA

@@ -1,11 +1,11 @@
-// The pure half of the e2e tier's simulation (test/e2e/sim.ts, blogflow.ts): kwok Stages derived from
+// The pure half of the e2e tier's simulation (sim/sim.ts, blogflow.ts): kwok Stages derived from
 // stage durations, GPU figures of a timeline, the DAG's critical path with the blog's stage times.
 import * as path from "path";
 import { describe, expect, test } from "vitest";
 import { stageGraph } from "../../components/graph";
 import { readStackFile, stackSettings } from "../../scripts/stackfile";
 import { blogDurations, nodeSeconds } from "../e2e/blogflow";
-import { criticalPath, gpuFigures, PodInterval, podStages } from "../e2e/sim";
+import { criticalPath, gpuFigures, PodInterval, podStages } from "../../sim/sim";
 
 const blog = (keep: boolean) => {
     const f = readStackFile(path.join(__dirname, "../../stacks/Pulumi.blog.yaml"));

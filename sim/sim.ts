@@ -1,4 +1,4 @@
-// Simulated run times on the e2e cluster (test/e2e/cluster.sh): kwok pods execute nothing, so this
+// Simulated run times on the e2e cluster (sim/cluster.sh): kwok pods execute nothing, so this
 // module gives them the durations of the real stages, runs the generation's real teacher scaler
 // (images/datagen/teacher_scale.py) while a simulated generation pod runs, and measures the GPU
 // timeline from the API server.
@@ -20,10 +20,10 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import * as YAML from "yaml";
-import type { StageNode } from "../../components/graph";
+import type { StageNode } from "../components/graph";
 
 const HERE = __dirname;
-const ROOT = path.resolve(HERE, "../..");
+const ROOT = path.resolve(HERE, "..");
 const STAGE_LABEL = "cot-vr/stage";
 const VARIANT_LABEL = "cot-vr/variant";
 /** Field manager of every Stage this module or cluster.sh applies (server-side apply: omitted fields go). */

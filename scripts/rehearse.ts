@@ -23,6 +23,8 @@ import {
     ClassShape, classManifest, classShape, claimProblems, defaultNodes, gpuHours, Interval, keysToChange, neverSchedulable, nodeManifest,
     NodeShape, nodeShape, textTimeline,
 } from "./rehearse-core";
+import { applyStageDurations } from "../sim/stages";
+import { holdTeacherWhileGenerating } from "../sim/teacher";
 import { readStackFile, stackFilePath, stackSettings } from "./stackfile";
 
 const ROOT = path.resolve(__dirname, "..");
@@ -175,21 +177,6 @@ async function readLike(kubeconfig: string): Promise<{ nodes: NodeShape[]; class
 function e2eClasses(): ClassShape[] {
     const docs = YAML.parseAllDocuments(fs.readFileSync(path.join(SIM, "kwok", "storageclasses.yaml"), "utf8")).map((d) => d.toJS());
     return docs.filter(Boolean).map((c) => ({ ...classShape(c), modes: undefined }));
-}
-
-// ---------------------------------------------------------------------------------------------------
-// The simulation of stage durations (sim/sim.ts)
-
-interface Sim {
-    applyStageDurations(kubeconfig: string, durations: { stage: string; variant?: string; seconds: number }[], opts?: { teacherStartSeconds?: number }): unknown;
-    holdTeacherWhileGenerating(kubeconfig: string, namespace: string, run: string): unknown;
-}
-
-function loadSim(): Sim {
-    const file = path.join(SIM, "sim.ts");
-    if (!fs.existsSync(file)) throw new Failure(`${path.relative(ROOT, file)} is missing: it runs each simulated Job for its estimated duration`);
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require(file) as Sim;
 }
 
 /** Stops whatever a sim call returned (a stop function, an object with stop/close, or a promise of one). */
@@ -371,7 +358,6 @@ async function main(argv: string[]): Promise<number> {
     }
     const cp = claimProblems(s, classes);
     if (cp.length) throw new Failure(`a volume claim would never bind:\n${cp.map((x) => `  - ${x}`).join("\n")}`);
-    const sim = loadSim();
 
     const pathEnv = await toolchainPath();
     const work = fs.mkdtempSync(path.join(os.tmpdir(), "cot-vr-rehearse-"));
@@ -451,8 +437,8 @@ async function main(argv: string[]): Promise<number> {
         const durations = est.filter((e) => e.stage !== "teacher").map((e) => ({ stage: e.stage, variant: e.variant, seconds: e.seconds / 3600 * scale }));
         // The teacher pod turns Ready after its estimated start; the generation's estimate includes it.
         const teacherStart = teacherLoadSeconds() / 3600 * scale;
-        handles.push(await sim.applyStageDurations(kubeconfig, durations, { teacherStartSeconds: teacherStart }));
-        if (s.stages.generate && !s.teacher.keep) handles.push(sim.holdTeacherWhileGenerating(kubeconfig, s.cluster.namespace, s.run));
+        handles.push(await applyStageDurations(kubeconfig, durations, { teacherStartSeconds: teacherStart }));
+        if (s.stages.generate && !s.teacher.keep) handles.push(holdTeacherWhileGenerating(kubeconfig, s.cluster.namespace, s.run));
 
         const upArgs = ["up", "--yes", "--skip-preview", "--stack", sf.stack, "--non-interactive"];
         if (a.parallel) upArgs.push("--parallel", String(a.parallel));

@@ -8,7 +8,7 @@
 #
 # Binaries come from PATH (see toolchain.sh). Certificates, keys and the kubeconfig are made here,
 # in DIR. kwok's Stages are API objects (kwok/stage-crd.yaml; the defaults of kwok/stages.yaml), which
-# sim/sim.ts changes per test. Nodes: sim/kwok/nodes.yaml (2 x MI300X with 8 amd.com/gpu each, 1 CPU-only node).
+# sim/stages.ts changes per run. Nodes: sim/kwok/nodes.yaml (2 x MI300X with 8 amd.com/gpu each, 1 CPU-only node).
 # Volumes: a default StorageClass `standard` (and `local-path`, `nfs-rwx`) served by
 # sim/provisioner.mjs, which makes a Retain PV for each pending claim of an existing class and
 # hands a Released PV back to a new claim of the same namespace/name (data kept across `destroy`).
@@ -139,7 +139,7 @@ start_all() {
     "$HERE/kwok/stages.yaml" >"$DIR/stages.yaml"
   # Stages are objects of the API server (kwok's Stage CRD, --enable-crds=Stage), not a --config file,
   # so that a test can give pods of a stage/variant their own run time on the running cluster
-  # (sim/sim.ts applyStageDurations); kwok watches them and applies changes without a restart.
+  # (sim/stages.ts applyStageDurations); kwok watches them and applies changes without a restart.
   kubectl apply --server-side -f "$HERE/kwok/stage-crd.yaml" >/dev/null
   wait_for "Stage CRD" 60 kubectl wait --for=condition=Established crd/stages.kwok.x-k8s.io --timeout=2s
   kubectl apply --server-side --field-manager=cot-vr-e2e -f "$DIR/stages.yaml" >/dev/null

@@ -1,11 +1,14 @@
-// The pure half of the e2e tier's simulation (sim/sim.ts, blogflow.ts): kwok Stages derived from
-// stage durations, GPU figures of a timeline, the DAG's critical path with the blog's stage times.
+// The pure half of the simulation (sim/stages.ts, sim/gpu.ts, sim/critical-path.ts) and of the e2e
+// tier's blog flow (blogflow.ts): kwok Stages derived from stage durations, GPU figures of a
+// timeline, the DAG's critical path with the blog's stage times.
 import * as path from "path";
 import { describe, expect, test } from "vitest";
 import { stageGraph } from "../../components/graph";
 import { readStackFile, stackSettings } from "../../scripts/stackfile";
 import { blogDurations, nodeSeconds } from "../e2e/blogflow";
-import { criticalPath, gpuFigures, PodInterval, podStages } from "../../sim/sim";
+import { criticalPath } from "../../sim/critical-path";
+import { gpuFigures, PodInterval } from "../../sim/gpu";
+import { podStages } from "../../sim/stages";
 
 const blog = (keep: boolean) => {
     const f = readStackFile(path.join(__dirname, "../../stacks/Pulumi.blog.yaml"));

@@ -10,8 +10,11 @@
 import { CHARTQA_ROWS, MODEL_FACTS, stepsPerEpoch } from "../config/facts";
 import { ModelSize, Settings, StageName } from "../config";
 import { NodeId, stageGraph, StageNode } from "../components/graph";
+import { BENCH_PREFIX, PROJECT } from "../contract";
+import { criticalPath } from "../sim/critical-path";
+import { fmtDuration } from "./duration";
 
-export { stageGraph };
+export { fmtDuration, stageGraph };
 export type { StageNode };
 
 // ---------------------------------------------------------------------------------------------------
@@ -118,10 +121,10 @@ export interface BenchFigure {
  * configured). A result of a layer-scaled model (layers_scale != 1) cannot be projected: an error.
  */
 export function parseBench(text: string, source: string): BenchFigure {
-    const line = text.split("\n").find((l) => l.startsWith("COTVR_BENCH "));
+    const line = text.split("\n").find((l) => l.startsWith(BENCH_PREFIX));
     let j: any;
     try {
-        j = JSON.parse(line ? line.slice("COTVR_BENCH ".length) : text);
+        j = JSON.parse(line ? line.slice(BENCH_PREFIX.length) : text);
     } catch {
         throw new Error(`${source}: neither a benchmark JSON nor a log with a COTVR_BENCH line`);
     }
@@ -148,7 +151,7 @@ export function parseBench(text: string, source: string): BenchFigure {
 export interface StageEstimate {
     readonly id: NodeId;
     readonly stage: StageName;
-    /** The Job's cot-vr/variant label (model size, "cot", variant or model name). */
+    /** The Job's variant label (model size, "cot", variant or model name). */
     readonly variant?: string;
     /** Real seconds the stage's Job (or, for the teacher, its start) takes. */
     readonly seconds: number;
@@ -282,25 +285,10 @@ export interface PlannedStage extends StageEstimate {
  */
 export function plan(graph: StageNode[], est: StageEstimate[]): { stages: PlannedStage[]; makespan: number; criticalPath: NodeId[]; gpuHours: number } {
     const byId = new Map(est.map((e) => [e.id, e]));
-    const end = new Map<NodeId, number>();
-    const stages: PlannedStage[] = [];
-    for (const n of graph) {
-        const e = byId.get(n.id)!;
-        const start = Math.max(0, ...n.deps.map((d) => end.get(d) ?? 0));
-        end.set(n.id, start + e.seconds);
-        stages.push({ ...e, start, end: start + e.seconds });
-    }
-    const makespan = Math.max(0, ...stages.map((p) => p.end));
-    const path: NodeId[] = [];
-    let cur = stages.find((p) => p.end === makespan);
-    while (cur) {
-        path.unshift(cur.id);
-        const node = graph.find((g) => g.id === cur!.id)!;
-        const c = cur;
-        cur = stages.find((p) => node.deps.includes(p.id) && p.end === c.start && c.start > 0);
-    }
+    const cp = criticalPath(graph, (n) => byId.get(n.id)!.seconds);
+    const stages: PlannedStage[] = graph.map((n) => ({ ...byId.get(n.id)!, ...cp.times.get(n.id)! }));
     const gpuHours = stages.reduce((h, p) => h + p.gpus * p.seconds / 3600, 0);
-    return { stages, makespan, criticalPath: path, gpuHours };
+    return { stages, makespan: cp.seconds, criticalPath: cp.path.map((p) => p.id), gpuHours };
 }
 
 /** `timing.<stage>.timeout` shorter than the stage's estimate: the real run would be cut off. */
@@ -309,7 +297,7 @@ export function timeoutProblems(s: Settings, est: StageEstimate[]): string[] {
     for (const e of est) {
         const timeout = s.timing[e.stage].timeout;
         if (e.seconds > timeout) {
-            out.push(`cot-vr:timing.${e.stage}.timeout is ${fmtDuration(timeout)} but ${e.id} is estimated at ${fmtDuration(e.seconds)} (${e.basis}): raise it to at least ${fmtDuration(Math.ceil(e.seconds * 1.25 / 60) * 60)}`);
+            out.push(`${PROJECT}:timing.${e.stage}.timeout is ${fmtDuration(timeout)} but ${e.id} is estimated at ${fmtDuration(e.seconds)} (${e.basis}): raise it to at least ${fmtDuration(Math.ceil(e.seconds * 1.25 / 60) * 60)}`);
         }
     }
     return out;
@@ -365,11 +353,4 @@ export function requiredParallel(graph: StageNode[], est: StageEstimate[]): { pa
 /** `pulumi up`'s default --parallel: 4 x the CPUs of the machine that runs it (8 on 2 cores). */
 export function pulumiDefaultParallel(cpus: number): number {
     return 4 * cpus;
-}
-
-export function fmtDuration(sec: number): string {
-    if (sec < 90) return `${Math.round(sec)}s`;
-    if (sec < 90 * 60) return `${Math.round(sec / 60)}m`;
-    const h = sec / 3600;
-    return h < 10 ? `${h.toFixed(1)}h` : `${Math.round(h)}h`;
 }

@@ -1,14 +1,15 @@
 // The pure part of `npm run rehearse`: simulated nodes and StorageClasses, whether a pod can ever be
 // scheduled (and which stack key to change when not), claims that can never bind, the text GPU
-// timeline. scripts/rehearse.ts does the I/O.
-import { PROJECT, quantityBytes, Settings } from "../config";
+// timeline. scripts/rehearse.ts does the I/O; GPU-hours are sim/gpu.ts's, as for `status`.
+import { quantityBytes, Settings } from "../config";
+import { LABELS, PROJECT, VOLUME_NAMES } from "../contract";
 
 type Obj = Record<string, any>;
 
 // ---------------------------------------------------------------------------------------------------
 // Simulated nodes
 
-/** The AMD GPU operator's node labeller labels of an MI300X node (test/e2e/kwok/nodes.yaml). */
+/** The AMD GPU operator's node labeller labels of an MI300X node (sim/kwok/nodes.yaml). */
 export const MI300X_LABELS: Record<string, string> = {
     "node.kubernetes.io/instance-type": "mi300x-8x",
     "amd.com/gpu.device-id": "74a1",
@@ -128,7 +129,7 @@ export function classShape(c: { metadata?: { name?: string; annotations?: Record
     };
 }
 
-/** The simulated copy of a class: served by the e2e tier's provisioner (test/e2e/provisioner.mjs). */
+/** The simulated copy of a class: served by the e2e tier's provisioner (sim/provisioner.mjs). */
 export function classManifest(c: ClassShape): Obj {
     return {
         apiVersion: "storage.k8s.io/v1",
@@ -152,8 +153,7 @@ export function classManifest(c: ClassShape): Obj {
  */
 export function claimProblems(s: Settings, classes: ClassShape[]): string[] {
     const out: string[] = [];
-    const vols = ["models", "data", "checkpoints", "results"] as const;
-    for (const v of vols) {
+    for (const v of VOLUME_NAMES) {
         const vol = s.storage[v];
         if (vol.existingClaim) continue;
         const cls = s.storage.storageClass ? classes.find((c) => c.name === s.storage.storageClass) : classes.find((c) => c.isDefault);
@@ -219,7 +219,7 @@ export function whyNot(pod: Obj, node: NodeShape, gpuResource: string, isTeacher
 /** For a pod that no node could ever hold: one line per node with its reasons, the nodes that miss
  * by the fewest reasons first; undefined when some node fits. */
 export function neverSchedulable(pod: Obj, nodes: NodeShape[], gpuResource: string): string[] | undefined {
-    const isTeacher = pod.metadata?.labels?.["cot-vr/stage"] === "teacher";
+    const isTeacher = pod.metadata?.labels?.[LABELS.stage] === "teacher";
     const per = nodes.map((n) => ({ n, why: whyNot(pod, n, gpuResource, isTeacher) }));
     if (per.some((p) => p.why.length === 0)) return undefined;
     per.sort((a, b) => a.why.length - b.why.length);
@@ -276,9 +276,4 @@ export function textTimeline(rows: Interval[], opts: { scale: number; width?: nu
     });
     const axis = `${"".padEnd(lw)}        0${"".padEnd(width - 1)}${hours(t1).toFixed(d)} h`;
     return [...lines, axis].join("\n");
-}
-
-/** GPU-hours held by the intervals (estimated real hours). */
-export function gpuHours(rows: Interval[], scale: number): number {
-    return rows.reduce((h, r) => h + r.gpus * (r.end - r.start) / scale, 0);
 }

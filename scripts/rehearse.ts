@@ -1,8 +1,8 @@
 // `npm run rehearse -- (--stack <name> | --config <Pulumi.<stack>.yaml>) [--like <kubeconfig>]
 //      [--scale <simulated seconds per real hour>] [--parallel N] [--bench <file>]... [--keep]`
 //
-// Runs the REAL `pulumi up` of a stack on a local control plane with simulated GPU nodes (the e2e
-// tier: test/e2e/toolchain.sh, cluster.sh, kwok), each Job running for its estimated duration
+// Runs the REAL `pulumi up` of a stack on a local control plane with simulated GPU nodes (sim/: the
+// toolchain, cluster.sh, kwok; the e2e tier runs the same), each Job running for its estimated duration
 // (scripts/estimate.ts) scaled down, then prints the order stages ran in, a GPU timeline, makespan,
 // GPU-hours and cost. Throw-away state: a local file backend and PULUMI_HOME in a temp dir; the
 // stack's cluster.kubeconfig/context are pointed at the local cluster. Nothing is written to the
@@ -14,16 +14,22 @@ import * as os from "os";
 import * as path from "path";
 import { parseArgs } from "util";
 import * as YAML from "yaml";
-import { ConfigError, PROJECT, Settings } from "../config";
+import { ConfigError, Settings } from "../config";
+import { LABELS, PROJECT, VOLUME_NAMES } from "../contract";
+import { gpuFigures, PodTimeline } from "../sim/gpu";
+import { applyStageDurations } from "../sim/stages";
+import { holdTeacherWhileGenerating } from "../sim/teacher";
+import { loadKubeConfig, watchObjects, Watching, watchPods } from "../sim/watch";
+import { fmtDuration } from "./duration";
 import {
-    BenchFigure, estimateStages, fmtDuration, parseBench, plan, pulumiDefaultParallel, requiredParallel, stageGraph, StageEstimate,
-    teacherLoadSeconds, timeoutProblems,
+    BenchFigure, estimateStages, parseBench, plan, pulumiDefaultParallel, requiredParallel, stageGraph, StageEstimate, teacherLoadSeconds,
+    timeoutProblems,
 } from "./estimate";
 import {
-    ClassShape, classManifest, classShape, claimProblems, defaultNodes, gpuHours, Interval, keysToChange, neverSchedulable, nodeManifest,
-    NodeShape, nodeShape, textTimeline,
+    ClassShape, classManifest, classShape, claimProblems, defaultNodes, Interval, keysToChange, neverSchedulable, nodeManifest, NodeShape,
+    nodeShape, textTimeline,
 } from "./rehearse-core";
-import { readStackFile, stackFilePath, stackSettings } from "../config/stackfile";
+import { readStackFile, StackFile, stackFilePath, stackSettings } from "../config/stackfile";
 
 const ROOT = path.resolve(__dirname, "..");
 
@@ -65,7 +71,7 @@ function timelinePng(stack: string, rows: Interval[], scale: number, gpuHoursTot
         ? `timeline PNG: ${path.relative(process.cwd(), png)} (the report's chart)`
         : `timeline PNG: not drawn (python3 with matplotlib is needed: ${(r.stderr || r.error?.message || "").trim().split("\n").pop()}); the rows are in ${path.relative(process.cwd(), path.join(out, "timeline.json"))}`;
 }
-const E2E = path.join(ROOT, "test", "e2e");
+const SIM = path.join(ROOT, "sim");
 /** Without --scale, the estimated makespan is simulated in about this many seconds (the blog's ~36 h:
  * ~3.3 s per real hour), never faster than 1 s per real hour nor slower than real time. */
 const TARGET_SIM_SECONDS = 120;
@@ -130,10 +136,10 @@ function must(r: { code: number; out: string }, what: string): string {
 
 /** PATH with the e2e toolchain, built on first use; its build log lines stream to the terminal. */
 async function toolchainPath(): Promise<string> {
-    say("toolchain: test/e2e/toolchain.sh (the first run builds Pulumi, the Kubernetes provider, etcd, kube-apiserver, ... from the Go module proxy: 20-40 minutes; cached after)");
+    say("toolchain: sim/toolchain.sh (the first run builds Pulumi, the Kubernetes provider, etcd, kube-apiserver, ... from the Go module proxy: 20-40 minutes; cached after)");
     const t0 = Date.now();
     const cache = process.env.COT_E2E_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "cot-vr-e2e");
-    const p = spawn("bash", ["-c", `eval "$(bash "$1" --env)" && printf '%s' "$PATH"`, "toolchain", path.join(E2E, "toolchain.sh")], { stdio: ["ignore", "pipe", "inherit"] });
+    const p = spawn("bash", ["-c", `eval "$(bash "$1" --env)" && printf '%s' "$PATH"`, "toolchain", path.join(SIM, "toolchain.sh")], { stdio: ["ignore", "pipe", "inherit"] });
     let out = "";
     p.stdout.on("data", (d) => (out += d));
     // Visible progress during a cold build: every 30 s, the newest build log's last line.
@@ -171,113 +177,74 @@ async function readLike(kubeconfig: string): Promise<{ nodes: NodeShape[]; class
     };
 }
 
-/** The classes of test/e2e/kwok/storageclasses.yaml (provisioner modes unknown: any mode binds). */
+/** The classes of sim/kwok/storageclasses.yaml (provisioner modes unknown: any mode binds). */
 function e2eClasses(): ClassShape[] {
-    const docs = YAML.parseAllDocuments(fs.readFileSync(path.join(E2E, "kwok", "storageclasses.yaml"), "utf8")).map((d) => d.toJS());
+    const docs = YAML.parseAllDocuments(fs.readFileSync(path.join(SIM, "kwok", "storageclasses.yaml"), "utf8")).map((d) => d.toJS());
     return docs.filter(Boolean).map((c) => ({ ...classShape(c), modes: undefined }));
 }
 
-// ---------------------------------------------------------------------------------------------------
-// The simulation of stage durations (test/e2e/sim.ts)
-
-interface Sim {
-    applyStageDurations(kubeconfig: string, durations: { stage: string; variant?: string; seconds: number }[], opts?: { teacherStartSeconds?: number }): unknown;
-    holdTeacherWhileGenerating(kubeconfig: string, namespace: string, run: string): unknown;
-}
-
-function loadSim(): Sim {
-    const file = path.join(E2E, "sim.ts");
-    if (!fs.existsSync(file)) throw new Failure(`${path.relative(ROOT, file)} is missing: it runs each simulated Job for its estimated duration`);
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    return require(file) as Sim;
-}
-
-/** Stops whatever a sim call returned (a stop function, an object with stop/close, or a promise of one). */
-async function stopHandle(h: unknown): Promise<void> {
-    const v: any = await Promise.resolve(h).catch(() => undefined);
-    if (typeof v === "function") await v();
-    else if (v && typeof v.stop === "function") await v.stop();
-    else if (v && typeof v.close === "function") await v.close();
-}
 
 // ---------------------------------------------------------------------------------------------------
 // Watching the update
 
-interface Seen {
-    pod: any;
-    firstRunning?: number;
-    end?: number;
-}
-
-class Watch {
-    pods = new Map<string, Seen>();
-    jobs: any[] = [];
+/**
+ * The update's pods and claims, watched through the API (no polling): every pod's interval for the
+ * GPU timeline, and the pods that can never be scheduled or wait for a claim that never binds.
+ */
+class UpdateWatch {
+    readonly timeline: PodTimeline;
     failure?: string;
+    private readonly pods = new Map<string, any>();
+    private readonly claims = new Map<string, any>();
+    private readonly pendingSince = new Map<string, number>();
+    private watches: Watching[] = [];
     private timer?: NodeJS.Timeout;
-    private busy = false;
-    private pendingSince = new Map<string, number>();
-    constructor(private env: NodeJS.ProcessEnv, private ns: string, private nodes: NodeShape[], private s: Settings, private onFail: () => void) {}
-
-    start(): void {
-        this.timer = setInterval(() => void this.tick(), 1000);
+    constructor(private kubeconfig: string, private ns: string, private nodes: NodeShape[], private s: Settings, private onFail: () => void) {
+        this.timeline = new PodTimeline(s.cluster.gpuResource);
     }
+
+    async start(): Promise<void> {
+        const kc = loadKubeConfig(this.kubeconfig);
+        this.watches = [
+            watchPods(kc, this.ns, undefined, (type, pod) => {
+                this.timeline.record(type, pod);
+                if (type === "DELETED") this.pods.delete(pod.metadata.uid);
+                else this.pods.set(pod.metadata.uid, pod);
+                this.checkScheduling(pod, Date.now());
+            }),
+            watchObjects(kc, `/api/v1/namespaces/${this.ns}/persistentvolumeclaims`, undefined, (type, c) => {
+                if (type === "DELETED") this.claims.delete(c.metadata.name);
+                else this.claims.set(c.metadata.name, c);
+            }),
+        ];
+        await Promise.all(this.watches.map((w) => w.synced));
+        // The verdicts below wait for grace periods that run out between events.
+        this.timer = setInterval(() => {
+            const now = Date.now();
+            for (const p of this.pods.values()) this.checkScheduling(p, now);
+        }, 1000);
+    }
+
     async stop(): Promise<void> {
         if (this.timer) clearInterval(this.timer);
-        while (this.busy) await new Promise((r) => setTimeout(r, 50));
-        await this.tick();
+        // the last pods' final states may still be on their way
+        await new Promise((r) => setTimeout(r, 300));
+        for (const w of this.watches) w.stop();
     }
-    private get(kind: string): Promise<any[]> {
-        return new Promise((resolve) => {
-            const p = spawn("kubectl", ["-n", this.ns, "get", kind, "-o", "json"], { env: this.env });
-            let out = "";
-            p.stdout.on("data", (d) => (out += d));
-            p.on("close", (code) => {
-                try {
-                    resolve(code === 0 ? JSON.parse(out).items : []);
-                } catch {
-                    resolve([]);
-                }
-            });
-        });
-    }
-    private async tick(): Promise<void> {
-        if (this.busy) return;
-        this.busy = true;
-        try {
-            const [pods, jobs, pvcs] = await Promise.all([this.get("pods"), this.get("jobs"), this.get("pvc")]);
-            if (jobs.length) this.jobs = jobs;
-            const now = Date.now();
-            const present = new Set<string>();
-            for (const p of pods) {
-                const id = p.metadata.uid;
-                present.add(id);
-                const seen = this.pods.get(id) ?? { pod: p };
-                seen.pod = p;
-                const running = p.status?.phase === "Running" || p.status?.phase === "Succeeded" || p.status?.phase === "Failed";
-                if (running && seen.firstRunning === undefined) seen.firstRunning = p.status?.startTime ? Date.parse(p.status.startTime) : now;
-                const term = p.status?.containerStatuses?.[0]?.state?.terminated?.finishedAt;
-                if (term) seen.end = Date.parse(term);
-                this.pods.set(id, seen);
-                this.checkScheduling(p, pvcs, now);
-            }
-            // Pods that went away (the teacher scaled back to 0) end when last seen.
-            for (const [id, seen] of this.pods) if (!present.has(id) && seen.end === undefined) seen.end = now;
-        } finally {
-            this.busy = false;
-        }
-    }
-    private checkScheduling(p: any, pvcs: any[], now: number): void {
+
+    private checkScheduling(p: any, now: number): void {
         const cond = (p.status?.conditions ?? []).find((c: any) => c.type === "PodScheduled" && c.status === "False");
-        if (!cond || this.failure) {
+        if (!cond || this.failure || !this.pods.has(p.metadata.uid)) {
             this.pendingSince.delete(p.metadata.uid);
             return;
         }
         const since = this.pendingSince.get(p.metadata.uid) ?? now;
         this.pendingSince.set(p.metadata.uid, since);
         const owner = p.metadata.ownerReferences?.[0];
-        const what = `pod ${p.metadata.name} (${owner ? `${owner.kind} ` : ""}stage ${p.metadata.labels?.["cot-vr/stage"] ?? "?"}${p.metadata.labels?.["cot-vr/variant"] ? ` ${p.metadata.labels["cot-vr/variant"]}` : ""})`;
+        const labels = p.metadata.labels ?? {};
+        const what = `pod ${p.metadata.name} (${owner ? `${owner.kind} ` : ""}stage ${labels[LABELS.stage] ?? "?"}${labels[LABELS.variant] ? ` ${labels[LABELS.variant]}` : ""})`;
         // A claim that never binds: the scheduler says "unbound immediate PersistentVolumeClaims".
-        const unbound = pvcs.filter((c) => c.status?.phase !== "Bound" && (p.spec.volumes ?? []).some((v: any) => v.persistentVolumeClaim?.claimName === c.metadata.name));
+        const unbound = [...this.claims.values()].filter((c) => c.status?.phase !== "Bound" && (p.spec.volumes ?? []).some((v: any) => v.persistentVolumeClaim?.claimName === c.metadata.name));
         if (unbound.length && now - since > 15000) {
             const vols = unbound.map((c) => `${c.metadata.name} (class ${c.spec.storageClassName ?? "none"}, ${c.spec.accessModes?.join(",")})`);
             this.fail(`${what} waits for claims that never bound: ${vols.join("; ")}\n  scheduler: ${cond.message}\n  change: ${PROJECT}:storage.storageClass or ${PROJECT}:storage.<volume>.accessMode / existingClaim`);
@@ -289,43 +256,30 @@ class Watch {
             this.fail(`${what} can never be scheduled on these nodes\n  scheduler: ${cond.message ?? cond.reason}\n  per node:\n${never.map((l) => `    ${l}`).join("\n")}\n  change: ${keys.join(", ")}`);
         }
     }
+
     private fail(msg: string): void {
         this.failure = msg;
         this.onFail();
     }
-    /** When the first pod started running (wall-clock ms). */
-    firstStart(): number | undefined {
-        const t = [...this.pods.values()].map((p) => p.firstRunning).filter((x): x is number => x !== undefined);
-        return t.length ? Math.min(...t) : undefined;
-    }
-    /** GPU pod intervals in simulated seconds from t0. */
-    intervals(t0: number, now: number): Interval[] {
-        const out: Interval[] = [];
-        for (const { pod, firstRunning, end } of this.pods.values()) {
-            let gpus = 0;
-            for (const c of pod.spec?.containers ?? []) gpus += Number(c.resources?.limits?.[this.s.cluster.gpuResource] ?? 0);
-            if (!gpus || firstRunning === undefined) continue;
-            out.push({
-                name: pod.metadata.name, stage: pod.metadata.labels?.["cot-vr/stage"] ?? "?", variant: pod.metadata.labels?.["cot-vr/variant"],
-                gpus, node: pod.spec.nodeName, start: (firstRunning - t0) / 1000, end: ((end ?? now) - t0) / 1000,
-            });
-        }
-        return out;
-    }
-    /** Job pods in the order they started: stage, variant, start, end (simulated seconds). */
-    order(t0: number, now: number): { stage: string; variant?: string; start: number; end: number; gpus: number }[] {
-        const rows = [];
-        for (const { pod, firstRunning, end } of this.pods.values()) {
-            if (firstRunning === undefined) continue;
-            let gpus = 0;
-            for (const c of pod.spec?.containers ?? []) gpus += Number(c.resources?.limits?.[this.s.cluster.gpuResource] ?? 0);
-            rows.push({ stage: pod.metadata.labels?.["cot-vr/stage"] ?? "?", variant: pod.metadata.labels?.["cot-vr/variant"], start: (firstRunning - t0) / 1000, end: ((end ?? now) - t0) / 1000, gpus });
-        }
-        return rows.sort((a, b) => a.start - b.start);
-    }
 }
 
 // ---------------------------------------------------------------------------------------------------
+// Phases: preflight (no cluster), cluster, deploy, summary
+
+interface Rehearsal {
+    a: Args;
+    sf: StackFile;
+    s: Settings;
+    est: StageEstimate[];
+    scale: number;
+    need: { parallel: number; gpuJobs: number };
+    /** The --parallel `pulumi up` runs with. */
+    given: number;
+    parallelNote: string;
+    /** The cluster to simulate: the default one, or the shape of --like's. */
+    nodes: NodeShape[];
+    classes: ClassShape[];
+}
 
 function printPlan(s: Settings, est: StageEstimate[], scale: number): void {
     const p = plan(stageGraph(s), est);
@@ -337,7 +291,8 @@ function printPlan(s: Settings, est: StageEstimate[], scale: number): void {
     say(`simulated at ${scale.toPrecision(3)} s per real hour (--scale): about ${Math.round(p.makespan / 3600 * scale)} s`);
 }
 
-async function main(argv: string[]): Promise<number> {
+/** Everything that needs no cluster: the plan, timeouts, --parallel, the cluster's shape, claims. */
+async function preflight(argv: string[]): Promise<Rehearsal> {
     const a = parse(argv);
     const sf = readStackFile(a.stackFile);
     const { settings: s } = stackSettings(sf, { placeholderSecrets: true });
@@ -348,7 +303,6 @@ async function main(argv: string[]): Promise<number> {
     say(`stack ${sf.stack} (${path.relative(process.cwd(), a.stackFile) || a.stackFile}), run ${s.run}, namespace ${s.cluster.namespace}`);
     printPlan(s, est, scale);
 
-    // Before any cluster: timeouts shorter than the estimates.
     const tp = timeoutProblems(s, est);
     if (tp.length) throw new Failure(`a stage would be cut off by its timeout:\n${tp.map((x) => `  - ${x}`).join("\n")}`);
 
@@ -360,7 +314,6 @@ async function main(argv: string[]): Promise<number> {
         say(`WARNING: --parallel ${given}${a.parallel ? "" : ` (pulumi's default here: 4 x ${os.cpus().length} CPUs)`} would serialise stages: run pulumi up --parallel ${need.parallel}`);
     }
 
-    // The cluster to simulate.
     let nodes = defaultNodes();
     let classes = e2eClasses();
     if (a.like) {
@@ -371,12 +324,28 @@ async function main(argv: string[]): Promise<number> {
     }
     const cp = claimProblems(s, classes);
     if (cp.length) throw new Failure(`a volume claim would never bind:\n${cp.map((x) => `  - ${x}`).join("\n")}`);
-    const sim = loadSim();
+    return { a, sf, s, est, scale, need, given, parallelNote, nodes, classes };
+}
 
+/** The throw-away local cluster, its work dir and the environment of every command run against it. */
+interface LocalCluster {
+    work: string;
+    dir: string;
+    kubeconfig: string;
+    env: NodeJS.ProcessEnv;
+    /** Stops what was started (all of it, or, with --keep, nothing: it says where it is). */
+    teardown(): Promise<void>;
+    /** Stopped with the cluster, before it (the teacher scaler of the simulation). */
+    onTeardown(stop: () => Promise<void> | void): void;
+}
+
+/** The toolchain, a work dir, the control plane (sim/cluster.sh) with the simulated nodes and classes. */
+async function cluster(r: Rehearsal): Promise<LocalCluster> {
+    const { a, s, nodes, classes } = r;
     const pathEnv = await toolchainPath();
     const work = fs.mkdtempSync(path.join(os.tmpdir(), "cot-vr-rehearse-"));
-    const cluster = path.join(work, "cluster");
-    const kubeconfig = path.join(cluster, "kubeconfig");
+    const dir = path.join(work, "cluster");
+    const kubeconfig = path.join(dir, "kubeconfig");
     const env: NodeJS.ProcessEnv = {
         ...process.env, PATH: pathEnv, KUBECONFIG: kubeconfig,
         PULUMI_BACKEND_URL: `file://${path.join(work, "state")}`, PULUMI_HOME: path.join(work, "pulumi-home"),
@@ -384,24 +353,31 @@ async function main(argv: string[]): Promise<number> {
         PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK: "true", NO_COLOR: "1",
     };
     for (const d of ["state", "pulumi-home"]) fs.mkdirSync(path.join(work, d), { recursive: true });
-    const handles: unknown[] = [];
-    let clusterUp = false;
-    const teardown = async () => {
-        for (const h of handles) await stopHandle(h).catch(() => undefined);
-        if (a.keep) {
-            say(`kept: KUBECONFIG=${kubeconfig}; stop with: bash test/e2e/cluster.sh stop ${cluster}; work dir ${work}`);
-        } else if (clusterUp) {
-            sh("bash", [path.join(E2E, "cluster.sh"), "stop", cluster], env);
-            fs.rmSync(work, { recursive: true, force: true });
-        }
+    const stops: (() => Promise<void> | void)[] = [];
+    let up = false;
+    let done = false;
+    const c: LocalCluster = {
+        work, dir, kubeconfig, env,
+        onTeardown: (stop) => void stops.push(stop),
+        teardown: async () => {
+            if (done) return;
+            done = true;
+            for (const stop of stops) await Promise.resolve().then(stop).catch(() => undefined);
+            if (a.keep) {
+                say(`kept: KUBECONFIG=${kubeconfig}; stop with: bash sim/cluster.sh stop ${dir}; work dir ${work}`);
+            } else if (up) {
+                sh("bash", [path.join(SIM, "cluster.sh"), "stop", dir], env);
+                fs.rmSync(work, { recursive: true, force: true });
+            }
+        },
     };
-    const onSignal = () => void teardown().then(() => process.exit(130));
+    const onSignal = () => void c.teardown().then(() => process.exit(130));
     process.once("SIGINT", onSignal);
     process.once("SIGTERM", onSignal);
     try {
-        say("starting the local control plane (test/e2e/cluster.sh)");
-        clusterUp = true;
-        must(sh("bash", [path.join(E2E, "cluster.sh"), "start", cluster], env), "cluster.sh start");
+        say("starting the local control plane (sim/cluster.sh)");
+        up = true;
+        must(sh("bash", [path.join(SIM, "cluster.sh"), "start", dir], env), "cluster.sh start");
         // Replace the e2e tier's nodes and classes by the simulated cluster's.
         const kubectl = (args: string[], input?: string) => must(sh("kubectl", args, env, { input }), `kubectl ${args.slice(0, 3).join(" ")}`);
         kubectl(["delete", "nodes", "--all", "--wait=false"]);
@@ -411,13 +387,13 @@ async function main(argv: string[]): Promise<number> {
         kubectl(["wait", "--for=condition=Ready", "node", "--all", "--timeout=60s"]);
         for (let i = 0; i < 100; i++) {
             if (!/node\.kubernetes\.io\//.test(kubectl(["get", "nodes", "-o", "jsonpath={.items[*].spec.taints[*].key}"]))) break;
-            await new Promise((r) => setTimeout(r, 300));
+            await new Promise((res) => setTimeout(res, 300));
         }
         say(`simulated nodes: ${nodes.map((n) => `${n.name}${n.allocatable[s.cluster.gpuResource] ? ` (${n.allocatable[s.cluster.gpuResource]} GPUs)` : ""}`).join(", ")}`);
 
         // What the stack expects to exist already: its namespace (createNamespace false) and existing claims.
         const ns = s.cluster.namespace;
-        const existing = (["models", "data", "checkpoints", "results"] as const).filter((v) => s.storage[v].existingClaim);
+        const existing = VOLUME_NAMES.filter((v) => s.storage[v].existingClaim);
         if (!s.cluster.createNamespace || existing.length) kubectl(["create", "namespace", ns]);
         for (const v of existing) {
             const vol = s.storage[v];
@@ -427,75 +403,114 @@ async function main(argv: string[]): Promise<number> {
             }));
             say(`storage.${v}.existingClaim ${vol.existingClaim}: created in the simulation (on your cluster it must exist in namespace ${ns})`);
         }
+        return c;
+    } catch (e) {
+        await c.teardown();
+        throw e;
+    }
+}
 
-        // A copy of the project with the stack pointed at the local cluster.
-        const proj = path.join(work, "project");
-        fs.mkdirSync(path.join(proj, "stacks"), { recursive: true });
-        for (const e of fs.readdirSync(ROOT)) {
-            if (["node_modules", ".git", "render", "out", ".ci", "images", "test", "stacks"].includes(e)) continue;
-            fs.cpSync(path.join(ROOT, e), path.join(proj, e), { recursive: true });
+interface Deployed {
+    timeline: PodTimeline;
+    /** Wall-clock ms: `pulumi up` started and returned. */
+    t0: number;
+    t1: number;
+}
+
+/** A copy of the project with the stack pointed at the local cluster, simulated durations, the real `pulumi up`. */
+async function deploy(r: Rehearsal, c: LocalCluster): Promise<Deployed> {
+    const { a, sf, s, est, scale, nodes } = r;
+    const { env, work, kubeconfig } = c;
+    const proj = path.join(work, "project");
+    fs.mkdirSync(path.join(proj, "stacks"), { recursive: true });
+    for (const e of fs.readdirSync(ROOT)) {
+        if (["node_modules", ".git", "render", "out", ".ci", "images", "test", "sim", "stacks"].includes(e)) continue;
+        fs.cpSync(path.join(ROOT, e), path.join(proj, e), { recursive: true });
+    }
+    fs.symlinkSync(path.join(ROOT, "node_modules"), path.join(proj, "node_modules"));
+    fs.copyFileSync(a.stackFile, path.join(proj, "stacks", `Pulumi.${sf.stack}.yaml`));
+    const pulumi = (...args: string[]) => must(sh("pulumi", [...args, "--stack", sf.stack, "--non-interactive"], env, { cwd: proj }), `pulumi ${args[0]} ${args[1] ?? ""}`);
+    must(sh("pulumi", ["stack", "init", sf.stack, "--non-interactive"], env, { cwd: proj }), "pulumi stack init");
+    pulumi("config", "set-all", "--path", "--plaintext", `${PROJECT}:cluster.kubeconfig=${kubeconfig}`, "--plaintext", `${PROJECT}:cluster.context=e2e`);
+    for (const k of sf.unsetSecrets) {
+        const key = k.slice(PROJECT.length + 1);
+        if (key === "hfToken" || (key === "wandbApiKey" && s.trainings.some(([, v]) => v.metricLogger === "wandb")) || (key === "registryPassword" && s.images.build)) {
+            pulumi("config", "set", "--secret", k, "rehearsal-placeholder");
         }
-        fs.symlinkSync(path.join(ROOT, "node_modules"), path.join(proj, "node_modules"));
-        fs.copyFileSync(a.stackFile, path.join(proj, "stacks", `Pulumi.${sf.stack}.yaml`));
-        const pulumi = (...args: string[]) => must(sh("pulumi", [...args, "--stack", sf.stack, "--non-interactive"], env, { cwd: proj }), `pulumi ${args[0]} ${args[1] ?? ""}`);
-        must(sh("pulumi", ["stack", "init", sf.stack, "--non-interactive"], env, { cwd: proj }), "pulumi stack init");
-        pulumi("config", "set-all", "--path", "--plaintext", `${PROJECT}:cluster.kubeconfig=${kubeconfig}`, "--plaintext", `${PROJECT}:cluster.context=e2e`);
-        for (const k of sf.unsetSecrets) {
-            const key = k.slice(PROJECT.length + 1);
-            if (key === "hfToken" || (key === "wandbApiKey" && s.trainings.some(([, v]) => v.metricLogger === "wandb")) || (key === "registryPassword" && s.images.build)) {
-                pulumi("config", "set", "--secret", k, "rehearsal-placeholder");
-            }
-        }
+    }
 
-        // Simulated durations.
-        const durations = est.filter((e) => e.stage !== "teacher").map((e) => ({ stage: e.stage, variant: e.variant, seconds: e.seconds / 3600 * scale }));
-        // The teacher pod turns Ready after its estimated start; the generation's estimate includes it.
-        const teacherStart = teacherLoadSeconds() / 3600 * scale;
-        handles.push(await sim.applyStageDurations(kubeconfig, durations, { teacherStartSeconds: teacherStart }));
-        if (s.stages.generate && !s.teacher.keep) handles.push(sim.holdTeacherWhileGenerating(kubeconfig, s.cluster.namespace, s.run));
+    // Simulated durations.
+    const durations = est.filter((e) => e.stage !== "teacher").map((e) => ({ stage: e.stage, variant: e.variant, seconds: e.seconds / 3600 * scale }));
+    // The teacher pod turns Ready after its estimated start; the generation's estimate includes it.
+    await applyStageDurations(kubeconfig, durations, { teacherStartSeconds: teacherLoadSeconds() / 3600 * scale });
+    if (s.stages.generate && !s.teacher.keep) {
+        const hold = holdTeacherWhileGenerating(kubeconfig, s.cluster.namespace, s.run);
+        c.onTeardown(() => hold.stop());
+    }
 
-        const upArgs = ["up", "--yes", "--skip-preview", "--stack", sf.stack, "--non-interactive"];
-        if (a.parallel) upArgs.push("--parallel", String(a.parallel));
-        say(`pulumi ${upArgs.join(" ")} (real engine, throw-away backend in ${work})`);
-        const up = spawn("pulumi", upArgs, { cwd: proj, env, stdio: ["ignore", "pipe", "pipe"] });
-        let upOut = "";
-        const log = fs.createWriteStream(path.join(work, "pulumi-up.log"));
-        up.stdout.on("data", (d) => { upOut += d; log.write(d); });
-        up.stderr.on("data", (d) => { upOut += d; log.write(d); });
-        const watch = new Watch(env, s.cluster.namespace, nodes, s, () => up.kill("SIGINT"));
-        const t0 = Date.now();
-        watch.start();
-        const code = await new Promise<number>((res) => up.on("close", (c) => res(c ?? 1)));
-        const t1 = Date.now();
-        await watch.stop();
-        // From the first pod: the engine's own start (seconds) would read as an hour at this scale.
-        const tStart = watch.firstStart() ?? t0;
-        log.end();
-        if (watch.failure) throw new Failure(`the real run would stall here:\n  ${watch.failure}`);
-        if (code !== 0) throw new Failure(`pulumi up failed (exit ${code}):\n${upOut.slice(-5000)}`);
+    const upArgs = ["up", "--yes", "--skip-preview", "--stack", sf.stack, "--non-interactive"];
+    if (a.parallel) upArgs.push("--parallel", String(a.parallel));
+    let up: ReturnType<typeof spawn> | undefined;
+    const watch = new UpdateWatch(kubeconfig, s.cluster.namespace, nodes, s, () => up?.kill("SIGINT"));
+    await watch.start();
+    say(`pulumi ${upArgs.join(" ")} (real engine, throw-away backend in ${work})`);
+    up = spawn("pulumi", upArgs, { cwd: proj, env, stdio: ["ignore", "pipe", "pipe"] });
+    let upOut = "";
+    const log = fs.createWriteStream(path.join(work, "pulumi-up.log"));
+    up.stdout!.on("data", (d) => { upOut += d; log.write(d); });
+    up.stderr!.on("data", (d) => { upOut += d; log.write(d); });
+    const t0 = Date.now();
+    const code = await new Promise<number>((res) => up!.on("close", (x) => res(x ?? 1)));
+    const t1 = Date.now();
+    await watch.stop();
+    log.end();
+    if (watch.failure) throw new Failure(`the real run would stall here:\n  ${watch.failure}`);
+    if (code !== 0) throw new Failure(`pulumi up failed (exit ${code}):\n${upOut.slice(-5000)}`);
+    return { timeline: watch.timeline, t0, t1 };
+}
 
-        // What happened.
-        const digits = (t1 - tStart) / 1000 / scale < 3 ? 2 : 1;
-        const hours = (sec: number) => (sec / scale).toFixed(digits);
-        console.log("\nStages in the order they ran (estimated real hours from the start of the update):");
-        for (const r of watch.order(tStart, t1)) {
-            console.log(`  ${hours(r.start).padStart(6)} - ${hours(r.end).padStart(6)} h  ${r.stage}${r.variant ? ` ${r.variant}` : ""}${r.gpus ? `  (${r.gpus} GPU)` : ""}`);
-        }
-        const rows = watch.intervals(tStart, t1);
-        console.log("\nGPU timeline (one row per GPU pod):");
-        console.log(textTimeline(rows, { scale, digits }));
-        const makespan = (t1 - tStart) / 1000 / scale;
-        const gh = gpuHours(rows, scale);
-        console.log(`\nmakespan ${makespan.toFixed(digits)} h (first pod to the end of pulumi up, simulated; the scheduler's and engine's latency between stages counts x${(3600 / scale).toFixed(0)})`);
-        console.log(`GPU-hours ${gh.toFixed(digits)}`);
-        const price = s.cluster.gpuHourPrice;
-        console.log(price ? `cost ${(gh * price.amount).toFixed(2)} ${price.currency} at ${price.amount} ${price.currency} per GPU-hour` : `cost: set ${PROJECT}:cluster.gpuHourPrice to see it`);
-        console.log(parallelNote);
-        if (given < need.parallel) console.log(`WARNING: with --parallel ${given} the engine serialised stages; use --parallel ${need.parallel}`);
-        console.log(timelinePng(s.stack, rows, scale, gh));
+/** What happened: the order stages ran in, the GPU timeline, makespan, GPU-hours, cost. */
+function summary(r: Rehearsal, d: Deployed): void {
+    const { s, scale, need, given, parallelNote } = r;
+    const { timeline, t0, t1 } = d;
+    const pods = timeline.all();
+    // From the first pod scheduled: the engine's own start (seconds) would read as an hour at this scale.
+    const first = Math.min(...pods.flatMap((p) => [p.scheduled, p.started ?? Infinity]).filter((t) => !Number.isNaN(t)));
+    const tStart = Number.isFinite(first) ? first : t0;
+    const sec = (t: number) => (t - tStart) / 1000;
+    const digits = sec(t1) / scale < 3 ? 2 : 1;
+    const hours = (simSec: number) => (simSec / scale).toFixed(digits);
+
+    console.log("\nStages in the order they ran (estimated real hours from the start of the update):");
+    const ran = pods.filter((p) => p.started !== undefined).sort((x, y) => x.started! - y.started!);
+    for (const p of ran) {
+        console.log(`  ${hours(sec(p.started!)).padStart(6)} - ${hours(sec(p.finished ?? t1)).padStart(6)} h  ${p.stage ?? "?"}${p.variant ? ` ${p.variant}` : ""}${p.gpus ? `  (${p.gpus} GPU)` : ""}`);
+    }
+    // The GPU rows: the intervals the pods held their GPUs (sim/gpu.ts), as `status` counts them.
+    const rows: Interval[] = timeline.gpuPods(t1).map((p) => ({
+        name: p.pod, stage: p.stage ?? "?", variant: p.variant, gpus: p.gpus, node: p.node, start: sec(p.scheduled), end: sec(p.finished!),
+    }));
+    console.log("\nGPU timeline (one row per GPU pod):");
+    console.log(textTimeline(rows, { scale, digits }));
+    const makespan = sec(t1) / scale;
+    const gh = gpuFigures(pods, { now: t1, secondsPerHour: scale }).held;
+    console.log(`\nmakespan ${makespan.toFixed(digits)} h (first pod to the end of pulumi up, simulated; the scheduler's and engine's latency between stages counts x${(3600 / scale).toFixed(0)})`);
+    console.log(`GPU-hours ${gh.toFixed(digits)}`);
+    const price = s.cluster.gpuHourPrice;
+    console.log(price ? `cost ${(gh * price.amount).toFixed(2)} ${price.currency} at ${price.amount} ${price.currency} per GPU-hour` : `cost: set ${PROJECT}:cluster.gpuHourPrice to see it`);
+    console.log(parallelNote);
+    if (given < need.parallel) console.log(`WARNING: with --parallel ${given} the engine serialised stages; use --parallel ${need.parallel}`);
+    console.log(timelinePng(s.stack, rows, scale, gh));
+}
+
+async function main(argv: string[]): Promise<number> {
+    const r = await preflight(argv);
+    const c = await cluster(r);
+    try {
+        summary(r, await deploy(r, c));
         return 0;
     } finally {
-        await teardown();
+        await c.teardown();
     }
 }
 

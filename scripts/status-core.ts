@@ -1,6 +1,11 @@
 // The pure half of `npm run status`: progress records from log text, one row per stage/variant from
 // Job, Pod and Deployment objects, GPU-hours, ETA and cost, and the text screen. No I/O here: the
 // objects come from scripts/status.ts (the Kubernetes API) or from recorded fixtures in the tests.
+import { EXIT_MEANINGS, LABELS, PROGRESS_PREFIX, STAGES, StageName, WATCHDOG_GRACE_SECONDS } from "../contract";
+import { ms, podFinishedAt, podGpuHours, podGpus, podScheduledAt } from "../sim/gpu";
+import { fmtDuration } from "./duration";
+
+export { EXIT_MEANINGS, fmtDuration, PROGRESS_PREFIX, podFinishedAt, podGpuHours, podGpus, podScheduledAt };
 
 /** A timestamp as the API server writes it (JSON) or as @kubernetes/client-node deserializes it. */
 export type Time = string | Date;
@@ -51,8 +56,6 @@ export interface DeploymentObject {
 
 // ---------------------------------------------------------------------------------------------------
 // Progress records (images/common/cotvr_common.py `Progress`; images/README.md "Progress records")
-
-export const PROGRESS_PREFIX = "COTVR_PROGRESS ";
 
 export interface ProgressRecord {
     v: number;
@@ -112,19 +115,6 @@ export function lastErrorLine(log: string): string | undefined {
 // ---------------------------------------------------------------------------------------------------
 // Failure reasons
 
-/** Exit codes of the programs in images/ (images/README.md, cotvr_common.py EXIT_*), plus signals. */
-export const EXIT_MEANINGS: Record<number, string> = {
-    1: "failed (the upstream tool failed)",
-    2: "bad arguments",
-    3: "missing input",
-    4: "incomplete download",
-    5: "no metrics",
-    6: "dataset check failed",
-    130: "interrupted",
-    137: "killed (SIGKILL)",
-    143: "terminated (SIGTERM)",
-};
-
 export interface Failure {
     /** One line: why, e.g. "exit 3: missing input", "OOMKilled", "DeadlineExceeded: ...". */
     reason: string;
@@ -133,12 +123,6 @@ export interface Failure {
     errorLine?: string;
     /** The command that shows the whole log. */
     logsCommand: string;
-}
-
-function ms(t: Time | undefined): number | undefined {
-    if (t === undefined || t === null) return undefined;
-    const v = t instanceof Date ? t.getTime() : Date.parse(t);
-    return Number.isFinite(v) ? v : undefined;
 }
 
 const MAIN = "main";
@@ -167,41 +151,8 @@ export function failureReason(job: JobObject, pods: PodObject[]): string {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// GPU-hours
-
-/** GPUs a pod holds: the sum over its containers of the extended resource (limits, else requests). */
-export function podGpus(p: PodObject, gpuResource: string): number {
-    let n = 0;
-    for (const c of p.spec?.containers ?? []) {
-        const q = c.resources?.limits?.[gpuResource] ?? c.resources?.requests?.[gpuResource];
-        if (q !== undefined && q !== null) n += Number(q) || 0;
-    }
-    return n;
-}
-
-/** When a pod got its node (PodScheduled), if it did. */
-export function podScheduledAt(p: PodObject): number | undefined {
-    const c = p.status?.conditions?.find((x) => x.type === "PodScheduled" && x.status === "True");
-    return ms(c?.lastTransitionTime) ?? (p.spec?.nodeName ? ms(p.status?.startTime) : undefined);
-}
-
-/** When a finished pod let its resources go: its containers' finishedAt, else its last condition change. */
-export function podFinishedAt(p: PodObject): number | undefined {
-    if (!["Succeeded", "Failed"].includes(p.status?.phase ?? "")) return undefined;
-    const ends = (p.status?.containerStatuses ?? []).map((c) => ms(c.state?.terminated?.finishedAt)).filter((x): x is number => x !== undefined);
-    if (ends.length) return Math.max(...ends);
-    const conds = (p.status?.conditions ?? []).map((c) => ms(c.lastTransitionTime)).filter((x): x is number => x !== undefined);
-    return conds.length ? Math.max(...conds) : undefined;
-}
-
-/** GPU-hours a pod held: scheduled -> finished (or now) x GPUs requested. */
-export function podGpuHours(p: PodObject, gpuResource: string, now: number): number {
-    const gpus = podGpus(p, gpuResource);
-    const from = podScheduledAt(p);
-    if (!gpus || from === undefined) return 0;
-    const to = podFinishedAt(p) ?? now;
-    return (Math.max(0, to - from) / 3.6e6) * gpus;
-}
+// GPU-hours: sim/gpu.ts (podGpus, podScheduledAt, podFinishedAt, podGpuHours), shared with `rehearse`
+// and the e2e tier so that a rehearsal and a real run count alike.
 
 // ---------------------------------------------------------------------------------------------------
 // Rows
@@ -278,8 +229,6 @@ export interface Status {
         cost: { amount: number; projected: number; currency: string } | null;
     };
 }
-
-const STAGE_ORDER = ["download", "teacher", "generate", "train", "sample", "evaluate", "report"];
 
 function byCreation(a: { metadata?: Meta }, b: { metadata?: Meta }): number {
     return (ms(a.metadata?.creationTimestamp) ?? 0) - (ms(b.metadata?.creationTimestamp) ?? 0) || (a.metadata?.name ?? "").localeCompare(b.metadata?.name ?? "");
@@ -373,8 +322,8 @@ function jobRow(snap: Snapshot, job: JobObject, now: number): StageRow {
     const finished = state === "complete" || state === "failed";
     const eta = finished ? 0 : state === "running" ? etaSeconds(progress, now) : null;
     const row: StageRow = {
-        stage: labels["cot-vr/stage"] ?? "?",
-        variant: labels["cot-vr/variant"] ?? null,
+        stage: labels[LABELS.stage] ?? "?",
+        variant: labels[LABELS.variant] ?? null,
         kind: "Job",
         name,
         state,
@@ -412,12 +361,12 @@ function watchdogGrace(d: DeploymentObject): number | undefined {
     if (!c) return undefined;
     const i = c.args?.indexOf("--grace") ?? -1;
     const grace = i >= 0 ? Number(c.args![i + 1]) : NaN;
-    return Number.isFinite(grace) ? grace : 600;
+    return Number.isFinite(grace) ? grace : WATCHDOG_GRACE_SECONDS;
 }
 
 function teacherRow(snap: Snapshot, d: DeploymentObject, now: number, generating: boolean): StageRow {
     const name = d.metadata?.name ?? "";
-    const pods = snap.pods.filter((p) => p.metadata?.labels?.["cot-vr/stage"] === "teacher" && !p.metadata?.ownerReferences?.some((o) => o.kind === "Job")).sort(byCreation);
+    const pods = snap.pods.filter((p) => p.metadata?.labels?.[LABELS.stage] === "teacher" && !p.metadata?.ownerReferences?.some((o) => o.kind === "Job")).sort(byCreation);
     const rows = pods.map((p) => podRow(p, snap.gpuResource, now));
     const gpuHours = rows.reduce((a, r) => a + r.gpuHours, 0);
     const gpus = pods.filter(active).reduce((a, p) => a + podGpus(p, snap.gpuResource), 0);
@@ -464,7 +413,7 @@ export function deriveStatus(snap: Snapshot, opts: { now: number; price?: Price 
             t.projectedGpuHours = t.gpuHours + (t.gpus * gen.etaSeconds) / 3600;
         }
     }
-    const order = (s: string) => (STAGE_ORDER.indexOf(s) + 1 || 99);
+    const order = (s: string) => STAGES[s as StageName]?.order ?? 99;
     rows.sort((a, b) => order(a.stage) - order(b.stage) || (a.variant ?? "").localeCompare(b.variant ?? "") || a.name.localeCompare(b.name));
     if (price) {
         for (const r of rows) {
@@ -491,15 +440,6 @@ export function deriveStatus(snap: Snapshot, opts: { now: number; price?: Price 
 
 // ---------------------------------------------------------------------------------------------------
 // Text
-
-export function fmtDuration(s: number): string {
-    if (s < 60) return `${Math.round(s)}s`;
-    const m = Math.round(s / 60);
-    if (m < 60) return `${m}m`;
-    const h = Math.floor(m / 60);
-    if (h < 48) return `${h}h${String(m % 60).padStart(2, "0")}m`;
-    return `${Math.floor(h / 24)}d${h % 24}h`;
-}
 
 const group = (n: number) => Math.round(n).toLocaleString("en-US");
 
@@ -597,6 +537,6 @@ export function hours(j: JobObject, now = Date.now()): string {
 }
 
 export function jobTable(items: JobObject[], now = Date.now()): string {
-    const rows = items.map((j) => [j.metadata?.labels?.["cot-vr/stage"] ?? "", j.metadata?.labels?.["cot-vr/variant"] ?? "", jobState(j), hours(j, now), j.metadata?.name ?? ""]);
+    const rows = items.map((j) => [j.metadata?.labels?.[LABELS.stage] ?? "", j.metadata?.labels?.[LABELS.variant] ?? "", jobState(j), hours(j, now), j.metadata?.name ?? ""]);
     return ["| stage | variant | state | hours | job |", "|---|---|---|---|---|", ...rows.map((r) => `| ${r.join(" | ")} |`)].join("\n");
 }

@@ -9,6 +9,7 @@ import * as path from "path";
 import { parseArgs } from "util";
 import * as k8s from "@kubernetes/client-node";
 import logUpdate from "log-update";
+import { LABELS, selector } from "../contract";
 import { deriveStatus, gpuHourPrice, jobState, jobTable, renderStatus, Snapshot, Status } from "./status-core";
 import { readStackFile, stackFilePath, stackSettings } from "../config/stackfile";
 
@@ -79,11 +80,11 @@ export class Cluster {
 
     async snapshot(): Promise<Snapshot> {
         const { namespace, run } = this.t;
-        const sel = `cot-vr/run=${run}`;
+        const sel = selector({ [LABELS.run]: run });
         const [jobs, pods, deps] = await Promise.all([
             this.batch.listNamespacedJob({ namespace, labelSelector: sel }),
             this.core.listNamespacedPod({ namespace, labelSelector: sel }),
-            this.apps.listNamespacedDeployment({ namespace, labelSelector: `${sel},cot-vr/stage=teacher` }),
+            this.apps.listNamespacedDeployment({ namespace, labelSelector: selector({ [LABELS.run]: run, [LABELS.stage]: "teacher" }) }),
         ]);
         // The newest pod of each Job is read: the running one, or the one that finished it.
         const jobPodNames = new Map<string, string>();
@@ -104,7 +105,7 @@ export class Cluster {
 }
 
 async function reportOutput(cluster: Cluster, snap: Snapshot): Promise<{ text: string; code: number }> {
-    const report = snap.jobs.find((j) => j.metadata?.labels?.["cot-vr/stage"] === "report");
+    const report = snap.jobs.find((j) => j.metadata?.labels?.[LABELS.stage] === "report");
     if (!report) return { text: "No report Job in the cluster: enable stages.report (with the evaluations) and run pulumi up.", code: 0 };
     const state = jobState(report);
     if (state !== "complete") return { text: `Report Job ${report.metadata?.name} is ${state}.`, code: state === "failed" ? 1 : 0 };

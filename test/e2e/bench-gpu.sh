@@ -9,10 +9,10 @@ set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 
-eval "$(bash "$HERE/toolchain.sh" --env)"
+eval "$(bash "$ROOT/sim/toolchain.sh" --env)"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/cot-vr-bench-gpu.XXXXXX")"
-trap 'bash "$HERE/cluster.sh" stop "$WORK/cluster" >/dev/null 2>&1 || true; [[ "${COT_E2E_KEEP:-}" == 1 ]] || rm -rf "$WORK"' EXIT
-bash "$HERE/cluster.sh" start "$WORK/cluster"
+trap 'bash "$ROOT/sim/cluster.sh" stop "$WORK/cluster" >/dev/null 2>&1 || true; [[ "${COT_E2E_KEEP:-}" == 1 ]] || rm -rf "$WORK"' EXIT
+bash "$ROOT/sim/cluster.sh" start "$WORK/cluster"
 export COT_E2E_WORK="$WORK" COT_E2E_CLUSTER="$WORK/cluster"
 cd "$ROOT"
 npx tsx "$HERE/bench-gpu.ts"

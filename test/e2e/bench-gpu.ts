@@ -3,7 +3,7 @@
 // (`teacher.keep: true`, the teacher serves until a later update), measured in the same run.
 import { BlogRun, ganttText, runBlogFlow } from "./blogflow";
 import { KUBECONFIG, requireCluster } from "./helpers";
-import { applyStageDurations } from "./sim";
+import { applyStageDurations } from "../../sim/stages";
 
 async function main() {
     requireCluster();

@@ -18,10 +18,10 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 STACK="${1:-blog}"
 
-eval "$(bash "$HERE/toolchain.sh" --env)"
+eval "$(bash "$ROOT/sim/toolchain.sh" --env)"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/cot-vr-bench.XXXXXX")"
-trap 'bash "$HERE/cluster.sh" stop "$WORK/cluster" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
-COT_E2E_JOB_MS=0 COT_E2E_GPU_NODES="${COT_E2E_GPU_NODES:-4}" bash "$HERE/cluster.sh" start "$WORK/cluster"
+trap 'bash "$ROOT/sim/cluster.sh" stop "$WORK/cluster" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+COT_E2E_JOB_MS=0 COT_E2E_GPU_NODES="${COT_E2E_GPU_NODES:-4}" bash "$ROOT/sim/cluster.sh" start "$WORK/cluster"
 export KUBECONFIG="$WORK/cluster/kubeconfig"
 export PULUMI_BACKEND_URL="file://$WORK/state" PULUMI_CONFIG_PASSPHRASE=bench PULUMI_SKIP_UPDATE_CHECK=true \
   PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true PULUMI_HOME="$WORK/pulumi-home" NO_COLOR=1
@@ -34,7 +34,7 @@ mkdir -p "$WORK/state" "$WORK/pulumi-home"
 P="$WORK/project"
 mkdir -p "$P"
 for e in "$ROOT"/*; do
-  case "$(basename "$e")" in node_modules|render|out|images|test) ;; *) cp -r "$e" "$P/" ;; esac
+  case "$(basename "$e")" in node_modules|render|out|images|test|sim) ;; *) cp -r "$e" "$P/" ;; esac
 done
 ln -s "$ROOT/node_modules" "$P/node_modules"
 cd "$P"

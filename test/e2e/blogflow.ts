@@ -6,10 +6,11 @@ import { stageGraph, StageNode } from "../../components/graph";
 import { Settings } from "../../config";
 import { readStackFile, stackSettings } from "../../config/stackfile";
 import { initStack, KUBECONFIG, kubectlJson, must, Result, Stack, useE2eCluster } from "./helpers";
-import {
-    applyStageDurations, criticalPath, durationOf, gpuCount, GpuFigures, gpuFigures, gpuTimeline, HoldRun,
-    holdTeacherWhileGenerating, PodInterval, StageDuration,
-} from "./sim";
+import { criticalPath } from "../../sim/critical-path";
+import { GpuFigures, gpuFigures, PodInterval, podGpus } from "../../sim/gpu";
+import { applyStageDurations, durationOf, StageDuration } from "../../sim/stages";
+import { HoldRun, holdTeacherWhileGenerating } from "../../sim/teacher";
+import { gpuTimeline } from "../../sim/watch";
 
 /**
  * The blog's stage times in hours on one MI300X (docs/FACTS.md "The blog's run"). The blog gives the
@@ -104,7 +105,7 @@ export async function runBlogFlow(o: { name: string; namespace: string; keep: bo
     const figures = gpuFigures(pods, { now: returnedAt, secondsPerHour: o.secondsPerHour });
     const critical = criticalPath(stageGraph(settings), nodeSeconds(settings, durations, o.secondsPerHour));
     const gpuPodsAtReturn = atReturn
-        .filter((p) => gpuCount(p, settings.cluster.gpuResource) > 0 && p.spec?.nodeName && !["Succeeded", "Failed"].includes(p.status?.phase))
+        .filter((p) => podGpus(p, settings.cluster.gpuResource) > 0 && p.spec?.nodeName && !["Succeeded", "Failed"].includes(p.status?.phase))
         .map((p) => p.metadata.name);
     // Concurrency: most pods of Jobs or the teacher alive at one instant (each is an operation the engine awaits).
     const events: [number, number][] = [];

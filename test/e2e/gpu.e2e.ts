@@ -1,12 +1,13 @@
 // The whole blog run on a real engine and API server: the blog stack in ONE `pulumi up`, with the blog's stage
 // times (1 simulated hour = COT_E2E_HOUR_SECONDS s, default 5, see below), while the generation's real release
 // code (images/datagen/teacher_scale.py) scales the teacher through its own Role. The GPU timeline
-// comes from the API server (test/e2e/sim.ts).
+// comes from the API server (sim/watch.ts, sim/gpu.ts).
 import * as fs from "fs";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { BlogRun, ganttText, runBlogFlow } from "./blogflow";
 import { KUBECONFIG, kubectl, kubectlJson, must, requireCluster, run as runCommand } from "./helpers";
-import { applyStageDurations, runTeacherWatchdog } from "./sim";
+import { applyStageDurations } from "../../sim/stages";
+import { runTeacherWatchdog } from "../../sim/teacher";
 
 // Seconds per simulated hour. At 1 s the control plane's fixed latency on each DAG edge (the Job
 // controller batches pod updates for 1 s before it marks a Job complete, then the provider sees it and

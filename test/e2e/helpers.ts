@@ -1,5 +1,5 @@
 // Helpers of the e2e suite: a throw-away copy of the project per stack, the `pulumi` CLI on a local
-// file backend, kubectl against the e2e cluster (test/e2e/cluster.sh), and a pod monitor.
+// file backend, kubectl against the e2e cluster (sim/cluster.sh), and a pod monitor.
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";

@@ -7,7 +7,8 @@
 // Everything asserted is what the API server showed (watched, so pods that go away are kept).
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { initStack, kubectl, kubectlJson, KUBECONFIG, must, requireCluster, Result, run, Stack, ts, useE2eCluster } from "./helpers";
-import { applyStageDurations, loadKubeConfig, watchObjects, watchPods } from "./sim";
+import { applyStageDurations } from "../../sim/stages";
+import { loadKubeConfig, watchObjects, watchPods } from "../../sim/watch";
 
 const NS = "cot-vr-e2e-nodeloss";
 // Pod GC (kube-controller-manager 1.34, podgc/gc_controller.go) sees the orphan on its next 20 s pass

@@ -1,5 +1,5 @@
 // The e2e suite: the real Pulumi engine, the real Kubernetes provider and a real kube-apiserver
-// (test/e2e/cluster.sh: kwok nodes that look like TensorWave MI300X nodes). Run by test/e2e/run.sh.
+// (sim/cluster.sh: kwok nodes that look like TensorWave MI300X nodes). Run by test/e2e/run.sh.
 // The tests of the smoke stack run in order and share its state, as a user's runs would.
 import * as fs from "fs";
 import * as path from "path";

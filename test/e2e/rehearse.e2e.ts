@@ -81,7 +81,7 @@ describe("npm run rehearse", () => {
         });
         const r = rehearse("--config", file);
         expect(r.code).toBe(1);
-        expect(r.out).toMatch(/cot-vr:timing\.generate\.timeout is 60s but generate is estimated at \d+m/);
+        expect(r.out).toMatch(/cot-vr:timing\.generate\.timeout is 1m but generate is estimated at (\d+h)?\d+m/);
         expect(r.out).not.toContain("starting the local control plane");
     });
 });

@@ -15,7 +15,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 t0=$SECONDS
 
 echo "[e2e] toolchain"
-env_lines="$(bash "$HERE/toolchain.sh" --env)" || { echo "[e2e] FAILED: the e2e toolchain could not be built (see above)" >&2; exit 1; }
+env_lines="$(bash "$ROOT/sim/toolchain.sh" --env)" || { echo "[e2e] FAILED: the e2e toolchain could not be built (see above)" >&2; exit 1; }
 eval "$env_lines"
 t_tool=$((SECONDS - t0))
 
@@ -24,9 +24,9 @@ export COT_E2E_WORK="$WORK" COT_E2E_CLUSTER="$WORK/cluster"
 cleanup() {
   local rc=$?
   if [[ "${COT_E2E_KEEP:-}" == 1 ]]; then
-    echo "[e2e] kept: cluster $COT_E2E_CLUSTER (stop: bash test/e2e/cluster.sh stop $COT_E2E_CLUSTER), work $WORK" >&2
+    echo "[e2e] kept: cluster $COT_E2E_CLUSTER (stop: bash sim/cluster.sh stop $COT_E2E_CLUSTER), work $WORK" >&2
   else
-    bash "$HERE/cluster.sh" stop "$COT_E2E_CLUSTER" || true
+    bash "$ROOT/sim/cluster.sh" stop "$COT_E2E_CLUSTER" || true
     if [[ $rc == 0 ]]; then rm -rf "$WORK"; else echo "[e2e] logs kept in $WORK" >&2; fi
   fi
   exit $rc
@@ -35,7 +35,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 echo "[e2e] cluster"
-bash "$HERE/cluster.sh" start "$COT_E2E_CLUSTER"
+bash "$ROOT/sim/cluster.sh" start "$COT_E2E_CLUSTER"
 t_cluster=$((SECONDS - t0 - t_tool))
 
 echo "[e2e] tests"

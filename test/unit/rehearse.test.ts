@@ -94,7 +94,7 @@ describe("duration estimates", () => {
         const s = settings({ timing: { train: { timeout: "2h" } } });
         const p = timeoutProblems(s, estimateStages(s));
         expect(p.length).toBe(2);
-        expect(p[0]).toMatch(/^cot-vr:timing\.train\.timeout is 2\.0h but train:lora-11b is estimated at [\d.]+h/);
+        expect(p[0]).toMatch(/^cot-vr:timing\.train\.timeout is 2h00m but train:lora-11b is estimated at \d+h\d\dm/);
     });
 
     test("the plan: critical path through generation and the 90B fine-tune; GPU-hours add up", () => {

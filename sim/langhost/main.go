@@ -1,7 +1,7 @@
 // pulumi-language-nodejs for the e2e tier.
 //
 // The upstream language host (module github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3)
-// is not served by the Go module proxy this project can reach, so test/e2e/toolchain.sh builds this
+// is not served by the Go module proxy this project can reach, so sim/toolchain.sh builds this
 // small one instead, against the same github.com/pulumi/pulumi/sdk/v3 as the CLI. It implements the
 // part of the LanguageRuntime service that `pulumi preview/up/destroy` of a TypeScript program use:
 // it reports the resource plugins of the program's node_modules and runs the program with the

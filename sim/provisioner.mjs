@@ -1,6 +1,6 @@
 // A tiny volume provisioner for the e2e cluster (kwok provisions nothing).
 //
-//   node test/e2e/provisioner.mjs KUBECONFIG
+//   node sim/provisioner.mjs KUBECONFIG
 //
 // Once a second: for every Pending PersistentVolumeClaim without a volume whose StorageClass
 // exists, create a PersistentVolume pre-bound to it (capacity = request, same access modes and

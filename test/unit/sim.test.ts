@@ -1,11 +1,15 @@
-// The pure half of the e2e tier's simulation (test/e2e/sim.ts, blogflow.ts): kwok Stages derived from
-// stage durations, GPU figures of a timeline, the DAG's critical path with the blog's stage times.
+// The pure half of the simulation (sim/stages.ts, sim/gpu.ts, sim/critical-path.ts) and of the e2e
+// tier's blog flow (blogflow.ts): kwok Stages derived from stage durations, GPU figures of a
+// timeline, the DAG's critical path with the blog's stage times.
 import * as path from "path";
 import { describe, expect, test } from "vitest";
 import { stageGraph } from "../../components/graph";
 import { readStackFile, stackSettings } from "../../config/stackfile";
 import { blogDurations, nodeSeconds } from "../e2e/blogflow";
-import { criticalPath, gpuFigures, PodInterval, podStages } from "../e2e/sim";
+import { LABELS } from "../../contract";
+import { criticalPath } from "../../sim/critical-path";
+import { gpuFigures, podGpuHours, PodInterval, PodTimeline } from "../../sim/gpu";
+import { durationOf, podStages, StageDuration } from "../../sim/stages";
 
 const blog = (keep: boolean) => {
     const f = readStackFile(path.join(__dirname, "../../stacks/Pulumi.blog.yaml"));
@@ -67,4 +71,46 @@ describe("critical path of the blog stack with the blog's stage times", () => {
             expect(cp.path.map((p) => p.id)).toEqual(["download:90b", "teacher", "generate", "train:lora-11b", "evaluate:lora-11b", "report"]);
         });
     }
+});
+
+describe("one count of a pod's GPU-hours", () => {
+    const at = (hh: string) => `2026-01-01T${hh}Z`;
+    const pod = (extra: { phase?: string; finishedAt?: string; deletionTimestamp?: string }) => ({
+        metadata: { name: "p", uid: "u1", labels: { [LABELS.stage]: "teacher" }, deletionTimestamp: extra.deletionTimestamp, deletionGracePeriodSeconds: extra.deletionTimestamp ? 30 : undefined },
+        spec: { nodeName: "n", containers: [{ resources: { limits: { "amd.com/gpu": "2" } } }] },
+        status: {
+            phase: extra.phase ?? "Running",
+            startTime: at("10:00:05"),
+            conditions: [{ type: "PodScheduled", status: "True", lastTransitionTime: at("10:00:00") }],
+            containerStatuses: [{ state: extra.finishedAt ? { terminated: { finishedAt: extra.finishedAt } } : { running: { startedAt: at("10:00:05") } } }],
+        },
+    });
+
+    test("status (podGpuHours) and the simulation (PodTimeline, gpuFigures) agree: PodScheduled -> finishedAt x GPUs", () => {
+        const done = pod({ phase: "Succeeded", finishedAt: at("11:30:00") });
+        const now = Date.parse(at("12:00:00"));
+        expect(podGpuHours(done, "amd.com/gpu", now)).toBeCloseTo(3, 9);
+        const t = new PodTimeline("amd.com/gpu");
+        t.record("MODIFIED", done);
+        expect(gpuFigures(t.all(), { now }).held).toBeCloseTo(3, 9);
+        // still running: until now
+        expect(podGpuHours(pod({}), "amd.com/gpu", now)).toBeCloseTo(4, 9);
+    });
+
+    test("a pod deleted while it ran ends at the deletion request (deletionTimestamp less the grace period)", () => {
+        const t = new PodTimeline("amd.com/gpu");
+        t.record("ADDED", pod({}));
+        t.record("DELETED", pod({ deletionTimestamp: at("11:00:30") }), Date.parse(at("11:05:00")));
+        expect(t.all()[0].finished).toBe(Date.parse(at("11:00:00")));
+    });
+});
+
+describe("durations of DAG nodes", () => {
+    test("an entry without variant covers the generation (variant cot) and the benchmark's variants", () => {
+        const d: StageDuration[] = [{ stage: "generate", seconds: 8 }, { stage: "benchmark", seconds: 2 }, { stage: "benchmark", variant: "lora-11b", seconds: 3 }];
+        expect(durationOf(d, { kind: "generate" })).toBe(8);
+        expect(durationOf(d, { kind: "benchmark", variant: "lora-11b" })).toBe(3);
+        expect(durationOf(d, { kind: "benchmark", variant: "qlora-90b" })).toBe(2);
+        expect(durationOf(d, { kind: "report" })).toBe(0);
+    });
 });

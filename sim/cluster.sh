@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # A local Kubernetes control plane with simulated TensorWave MI300X nodes, on loopback.
 #
-#   bash test/e2e/cluster.sh start DIR   start etcd, kube-apiserver, kube-controller-manager,
+#   bash sim/cluster.sh start DIR   start etcd, kube-apiserver, kube-controller-manager,
 #                                        kube-scheduler, kwok and a PV provisioner; write DIR/kubeconfig
-#   bash test/e2e/cluster.sh stop DIR    stop what `start` started (by the pids in DIR/pids)
-#   bash test/e2e/cluster.sh status DIR
+#   bash sim/cluster.sh stop DIR    stop what `start` started (by the pids in DIR/pids)
+#   bash sim/cluster.sh status DIR
 #
 # Binaries come from PATH (see toolchain.sh). Certificates, keys and the kubeconfig are made here,
 # in DIR. kwok's Stages are API objects (kwok/stage-crd.yaml; the defaults of kwok/stages.yaml), which
-# test/e2e/sim.ts changes per test. Nodes: test/e2e/kwok/nodes.yaml (2 x MI300X with 8 amd.com/gpu each, 1 CPU-only node).
+# sim/stages.ts changes per run. Nodes: sim/kwok/nodes.yaml (2 x MI300X with 8 amd.com/gpu each, 1 CPU-only node).
 # Volumes: a default StorageClass `standard` (and `local-path`, `nfs-rwx`) served by
-# test/e2e/provisioner.mjs, which makes a Retain PV for each pending claim of an existing class and
+# sim/provisioner.mjs, which makes a Retain PV for each pending claim of an existing class and
 # hands a Released PV back to a new claim of the same namespace/name (data kept across `destroy`).
 set -euo pipefail
 
@@ -93,7 +93,7 @@ EOF
 start_all() {
   local b
   for b in etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok node openssl; do
-    command -v "$b" >/dev/null || { log "$b is not on PATH (run: eval \"\$(bash test/e2e/toolchain.sh --env)\")"; exit 1; }
+    command -v "$b" >/dev/null || { log "$b is not on PATH (run: eval \"\$(bash sim/toolchain.sh --env)\")"; exit 1; }
   done
   [[ -f "$DIR/pids" ]] && { log "a cluster is already recorded in $DIR/pids; stop it first"; exit 1; }
   mkdir -p "$DIR/logs" "$DIR/etcd"
@@ -139,7 +139,7 @@ start_all() {
     "$HERE/kwok/stages.yaml" >"$DIR/stages.yaml"
   # Stages are objects of the API server (kwok's Stage CRD, --enable-crds=Stage), not a --config file,
   # so that a test can give pods of a stage/variant their own run time on the running cluster
-  # (test/e2e/sim.ts applyStageDurations); kwok watches them and applies changes without a restart.
+  # (sim/stages.ts applyStageDurations); kwok watches them and applies changes without a restart.
   kubectl apply --server-side -f "$HERE/kwok/stage-crd.yaml" >/dev/null
   wait_for "Stage CRD" 60 kubectl wait --for=condition=Established crd/stages.kwok.x-k8s.io --timeout=2s
   kubectl apply --server-side --field-manager=cot-vr-e2e -f "$DIR/stages.yaml" >/dev/null

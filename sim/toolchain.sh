@@ -2,9 +2,9 @@
 # Toolchain for the e2e tier: the Pulumi CLI, the Node.js language host, the Kubernetes provider
 # plugin, etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok.
 #
-#   bash test/e2e/toolchain.sh            build what is missing, print where each binary is
-#   eval "$(bash test/e2e/toolchain.sh --env)"   same, then export PATH (logs go to stderr)
-#   bash test/e2e/toolchain.sh --only pulumi,etcd   build only these
+#   bash sim/toolchain.sh            build what is missing, print where each binary is
+#   eval "$(bash sim/toolchain.sh --env)"   same, then export PATH (logs go to stderr)
+#   bash sim/toolchain.sh --only pulumi,etcd   build only these
 #
 # A binary already on PATH is used when its version fits. Otherwise it is built from the Go module
 # proxy into ${COT_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cot-vr-e2e}/<tool>-<version>/bin,
@@ -17,7 +17,7 @@ mkdir -p "$CACHE"
 
 # ---- versions ---------------------------------------------------------------------------------
 # The Pulumi CLI and SDK versions follow package-lock.json (@pulumi/pulumi, @pulumi/kubernetes).
-REPO_ROOT="$(cd "$HERE/../.." && pwd)"
+REPO_ROOT="$(cd "$HERE/.." && pwd)"
 lockver() { node -e 'const l=require(process.argv[1]);process.stdout.write(l.packages["node_modules/"+process.argv[2]].version)' "$REPO_ROOT/package-lock.json" "$1"; }
 PULUMI_VERSION="${PULUMI_VERSION:-$(lockver @pulumi/pulumi)}"
 K8S_PROVIDER_VERSION="${K8S_PROVIDER_VERSION:-$(lockver @pulumi/kubernetes)}"
@@ -105,7 +105,7 @@ EOF
       -o "$dir/bin/pulumi-language-nodejs" github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3
   else
     # The upstream module is not served by the Go module proxy here: build the small language
-    # host that lives in this repository (test/e2e/langhost), against the same sdk/v3.
+    # host that lives in this repository (sim/langhost), against the same sdk/v3.
     rm -rf "$src"/*
     cp "$HERE"/langhost/*.go "$src"/
     cat >go.mod <<EOF

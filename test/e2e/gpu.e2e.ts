@@ -8,6 +8,7 @@ import { BlogRun, ganttText, runBlogFlow } from "./blogflow";
 import { KUBECONFIG, kubectl, kubectlJson, must, requireCluster, run as runCommand } from "./helpers";
 import { applyStageDurations } from "../../sim/stages";
 import { runTeacherWatchdog } from "../../sim/teacher";
+import { LABELS, selector } from "../../contract";
 
 // Seconds per simulated hour. At 1 s the control plane's fixed latency on each DAG edge (the Job
 // controller batches pod updates for 1 s before it marks a Job complete, then the provider sees it and
@@ -64,7 +65,7 @@ describe("blog stack in one pulumi up: GPUs only for work", () => {
         // What a generation SIGKILLed on its Job's last try leaves behind: the teacher at 1 replica.
         must(kubectl("-n", ns, "scale", "deployment", teacher, "--replicas=1"), "scale the teacher to 1");
         // A live holder: a pod with the generation Job's own pod labels (not its controller's).
-        const job = kubectlJson("-n", ns, "get", "jobs", "-l", "cot-vr/stage=generate").items[0];
+        const job = kubectlJson("-n", ns, "get", "jobs", "-l", selector({ [LABELS.stage]: "generate" })).items[0];
         const labels = Object.fromEntries(Object.entries(job.spec.template.metadata.labels as Record<string, string>)
             .filter(([k]) => !/controller-uid|job-name/.test(k)));
         const holder = { apiVersion: "v1", kind: "Pod", metadata: { name: `${run.settings.run}-holder`, namespace: ns, labels },
@@ -88,7 +89,7 @@ describe("blog stack in one pulumi up: GPUs only for work", () => {
             expect(result!.code, result!.output).toBe(0);
             expect(replicas(), "teacher after the watchdog").toBe(0);
             expect((Date.now() - gone) / 1000, "released after the grace, not before").toBeGreaterThanOrEqual(grace - 1);
-            expect(result!.output).toContain("no pod matching cot-vr/run=");
+            expect(result!.output).toContain(`no pod matching ${LABELS.run}=`);
             const events = fs.readFileSync(dog.record, "utf8").trim().split("\n").map((l) => JSON.parse(l));
             expect(events.at(-1)).toMatchObject({ event: "scaled", replicas: 0, deployment: teacher });
         } finally {

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { initStack, kubectl, kubectlJson, KUBECONFIG, must, requireCluster, Result, run, Stack, ts, useE2eCluster } from "./helpers";
 import { applyStageDurations } from "../../sim/stages";
 import { loadKubeConfig, watchObjects, watchPods } from "../../sim/watch";
+import { LABELS, selector } from "../../contract";
 
 const NS = "cot-vr-e2e-nodeloss";
 // Pod GC (kube-controller-manager 1.34, podgc/gc_controller.go) sees the orphan on its next 20 s pass
@@ -16,7 +17,7 @@ const NS = "cot-vr-e2e-nodeloss";
 // 76 s). The fine-tune must outlast that, so that the first pod is still Running when pod GC takes it
 // (kwok could otherwise finish it first) and the replacement's run is clearly its own.
 const TRAIN_SECONDS = Number(process.env.COT_E2E_NODELOSS_TRAIN_SECONDS ?? 120);
-const SELECTOR = "cot-vr/stage=train,cot-vr/variant=lora-11b";
+const SELECTOR = selector({ [LABELS.stage]: "train", [LABELS.variant]: "lora-11b" });
 // The update would otherwise wait up to the train timeout (2 h) for a pod that never comes back.
 const UP_LIMIT_MS = 10 * 60 * 1000;
 

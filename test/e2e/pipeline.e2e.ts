@@ -5,13 +5,15 @@ import * as fs from "fs";
 import * as path from "path";
 import * as YAML from "yaml";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { LABELS, STAGE_NAMES } from "../../contract";
 import {
     gpuRequest, initStack, kubectl, kubectlJson, must, PodMonitor, requireCluster, ROOT, run, runAsync, Stack, ts,
     useE2eCluster, WORK,
 } from "./helpers";
 
 const NS = "cot-vr-e2e-smoke";
-const STAGES = ["download", "teacher", "generate", "train", "sample", "evaluate", "report"];
+// Every stage but the opt-in benchmark.
+const STAGES = STAGE_NAMES.filter((s) => s !== "benchmark");
 const allStages = (on: boolean) => Object.fromEntries(STAGES.map((s) => [`stages.${s}`, String(on)]));
 const GPU = "amd.com/gpu";
 
@@ -417,7 +419,7 @@ describe("npm run status on the simulated cluster", () => {
         expect(jobRows.map((r: any) => r.name).sort()).toEqual(jobs.map((j) => j.metadata.name).sort());
         for (const j of jobs) {
             const row = jobRows.find((r: any) => r.name === j.metadata.name);
-            expect(row.stage).toBe(j.metadata.labels["cot-vr/stage"]);
+            expect(row.stage).toBe(j.metadata.labels[LABELS.stage]);
             if (complete(j)) expect(row.state, j.metadata.name).toBe("complete");
             else expect(["pending", "running"], `${j.metadata.name} (not awaited) is ${row.state}`).toContain(row.state);
             expect(row.progress, `${j.metadata.name}: kwok pods have no log`).toBeNull();

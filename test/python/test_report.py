@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from conftest import TRAINER, JsonHandler, run_program
-from cotvr_contract import EXIT_MISSING_INPUT, EXIT_NO_METRICS, LABEL_RUN, LABEL_STAGE, LABEL_VARIANT, selector
+from cotvr_contract import EXIT_FAILED, EXIT_MISSING_INPUT, EXIT_NO_METRICS, LABEL_RUN, LABEL_STAGE, LABEL_VARIANT, selector
 
 REPORT = TRAINER / "report.py"
 
@@ -278,14 +278,14 @@ def test_headline_configmap_write_failure_fails_the_job(tmp_path: Path) -> None:
     try:
         eval_dir, spec = write_inputs(tmp_path)
         proc = report(tmp_path, eval_dir, spec, "--api", server.url, "--headline-configmap", "blog-report")
-        assert proc.returncode == 1 and "cannot write ConfigMap cot-vr/blog-report" in proc.stderr
+        assert proc.returncode == EXIT_FAILED and "cannot write ConfigMap cot-vr/blog-report" in proc.stderr
         assert "Traceback" not in proc.stderr
         assert (tmp_path / "report" / "report.md").is_file()
     finally:
         server.close()
     # without any API there is nothing to write to
     proc = report(tmp_path, eval_dir, spec, "--no-jobs", "--headline-configmap", "blog-report")
-    assert proc.returncode == 1 and "not running in a cluster" in proc.stderr
+    assert proc.returncode == EXIT_FAILED and "not running in a cluster" in proc.stderr
 
 
 def test_an_unreachable_webhook_changes_nothing(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 // These tests pin the twin to it, and fail on a label key, stage list or exit-code number written as a
 // literal anywhere else in the code, where it could drift.
 import { execFileSync } from "child_process";
+import * as fs from "fs";
 import * as path from "path";
 import { describe, expect, it } from "vitest";
 import * as contract from "../../contract";
@@ -59,5 +60,42 @@ describe("the stage table", () => {
         expect(contract.stageLabels({ kind: "teacher" })).toEqual({ stage: "teacher", variant: undefined });
         expect(contract.stageLabels({ kind: "benchmark", variant: "lora-11b" })).toEqual({ stage: "benchmark", variant: "lora-11b" });
         expect(contract.stageLabels({ kind: "evaluate", model: { name: "base-11b" } })).toEqual({ stage: "evaluate", variant: "base-11b" });
+    });
+});
+
+describe("no copy of the vocabulary outside the contract", () => {
+    // Code files of the repository; recorded logs and objects under test/fixtures are data, not code.
+    const files = execFileSync("git", ["ls-files", "-z"], { cwd: ROOT, encoding: "utf8" })
+        .split("\0")
+        .filter((f) => /\.(ts|mts|mjs|js|py|sh|go)$/.test(f) && !f.startsWith("test/fixtures/"))
+        .filter((f) => f !== "contract.ts" && f !== "images/common/cotvr_contract.py" && f !== "test/unit/contract.test.ts");
+    const stage = `["'](?:${contract.STAGE_NAMES.join("|")})["']`;
+    const rules: [string, RegExp][] = [
+        ["a label key", new RegExp(`${contract.PROJECT}(?:/|%2F)(?:run|stage|variant|config-hash)\\b`)],
+        // Four or more stage names in one list is a copy of the stage table.
+        ["a stage list", new RegExp(`[[(]\\s*${stage}(?:\\s*,\\s*${stage}){3,}`)],
+        ["an exit-code definition", /\bEXIT_[A-Z_]+\s*=\s*\d/],
+        ["an exit-code number", /(?:returncode|exit_?[cC]ode|\.code)\s*[!=]==?\s*[1-6]\b|\b(?:sys\.)?exit\(\s*[2-6]\s*\)|^\s*return [2-6]\s*$/],
+        ["the watchdog's grace", /--grace["'],\s*["']600\b|grace\s*[:=]\s*600\b/],
+    ];
+
+    it("finds none in the code", () => {
+        const found: string[] = [];
+        for (const f of files) {
+            const lines = fs.readFileSync(path.join(ROOT, f), "utf8").split("\n");
+            lines.forEach((line, i) => {
+                for (const [what, re] of rules) if (re.test(line)) found.push(`${f}:${i + 1}: ${what}: ${line.trim()}`);
+            });
+        }
+        expect(found).toEqual([]);
+    });
+
+    it("would find one", () => {
+        const hits = (line: string) => rules.filter(([, re]) => re.test(line)).map(([what]) => what);
+        expect(hits(`labels["${contract.LABELS.stage}"]`)).toEqual(["a label key"]);
+        expect(hits(`const ORDER = ["download", "teacher", "generate", "train"];`)).toEqual(["a stage list"]);
+        expect(hits("EXIT_FAILED = 1")).toEqual(["an exit-code definition"]);
+        expect(hits("assert proc.returncode == 3")).toEqual(["an exit-code number"]);
+        expect(hits("grace = 600")).toEqual(["the watchdog's grace"]);
     });
 });

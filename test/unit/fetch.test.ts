@@ -8,7 +8,7 @@ import * as path from "path";
 import * as k8s from "@kubernetes/client-node";
 import * as YAML from "yaml";
 import { afterEach, describe, expect, it } from "vitest";
-import { LABELS } from "../../contract";
+import { LABELS, selector } from "../../contract";
 import {
     FETCH_EXIT, FetchError, fetchTarget, mapError, parseFetchArgs, podProblem, readerPod, selectFiles, USAGE,
 } from "../../scripts/fetch-core";
@@ -126,7 +126,7 @@ async function standIn(files: Record<string, Buffer> | null, o: { claimMissing?:
         req.on("data", (c) => (body += c));
         req.on("end", () => {
             if (req.method === "GET" && u.pathname === "/apis/batch/v1/namespaces/cot-vr/jobs") {
-                expect(u.searchParams.get("labelSelector")).toBe("cot-vr/run=blog,cot-vr/stage=report");
+                expect(u.searchParams.get("labelSelector")).toBe(selector({ [LABELS.run]: "blog", [LABELS.stage]: "report" }));
                 return json(res, 200, { apiVersion: "batch/v1", kind: "JobList", metadata: {}, items: [{
                     metadata: { name: "blog-report-ed96fe62", creationTimestamp: "2026-05-04T10:00:00Z" },
                     spec: { template: { spec: { containers: [{ name: "main", image: "registry.example/cot-vr-trainer@sha256:" + "a".repeat(64) }], imagePullSecrets: [{ name: "blog-registry" }] } } },

@@ -9,6 +9,7 @@ import { claimProblems, defaultNodes, keysIn, keysToChange, neverSchedulable, no
 import { CHARTQA_ROWS } from "../../config/facts";
 import { readStackFile, stackFilePath, stackSettings } from "../../config/stackfile";
 import { settings } from "./helpers";
+import { LABELS } from "../../contract";
 
 const shipped = (stack: string) => stackSettings(readStackFile(stackFilePath(stack)), { placeholderSecrets: true }).settings;
 const byId = (s: ReturnType<typeof settings>) => new Map(estimateStages(s).map((e) => [e.id, e]));
@@ -137,7 +138,7 @@ describe("--parallel from the DAG", () => {
 
 describe("simulated nodes and scheduling verdicts", () => {
     const gpuPod = (gpus: number, extra: Record<string, unknown> = {}, stage = "train") => ({
-        metadata: { name: "p", labels: { "cot-vr/stage": stage } },
+        metadata: { name: "p", labels: { [LABELS.stage]: stage } },
         spec: { tolerations: [{ key: "amd.com/gpu", operator: "Exists", effect: "NoSchedule" }], containers: [{ resources: { requests: { cpu: "16", memory: "256Gi", "amd.com/gpu": String(gpus) }, limits: { "amd.com/gpu": String(gpus) } } }], ...extra },
     });
 

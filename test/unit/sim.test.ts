@@ -26,7 +26,7 @@ describe("kwok stages from durations", () => {
         expect(exprs("pod-complete")).toContain('"values":["train"]');
         expect(exprs("pod-complete")).toContain("train/lora-11b");
         expect(exprs("sim-complete-train")).toContain("train/lora-11b");
-        expect(byName.get("sim-complete-train-lora-11b").spec.selector.matchLabels).toEqual({ "cot-vr/stage": "train", "cot-vr/variant": "lora-11b" });
+        expect(byName.get("sim-complete-train-lora-11b").spec.selector.matchLabels).toEqual({ [LABELS.stage]: "train", [LABELS.variant]: "lora-11b" });
         expect(byName.get("sim-complete-train-lora-11b").spec.delay).toEqual({ durationMilliseconds: 25000 });
         expect(byName.get("pod-complete").spec.delay).toEqual({ durationMilliseconds: 1500 });
     });

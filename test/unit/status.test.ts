@@ -5,6 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { describe, expect, it } from "vitest";
 import { labels } from "../../components/naming";
+import { LABELS, selector, WATCHDOG_GRACE_SECONDS } from "../../contract";
 import {
     bar, deriveStatus, DeploymentObject, failureReason, gpuHourPrice, JobObject, lastErrorLine, lastProgress,
     parseProgress, PodObject, podGpuHours, renderStatus, Snapshot,
@@ -230,11 +231,11 @@ describe("rows of a recorded cluster state", () => {
     it("a teacher up with no generation pod says its watchdog will free it, and when; a kept teacher does not", () => {
         const watched: DeploymentObject = {
             ...snap.deployments[0],
-            spec: { replicas: 1, template: { spec: { containers: [{ name: "vllm" }, { name: "release", args: ["watch", "--grace", "600"] }] } } },
+            spec: { replicas: 1, template: { spec: { containers: [{ name: "vllm" }, { name: "release", args: ["watch", "--grace", String(WATCHDOG_GRACE_SECONDS)] }] } } },
         };
         const generating = deriveStatus({ ...snap, deployments: [watched] }, { now });
         expect(generating.rows.find((r) => r.stage === "teacher")!.detail).toBeUndefined();
-        const orphan = { ...snap, deployments: [watched], jobs: snap.jobs.filter((j) => j.metadata?.labels?.["cot-vr/stage"] !== "generate") };
+        const orphan = { ...snap, deployments: [watched], jobs: snap.jobs.filter((j) => j.metadata?.labels?.[LABELS.stage] !== "generate") };
         expect(deriveStatus(orphan, { now }).rows.find((r) => r.stage === "teacher")!.detail)
             .toBe(`no generation pod: its watchdog scales it to 0 10 min after the last one (kubectl logs -n ${NS} deploy/${RUN}-teacher -c release)`);
         // teacher.keep: no watchdog, the teacher serves on purpose.
@@ -353,6 +354,8 @@ async function stubApi(snap: Snapshot) {
 }
 
 describe("the I/O half reads the API through @kubernetes/client-node", () => {
+    /** The query string of a label selector, as the client encodes it. */
+    const query = (labels: Record<string, string>) => new URLSearchParams({ labelSelector: selector(labels) }).toString();
     it("lists the run's Jobs, pods and teacher, tails each Job's newest pod log (container main), and derives the same rows", async () => {
         const { Cluster } = await import("../../scripts/status");
         const { snap, now } = blogAt11();
@@ -362,9 +365,9 @@ describe("the I/O half reads the API through @kubernetes/client-node", () => {
             const cluster = new Cluster({ namespace: NS, run: RUN, gpuResource: GPU, kubeconfig: api.kubeconfig, context: "stub" });
             const got = await cluster.snapshot();
             expect(api.seen.filter((s) => s.includes("labelSelector")).sort()).toEqual([
-                "/api/v1/namespaces/cot-vr/pods?labelSelector=cot-vr%2Frun%3Dblog",
-                "/apis/apps/v1/namespaces/cot-vr/deployments?labelSelector=cot-vr%2Frun%3Dblog%2Ccot-vr%2Fstage%3Dteacher",
-                "/apis/batch/v1/namespaces/cot-vr/jobs?labelSelector=cot-vr%2Frun%3Dblog",
+                `/api/v1/namespaces/cot-vr/pods?${query({ [LABELS.run]: "blog" })}`,
+                `/apis/apps/v1/namespaces/cot-vr/deployments?${query({ [LABELS.run]: "blog", [LABELS.stage]: "teacher" })}`,
+                `/apis/batch/v1/namespaces/cot-vr/jobs?${query({ [LABELS.run]: "blog" })}`,
             ]);
             const logReads = api.seen.filter((s) => s.includes("/log?"));
             expect(logReads.length, "one log read per Job").toBe(5);

@@ -1,6 +1,7 @@
 // The pure half of `npm run status`: progress records from log text, one row per stage/variant from
 // Job, Pod and Deployment objects, GPU-hours, ETA and cost, and the text screen. No I/O here: the
 // objects come from scripts/status.ts (the Kubernetes API) or from recorded fixtures in the tests.
+import pc from "picocolors";
 import { EXIT_MEANINGS, LABELS, PROGRESS_PREFIX, STAGES, StageName, WATCHDOG_GRACE_SECONDS } from "../contract";
 import { ms, podFinishedAt, podGpuHours, podGpus, podScheduledAt } from "../sim/gpu";
 import { fmtDuration } from "./duration";
@@ -493,8 +494,28 @@ function table(rows: string[][]): string[] {
     return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join("  ").trimEnd());
 }
 
+/** Colours of the states on a terminal: done green, at work cyan, waiting yellow, failed red. */
+const STATE_COLOUR: Record<State, "green" | "cyan" | "yellow" | "red"> = {
+    complete: "green", "scaled-to-zero": "green",
+    running: "cyan", ready: "cyan",
+    pending: "yellow", starting: "yellow", suspended: "yellow",
+    failed: "red",
+};
+
+export interface ScreenOptions {
+    /** ANSI colours; the CLI asks for them on a terminal that wants them (picocolors: NO_COLOR, FORCE_COLOR, TTY). */
+    readonly color?: boolean;
+    /** Terminal columns: longer lines are cut with "…" (the DETAIL column goes first). */
+    readonly width?: number;
+}
+
+/** A line cut to `width` characters, "…" marking the cut. */
+function fit(line: string, width: number | undefined): string {
+    return width && line.length > width ? `${line.slice(0, Math.max(1, width - 1))}…` : line;
+}
+
 /** The status screen: one line per stage/variant, failure details under failed rows, totals last. */
-export function renderStatus(st: Status): string {
+export function renderStatus(st: Status, opts: ScreenOptions = {}): string {
     const priced = st.totals.cost !== null;
     const head = ["STAGE", "STATE", "PROGRESS", "RATE", "ETA", "GPU-H", ...(priced ? ["COST"] : []), "DETAIL"];
     const lines: string[][] = [head];
@@ -515,14 +536,24 @@ export function renderStatus(st: Status): string {
             ]);
         }
     }
-    const body = table(lines).flatMap((l, i) => [l, ...(under.get(i) ?? [])]);
+    const rendered = table(lines);
+    const c = pc.createColors(opts.color ?? false);
+    const stateAt = rendered[0].indexOf("STATE");
+    const paint = (l: string, i: number): string => {
+        l = fit(l, opts.width);
+        if (i === 0) return c.bold(l);
+        const state = st.rows[i - 1].state;
+        return l.slice(0, stateAt) + l.slice(stateAt).replace(state, c[STATE_COLOUR[state]](state));
+    };
+    const detail = (l: string) => c.red(fit(l, opts.width));
+    const body = rendered.flatMap((l, i) => [paint(l, i), ...(under.get(i) ?? []).map(detail)]);
     const t = st.totals;
     const approx = t.projectedComplete ? "" : "≥ ";
     let total = `GPU-hours: ${t.gpuHours.toFixed(2)} so far, ${approx}${t.projectedGpuHours.toFixed(2)} projected`;
     if (t.cost) total += ` · cost: ${money(t.cost.amount, t.cost.currency)} so far, ${approx}${money(t.cost.projected, t.cost.currency)} projected`;
     const when = st.at.replace("T", " ").replace("Z", " UTC");
     const empty = st.rows.length ? [] : [`(no Jobs or teacher of run ${st.run} in namespace ${st.namespace})`];
-    return [`run ${st.run} · namespace ${st.namespace} · ${when}`, "", ...body, ...empty, "", total].join("\n");
+    return [fit(`run ${st.run} · namespace ${st.namespace} · ${when}`, opts.width), "", ...body, ...empty, "", fit(total, opts.width)].join("\n");
 }
 
 // ---------------------------------------------------------------------------------------------------

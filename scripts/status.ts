@@ -6,14 +6,15 @@
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { parseArgs } from "util";
 import * as k8s from "@kubernetes/client-node";
+import { InvalidArgumentError, Option } from "commander";
 import logUpdate from "log-update";
+import pc from "picocolors";
 import { LABELS, selector } from "../contract";
 import { deriveStatus, gpuHourPrice, jobState, jobTable, renderStatus, Snapshot, Status } from "./status-core";
 import { readStackFile, stackFilePath, stackSettings } from "../config/stackfile";
+import { CLI_EXIT, CliError, command, failureMessage, runCli, unknownStack } from "./cli";
 
-const USAGE = "usage: npm run status -- (--stack <name> | --config <Pulumi.<stack>.yaml>) [--watch] [--json] [--interval <s>] [--report]";
 /** How much of a log is read: the last lines hold the last record; the byte cap bounds tqdm-style lines. */
 const LOG_TAIL = { tailLines: 300, limitBytes: 1 << 20 };
 
@@ -43,10 +44,16 @@ export function kubeConfig(t: Target): k8s.KubeConfig {
     const kc = new k8s.KubeConfig();
     const ambient = process.env.KUBECONFIG || fs.existsSync(path.join(os.homedir(), ".kube", "config")) || process.env.KUBERNETES_SERVICE_HOST;
     // Without any, client-node would fall back to http://localhost:8080: say what is missing instead.
-    if (!t.kubeconfig && !ambient) throw new Error("no cluster to read: set cot-vr:cluster.kubeconfig (and cluster.context) in the stack, or KUBECONFIG");
-    if (!t.kubeconfig) kc.loadFromDefault();
-    else if (fs.existsSync(t.kubeconfig)) kc.loadFromFile(t.kubeconfig);
-    else kc.loadFromString(t.kubeconfig);
+    if (!t.kubeconfig && !ambient) throw new CliError("no cluster to read: set cot-vr:cluster.kubeconfig (and cluster.context) in the stack, or KUBECONFIG", CLI_EXIT.unreachable);
+    try {
+        if (!t.kubeconfig) kc.loadFromDefault();
+        else if (fs.existsSync(t.kubeconfig)) kc.loadFromFile(t.kubeconfig);
+        else kc.loadFromString(t.kubeconfig);
+    } catch (e) {
+        const file = (e as { path?: string }).path;
+        if ((e as { code?: string }).code === "ENOENT") throw new CliError(`no kubeconfig at ${file}: fix KUBECONFIG or cot-vr:cluster.kubeconfig`, CLI_EXIT.unreachable);
+        throw e;
+    }
     if (t.context) kc.setCurrentContext(t.context);
     return kc;
 }
@@ -116,27 +123,33 @@ async function reportOutput(cluster: Cluster, snap: Snapshot): Promise<{ text: s
     return { text: table ?? `The log of ${report.metadata?.name} is gone; the report is in the results volume.`, code: 0 };
 }
 
-async function main(argv = process.argv.slice(2)): Promise<number> {
-    const { values } = parseArgs({
-        args: argv,
-        options: {
-            stack: { type: "string" },
-            config: { type: "string" },
-            watch: { type: "boolean", default: false },
-            json: { type: "boolean", default: false },
-            interval: { type: "string" },
-            report: { type: "boolean", default: false },
-        },
-    });
-    const file = values.config ?? (values.stack ? stackFilePath(values.stack) : undefined);
-    const interval = values.interval !== undefined ? Number(values.interval) : process.stdout.isTTY ? 10 : 60;
-    if (!file || !Number.isFinite(interval) || interval <= 0) {
-        console.error(USAGE);
-        return 2;
-    }
-    const target = targetOf(file);
+/** The stack file `--stack` or `--config` names; an unknown stack lists the ones there are. */
+function stackFileOf(opts: { stack?: string; config?: string }): string {
+    const file = opts.config ?? stackFilePath(opts.stack!);
+    if (fs.existsSync(file)) return file;
+    throw opts.config ? new CliError(`no stack file ${opts.config}`, CLI_EXIT.usage) : unknownStack(opts.stack!);
+}
+
+export async function main(argv = process.argv.slice(2)): Promise<number> {
+    const cmd = command("status", "The run of a stack as the Kubernetes API sees it: one line per stage and variant with its state, progress (the last progress record of its pod's log), rate, ETA, GPU-hours and, with cluster.gpuHourPrice, cost. Exit codes: 0 nothing failed, 1 a stage failed, 2 bad options, 3 the cluster cannot be reached.", [
+        "npm run status -- --stack blog --watch",
+        "npm run status -- --stack smoke --json",
+        "npm run report -- --stack blog",
+    ])
+        .addOption(new Option("--stack <name>", "a shipped stack (stacks/Pulumi.<name>.yaml)").conflicts("config"))
+        .addOption(new Option("--config <file>", "a stack file elsewhere (Pulumi.<stack>.yaml)"))
+        .option("--watch", "redraw until Ctrl-C", false)
+        .option("--json", "one JSON object (per redraw with --watch)", false)
+        .addOption(new Option("--interval <seconds>", "seconds between redraws (default: 10 on a terminal, 60 otherwise)").argParser(positiveNumber))
+        .option("--report", "the Job table and the table the report Job printed (npm run report)", false);
+    const values = cmd.parse(argv, { from: "user" }).opts<{ stack?: string; config?: string; watch: boolean; json: boolean; interval?: number; report: boolean }>();
+    if (!values.stack && !values.config) cmd.error("error: give --stack <name> or --config <file>");
+    const interval = values.interval ?? (process.stdout.isTTY ? 10 : 60);
+    const target = targetOf(stackFileOf(values));
     const cluster = new Cluster(target);
     const take = async (): Promise<Status> => deriveStatus(await cluster.snapshot(), { now: Date.now(), price: target.price });
+    // Colour and the terminal's width only where a person reads it.
+    const screen = () => ({ color: !!process.stdout.isTTY && pc.isColorSupported, width: process.stdout.isTTY ? process.stdout.columns : undefined });
 
     if (values.report) {
         const snap = await cluster.snapshot();
@@ -147,8 +160,8 @@ async function main(argv = process.argv.slice(2)): Promise<number> {
     }
     if (!values.watch) {
         const st = await take();
-        console.log(values.json ? JSON.stringify(st, null, 2) : renderStatus(st));
-        return st.rows.some((r) => r.state === "failed") ? 1 : 0;
+        console.log(values.json ? JSON.stringify(st, null, 2) : renderStatus(st, screen()));
+        return st.rows.some((r) => r.state === "failed") ? CLI_EXIT.failed : CLI_EXIT.ok;
     }
     // --watch: redraw in place on a terminal; plain screens (or one JSON object per line) otherwise.
     const tty = !!process.stdout.isTTY && !values.json;
@@ -156,9 +169,9 @@ async function main(argv = process.argv.slice(2)): Promise<number> {
         let out: string;
         try {
             const st = await take();
-            out = values.json ? JSON.stringify(st) : renderStatus(st);
+            out = values.json ? JSON.stringify(st) : renderStatus(st, screen());
         } catch (e) {
-            out = `status: ${e instanceof Error ? e.message : e} (retrying in ${interval}s)`;
+            out = `status: ${failureMessage(e)} (retrying in ${interval}s)`;
         }
         if (tty) logUpdate(`${out}\n\n(every ${interval}s; Ctrl-C to stop)`);
         else console.log(values.json ? out : `${out}\n`);
@@ -166,9 +179,11 @@ async function main(argv = process.argv.slice(2)): Promise<number> {
     }
 }
 
-if (require.main === module) {
-    main().then((code) => process.exit(code), (e) => {
-        console.error(`status: ${e instanceof Error ? e.message : e}`);
-        process.exit(1);
-    });
+/** A number above 0, for --interval. */
+function positiveNumber(v: string): number {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError("must be a number of seconds above 0");
+    return n;
 }
+
+if (require.main === module) runCli(main);

@@ -84,3 +84,44 @@ describe("unknown config keys", () => {
         expect(didYouMean("xyz", ["learningRate"])).toBe("");
     });
 });
+
+describe("status's command line", () => {
+    const closedPort = () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "kc-"));
+        const file = path.join(dir, "config");
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        fs.writeFileSync(file, [
+            "apiVersion: v1", "kind: Config", "current-context: x",
+            "clusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]",
+            "users: [{name: u, user: {token: t}}]",
+            "contexts: [{name: x, context: {cluster: c, user: u}}]",
+        ].join("\n"));
+        return file;
+    };
+    const status = (args: string[], env: NodeJS.ProcessEnv = {}) =>
+        spawnSync(process.execPath, [path.join(ROOT, "node_modules", "tsx", "dist", "cli.mjs"), path.join(ROOT, "scripts", "status.ts"), ...args], { cwd: ROOT, encoding: "utf8", env: { ...process.env, ...env } });
+
+    it("answers --help with usage, options and examples", () => {
+        const r = status(["--help"]);
+        expect(r.status).toBe(CLI_EXIT.ok);
+        expect(r.stdout).toMatch(/^Usage: npm run status -- \[options\]/);
+        for (const o of ["--stack <name>", "--watch", "--json", "--interval <seconds>", "--report"]) expect(r.stdout).toContain(o);
+        expect(r.stdout).toContain("npm run status -- --stack blog --watch");
+    });
+
+    it("gives a cluster out of reach exit code 3, not the 1 of a failed stage", () => {
+        const r = status(["--stack", "smoke"], { KUBECONFIG: closedPort() });
+        expect(r.status).toBe(CLI_EXIT.unreachable);
+        expect(r.stderr.trim()).toMatch(/^cannot reach the cluster \(ECONNREFUSED\): check KUBECONFIG/);
+        const missing = status(["--stack", "smoke"], { KUBECONFIG: path.join(os.tmpdir(), "no-such-kubeconfig") });
+        expect(missing.status).toBe(CLI_EXIT.unreachable);
+        expect(missing.stderr).toMatch(/^no kubeconfig at .*no-such-kubeconfig: fix KUBECONFIG/);
+    });
+
+    it("refuses a bad interval and an unknown stack as usage errors", () => {
+        expect(status(["--stack", "smoke", "--interval", "0"]).status).toBe(CLI_EXIT.usage);
+        const r = status(["--stack", "nope"]);
+        expect(r.status).toBe(CLI_EXIT.usage);
+        expect(r.stderr).toContain('no stack "nope": the stacks are');
+    });
+});

@@ -278,6 +278,20 @@ describe("rows of a recorded cluster state", () => {
         await expect(renderStatus(deriveStatus(snap, { now })) + "\n").toMatchFileSnapshot("__snapshots__/status-screen-no-price.txt");
     });
 
+    it("colours the states and fits the terminal's width only when asked", () => {
+        const plain = renderStatus(st);
+        expect(plain).not.toMatch(/\x1b\[/);
+        const coloured = renderStatus(st, { color: true });
+        expect(coloured).toMatch(/\x1b\[32mcomplete\x1b\[39m/);
+        expect(coloured).toMatch(/\x1b\[31mfailed\x1b\[39m/);
+        // Without its colours the screen is the plain one.
+        expect(coloured.replace(/\x1b\[[0-9;]*m/g, "")).toBe(plain);
+        const narrow = renderStatus(st, { width: 60 });
+        expect(narrow.split("\n").every((l) => [...l].length <= 60)).toBe(true);
+        expect(narrow).toContain("…");
+        expect(narrow.split("\n").length).toBe(plain.split("\n").length);
+    });
+
     it("--json carries the same rows (documented shape v1)", () => {
         const j = JSON.parse(JSON.stringify(st));
         expect(j.v).toBe(1);

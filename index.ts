@@ -3,8 +3,15 @@
 import * as pulumi from "@pulumi/pulumi";
 import { loadSettings } from "./config/pulumi";
 import { Pipeline } from "./components/pipeline";
+import { previewNotes } from "./scripts/estimate";
 
 const { settings, secrets } = loadSettings();
+
+// What the rehearsal knows, preview says: a timeout shorter than its stage's estimate or a --parallel
+// that would serialise stages, before any GPU is paid for.
+const notes = previewNotes(settings, Number(process.env.PULUMI_NODEJS_PARALLEL) || undefined);
+for (const w of notes.warnings) pulumi.log.warn(w);
+for (const i of notes.info) pulumi.log.info(i);
 const pipeline = new Pipeline("cot-vr", { settings, secrets });
 
 // What a user needs next: where the run is, the teacher's URL, each stage's Job, how to watch it.

@@ -354,3 +354,29 @@ export function requiredParallel(graph: StageNode[], est: StageEstimate[]): { pa
 export function pulumiDefaultParallel(cpus: number): number {
     return 4 * cpus;
 }
+
+// ---------------------------------------------------------------------------------------------------
+// What preview says
+
+/**
+ * What the estimator knows of a stack before anything runs, for `pulumi preview`/`up` and `render`:
+ * warnings that name the key to change (a stage timeout shorter than its estimate, a `--parallel`
+ * that would serialise stages) and the plan's figures (makespan, GPU-hours, cost). `parallel` is the
+ * engine's (PULUMI_NODEJS_PARALLEL in a program), when known.
+ */
+export function previewNotes(s: Settings, parallel?: number): { warnings: string[]; info: string[] } {
+    const graph = stageGraph(s);
+    const est = estimateStages(s);
+    const p = plan(graph, est);
+    const need = requiredParallel(graph, est);
+    const warnings = timeoutProblems(s, est);
+    if (parallel !== undefined && parallel > 0 && parallel < need.parallel) {
+        warnings.push(`pulumi up --parallel ${parallel} would serialise stages: up to ${need.parallel} awaited Jobs can run at once (each holds an engine slot for its whole run); run pulumi up --parallel ${need.parallel}`);
+    }
+    const price = s.cluster.gpuHourPrice;
+    const cost = price ? `, about ${(p.gpuHours * price.amount).toFixed(0)} ${price.currency} (cluster.gpuHourPrice)` : "";
+    const info = graph.length === 0 ? [] : [
+        `estimated makespan ${fmtDuration(p.makespan)} with a GPU for every stage, ${p.gpuHours.toFixed(1)} GPU-hours${cost}; the stack needs pulumi up --parallel >= ${need.parallel} (npm run rehearse -- --stack ${s.stack} --plan-only shows each stage's estimate and its basis)`,
+    ];
+    return { warnings, info };
+}

@@ -1,5 +1,5 @@
 // `npm run rehearse -- (--stack <name> | --config <Pulumi.<stack>.yaml>) [--like <kubeconfig>]
-//      [--scale <simulated seconds per real hour>] [--parallel N] [--bench <file>]... [--keep]`
+//      [--scale <simulated seconds per real hour>] [--parallel N] [--bench <file>]... [--plan-only] [--keep]`
 //
 // Runs the REAL `pulumi up` of a stack on a local control plane with simulated GPU nodes (sim/: the
 // toolchain, cluster.sh, kwok; the e2e tier runs the same), each Job running for its estimated duration
@@ -8,13 +8,13 @@
 // stack's cluster.kubeconfig/context are pointed at the local cluster. Nothing is written to the
 // user's Pulumi state or cluster (--like only reads nodes and StorageClasses).
 import * as k8s from "@kubernetes/client-node";
+import { InvalidArgumentError, Option } from "commander";
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { parseArgs } from "util";
 import * as YAML from "yaml";
-import { ConfigError, Settings } from "../config";
+import { Settings } from "../config";
 import { LABELS, PROJECT, VOLUME_NAMES } from "../contract";
 import { gpuFigures, PodTimeline } from "../sim/gpu";
 import { applyStageDurations } from "../sim/stages";
@@ -30,6 +30,7 @@ import {
     nodeShape, textTimeline,
 } from "./rehearse-core";
 import { readStackFile, StackFile, stackFilePath, stackSettings } from "../config/stackfile";
+import { CLI_EXIT, CliError, command, runCli, unknownStack } from "./cli";
 
 const ROOT = path.resolve(__dirname, "..");
 
@@ -83,7 +84,12 @@ export function defaultScale(makespanSeconds: number): number {
 const UNSCHEDULABLE_GRACE_MS = 4000;
 
 const say = (msg: string) => console.log(`[rehearse] ${msg}`);
-class Failure extends Error {}
+/** Why the real run would fail or stall: printed whole (it lists the keys to change), exit 1. */
+class Failure extends CliError {
+    constructor(message: string) {
+        super(`[rehearse] FAILED: ${message}`, CLI_EXIT.failed);
+    }
+}
 
 interface Args {
     stackFile: string;
@@ -91,33 +97,36 @@ interface Args {
     scale?: number;
     parallel?: number;
     bench: string[];
+    planOnly: boolean;
     keep: boolean;
 }
 
 function parse(argv: string[]): Args {
-    const { values } = parseArgs({
-        args: argv,
-        options: {
-            stack: { type: "string" }, config: { type: "string" }, like: { type: "string" }, scale: { type: "string" },
-            parallel: { type: "string" }, bench: { type: "string", multiple: true }, keep: { type: "boolean" },
-        },
-        strict: true,
-    });
-    if (!values.stack === !values.config) {
-        throw new Failure("usage: npm run rehearse -- (--stack <name> | --config <Pulumi.<stack>.yaml>) [--like <kubeconfig>] [--scale <sim s per real h>] [--parallel N] [--bench <file>] [--keep]");
-    }
-    const num = (v: string | undefined, what: string) => {
-        if (v === undefined) return undefined;
-        const n = Number(v);
-        if (!(n > 0)) throw new Failure(`--${what} must be a positive number`);
-        return n;
-    };
-    const stackFile = values.config ? path.resolve(values.config) : stackFilePath(values.stack!);
-    if (!fs.existsSync(stackFile)) throw new Failure(`no stack file ${stackFile}`);
-    return {
-        stackFile, like: values.like, scale: num(values.scale, "scale"),
-        parallel: num(values.parallel, "parallel"), bench: values.bench ?? [], keep: values.keep ?? false,
-    };
+    const cmd = command("rehearse", "Run the REAL `pulumi up` of a stack on a local control plane with simulated MI300X nodes (kwok), each Job running for its estimated duration scaled down; print the plan, the order stages ran in, a GPU timeline, makespan, GPU-hours and cost. Never touches your Pulumi state or cluster (--like only reads nodes and StorageClasses). Exit codes: 0 rehearsed, 1 the run would fail or stall (the reason names the key to change), 2 bad options, 3 --like's cluster cannot be reached.", [
+        "npm run rehearse -- --stack blog",
+        "npm run rehearse -- --stack blog --plan-only",
+        "npm run rehearse -- --stack blog --like ~/.kube/config --parallel 8",
+    ])
+        .addOption(new Option("--stack <name>", "a shipped stack (stacks/Pulumi.<name>.yaml)").conflicts("config"))
+        .addOption(new Option("--config <file>", "a stack file elsewhere (Pulumi.<stack>.yaml)"))
+        .option("--like <kubeconfig>", "copy this cluster's nodes and StorageClasses into the simulation (read only)")
+        .addOption(new Option("--scale <seconds>", "simulated seconds per real hour (default: the run takes about two minutes)").argParser(positive))
+        .addOption(new Option("--parallel <n>", "the --parallel you will give pulumi up (default: pulumi's, 4 x CPUs)").argParser(positive))
+        .option("--bench <file...>", "fine-tune throughput measured by images/trainer/bench_finetune.py (its COTVR_BENCH JSON) instead of the estimate")
+        .option("--plan-only", "print the plan and its checks, build and start nothing", false)
+        .option("--keep", "leave the local cluster running and print its KUBECONFIG", false);
+    const v = cmd.parse(argv, { from: "user" }).opts<{ stack?: string; config?: string; like?: string; scale?: number; parallel?: number; bench?: string[]; planOnly: boolean; keep: boolean }>();
+    if (!v.stack && !v.config) cmd.error("error: give --stack <name> or --config <file>");
+    const stackFile = v.config ? path.resolve(v.config) : stackFilePath(v.stack!);
+    if (!fs.existsSync(stackFile)) throw v.config ? new CliError(`no stack file ${stackFile}`, CLI_EXIT.usage) : unknownStack(v.stack!);
+    return { stackFile, like: v.like, scale: v.scale, parallel: v.parallel, bench: v.bench ?? [], planOnly: v.planOnly, keep: v.keep };
+}
+
+/** A number above 0, for --scale and --parallel. */
+function positive(v: string): number {
+    const n = Number(v);
+    if (!(n > 0)) throw new InvalidArgumentError("must be a number above 0");
+    return n;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -505,6 +514,7 @@ function summary(r: Rehearsal, d: Deployed): void {
 
 async function main(argv: string[]): Promise<number> {
     const r = await preflight(argv);
+    if (r.a.planOnly) return CLI_EXIT.ok;
     const c = await cluster(r);
     try {
         summary(r, await deploy(r, c));
@@ -514,12 +524,6 @@ async function main(argv: string[]): Promise<number> {
     }
 }
 
-if (require.main === module) {
-    main(process.argv.slice(2)).then((code) => process.exit(code), (e) => {
-        if (e instanceof Failure || e instanceof ConfigError) console.error(`[rehearse] FAILED: ${e.message}`);
-        else console.error(e);
-        process.exit(1);
-    });
-}
+if (require.main === module) runCli(main);
 
 export { main };

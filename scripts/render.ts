@@ -8,6 +8,7 @@ import { Option } from "commander";
 import * as YAML from "yaml";
 import { PROJECT } from "../config";
 import { CLI_EXIT, CliError, command, runCli, unknownStack } from "./cli";
+import { previewNotes } from "./estimate";
 import { kubernetesObjects, runPipeline } from "./mockrun";
 import { readStackFile, REDACTED, stackFilePath, stackSettings } from "../config/stackfile";
 
@@ -69,6 +70,9 @@ export async function main(argv: string[]): Promise<number> {
         console.error(`note: ${p} is not set in ${path.basename(file)}; rendered as ${REDACTED}. pulumi up requires it (pulumi config set --secret ${p} ...).`);
     }
     const st = result.settings;
+    const notes = previewNotes(st);
+    for (const w of notes.warnings) console.error(`warning: ${w}`);
+    for (const i of notes.info) console.error(`note: ${i}`);
     // Defaults that depend on the model are shown, so a stack never trains with values it did not expect.
     for (const d of st.defaulted) console.error(`note: ${PROJECT}:${d}`);
     // A shipped stack file holds no secret values: what is set renders as the placeholder.

@@ -125,3 +125,25 @@ describe("status's command line", () => {
         expect(r.stderr).toContain('no stack "nope": the stacks are');
     });
 });
+
+describe("rehearse's command line", () => {
+    it("answers --help, and --plan-only prints the plan and its checks without building or starting anything", () => {
+        const help = cli("rehearse.ts", ["--help"]);
+        expect(help.status).toBe(CLI_EXIT.ok);
+        for (const o of ["--stack <name>", "--like <kubeconfig>", "--plan-only", "--bench <file...>"]) expect(help.stdout).toContain(o);
+        const r = cli("rehearse.ts", ["--stack", "blog", "--plan-only"]);
+        expect(r.status, r.stderr).toBe(CLI_EXIT.ok);
+        expect(r.stdout).toMatch(/estimate with unlimited GPUs: makespan \d+h\d+m, [\d.]+ GPU-hours/);
+        expect(r.stdout).toContain("this stack needs pulumi up --parallel >= 8");
+        expect(r.stdout + r.stderr).not.toMatch(/toolchain|starting the local control plane/);
+    });
+
+    it("stops on a timeout shorter than the estimate with exit 1 and the key", () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rehearse-"));
+        const file = path.join(dir, "Pulumi.short.yaml");
+        fs.writeFileSync(file, "config:\n  cot-vr:stages: {download: false, teacher: false, generate: false, sample: false, evaluate: false, report: false}\n  cot-vr:timing: {train: {timeout: 1h}}\n");
+        const r = cli("rehearse.ts", ["--config", file, "--plan-only"]);
+        expect(r.status).toBe(CLI_EXIT.failed);
+        expect(r.stderr).toMatch(/^\[rehearse\] FAILED: a stage would be cut off by its timeout:\n {2}- cot-vr:timing\.train\.timeout is 1h00m/);
+    });
+});

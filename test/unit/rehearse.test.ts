@@ -3,7 +3,7 @@
 import { describe, expect, test } from "vitest";
 import {
     datasetRows, epochSamples, estimateStages, FLOP_RATIO_90B, H100_11B_LORA_SAMPLES_PER_S, MI300X_PER_H100, parseBench, plan,
-    pulumiDefaultParallel, requiredParallel, stageGraph, timeoutProblems, trainSamplesPerS,
+    previewNotes, pulumiDefaultParallel, requiredParallel, stageGraph, timeoutProblems, trainSamplesPerS,
 } from "../../scripts/estimate";
 import { claimProblems, defaultNodes, keysIn, keysToChange, neverSchedulable, nodeShape, provisionerModes, textTimeline } from "../../scripts/rehearse-core";
 import { CHARTQA_ROWS } from "../../config/facts";
@@ -213,5 +213,31 @@ describe("simulated nodes and scheduling verdicts", () => {
         expect(lines[0]).toMatch(/^train lora-11b\s+1 GPU \|#{10} {10}\| 0\.0-10\.0 h$/);
         expect(lines[1]).toMatch(/\| {10}#{10}\| 10\.0-20\.0 h$/);
         expect(lines[2]).toContain("20.0 h");
+    });
+});
+
+describe("what the rehearsal knows, preview says", () => {
+    test("a timeout shorter than its stage's estimate, naming the key", () => {
+        const n = previewNotes(settings({ timing: { train: { timeout: "2h" } } }));
+        expect(n.warnings).toEqual([
+            expect.stringMatching(/^cot-vr:timing\.train\.timeout is 2h00m but train:lora-11b is estimated at \d+h\d+m .*raise it to at least \d+h\d+m$/),
+            expect.stringMatching(/^cot-vr:timing\.train\.timeout is 2h00m but train:qlora-90b is estimated/),
+        ]);
+    });
+
+    test("a --parallel that would serialise stages, and none when it is enough", () => {
+        const s = settings();
+        const need = requiredParallel(stageGraph(s), estimateStages(s)).parallel;
+        expect(previewNotes(s, need - 1).warnings).toEqual([expect.stringMatching(new RegExp(`^pulumi up --parallel ${need - 1} would serialise stages: .* run pulumi up --parallel ${need}$`))]);
+        expect(previewNotes(s, need).warnings).toEqual([]);
+        expect(previewNotes(s).warnings).toEqual([]);
+    });
+
+    test("the plan's makespan, GPU-hours and cost, as the rehearsal computes them", () => {
+        const s = settings({ cluster: { gpuHourPrice: { amount: 2, currency: "USD" } } });
+        const p = plan(stageGraph(s), estimateStages(s));
+        const [info] = previewNotes(s).info;
+        expect(info).toContain(`${p.gpuHours.toFixed(1)} GPU-hours, about ${(2 * p.gpuHours).toFixed(0)} USD`);
+        expect(info).toMatch(/pulumi up --parallel >= 8/);
     });
 });

@@ -9,6 +9,7 @@ import { Writable } from "stream";
 import * as k8s from "@kubernetes/client-node";
 import { ConfigError } from "../config";
 import { readStackFile, stackFilePath, stackSettings } from "../config/stackfile";
+import { unknownStack } from "./cli";
 import {
     FETCH_EXIT, FetchError, FetchTarget, fetchTarget, humanBytes, listCommand, mapError, parseFetchArgs, podProblem,
     READER_CONTAINER, readerPod, readerPodName, reportJobSelector, selectFiles, USAGE,
@@ -123,7 +124,7 @@ export async function main(argv = process.argv.slice(2), say: Say = (l) => conso
     }
     const a = parsed.args;
     if (!fs.existsSync(a.file)) {
-        warn(`fetch: no stack file ${a.file}`);
+        warn(argv.includes("--config") ? `fetch: no stack file ${a.file}` : unknownStack(a.stack).message);
         return FETCH_EXIT.usage;
     }
     let t: FetchTarget;

@@ -290,7 +290,8 @@ done
 
 # The engine looks for the language host beside the pulumi binary first (no "from $PATH" warning).
 pl="$(tool_dir pulumi)/bin"; lh="$(tool_dir langhost)/bin/pulumi-language-nodejs"
-if [[ -x "$pl/pulumi" && -x "$lh" && ! -e "$pl/pulumi-language-nodejs" ]]; then ln -s "$lh" "$pl/pulumi-language-nodejs"; fi
+# -f: another run on the machine may link it between the test and the link (both link the same host).
+if [[ -x "$pl/pulumi" && -x "$lh" && ! -e "$pl/pulumi-language-nodejs" ]]; then ln -sf "$lh" "$pl/pulumi-language-nodejs"; fi
 
 newpath=$(IFS=:; echo "${paths[*]}")
 if [[ "$mode" == env ]]; then

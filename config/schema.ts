@@ -25,17 +25,21 @@ const quantity = z.string().refine((q) => quantityBytes(q) > 0, {
     message: 'must be a positive Kubernetes quantity such as "500Gi"',
 });
 
-const DURATION_RE = /^([0-9]+)(s|m|h)$/;
-/** Seconds in a duration such as "90m", "36h", "600s". */
+// Go's notation (as kubectl's --timeout), units largest first, each at most once: "2h", "90m", "1h30m15s".
+const DURATION_RE = /^(?=[0-9])(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$/;
+/** Seconds in a duration such as "90m", "36h", "1h30m" or "600s"; NaN when it is not one. */
 export function durationSeconds(d: string): number {
     const m = DURATION_RE.exec(d);
     if (!m) return NaN;
-    return Number(m[1]) * { s: 1, m: 60, h: 3600 }[m[2] as "s" | "m" | "h"];
+    const [h, min, s] = m.slice(1).map((x) => Number(x ?? 0));
+    return h * 3600 + min * 60 + s;
 }
-/** A duration in the stack file ("90m"), seconds in the settings: converted once, here. */
-const duration = z.string().refine((d) => durationSeconds(d) > 0, {
-    message: 'must be a positive duration such as "600s", "90m" or "36h"',
-}).transform(durationSeconds);
+const DURATION_RULE = 'must be a positive duration: whole hours, minutes and seconds in that order, such as "2h", "90m", "45s" or "1h30m"';
+/** A duration in the stack file ("90m"), seconds in the settings: converted once, here. The pattern
+ * also reaches the JSON Schema, so editors flag a bad one. */
+const duration = z.string().regex(DURATION_RE, { message: DURATION_RULE, abort: true })
+    .refine((d) => durationSeconds(d) > 0, { message: DURATION_RULE })
+    .transform(durationSeconds);
 
 /** An image reference pinned to a tag other than `latest`, or to a digest. */
 export function isPinnedImage(ref: string): boolean {
@@ -194,7 +198,7 @@ const stagesSchema = z.strictObject({
 
 const stageTimingSchema = (timeout: string) => z.strictObject({
     timeout: duration.prefault(timeout).meta({
-        description: "How long `pulumi up` waits for the stage (also its Kubernetes activeDeadlineSeconds).",
+        description: 'How long `pulumi up` waits for the stage (also its Kubernetes activeDeadlineSeconds): hours, minutes, seconds, e.g. "2h", "90m", "1h30m".',
     }),
     await: z.boolean().default(true).meta({
         description: "Wait for completion. false submits the Job and returns (pulumi.com/skipAwait); nothing in the same update may depend on it.",

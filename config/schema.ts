@@ -73,7 +73,9 @@ const clusterSchema = z.strictObject({
     context: z.string().min(1).optional().meta({ description: "kubeconfig context. @default the current context" }),
     namespace: dnsLabel(63).default("cot-vr").meta({ description: "Namespace of every object." }),
     createNamespace: z.boolean().default(true).meta({
-        description: "Create the namespace (kept on destroy: deleting it would delete the volumes). false = it exists.",
+        description: "Create the namespace (or adopt it if it exists) and own it: with storage.retainOnDestroy false, destroy " +
+            "deletes it and everything in it. false: it exists and another stack owns it (required for a stack that " +
+            "borrows an existingClaim and does not retain on destroy).",
     }),
     gpuResource: z.string().min(1).default("amd.com/gpu").meta({ description: "Extended resource that counts GPUs." }),
     nodeSelector: z.record(z.string(), z.string()).default({}).meta({
@@ -130,13 +132,18 @@ const volumeSchema = (size: string) => z.strictObject({
             "nodes wait for the volume.",
     }),
     existingClaim: dnsLabel(253).optional().meta({
-        description: "Use this existing claim instead of creating one (e.g. a sweep stack sharing a blog stack's volume).",
+        description: "Use this existing claim instead of creating one; the stack never changes or deletes it. Claims are " +
+            "namespaced: it must be in cluster.namespace, so a stack reusing another stack's claim (a sweep on the blog " +
+            "stack's data, a smoke run on its downloaded models) sets that stack's namespace and cluster.createNamespace: false.",
     }),
 }).prefault({});
 
 const storageSchema = z.strictObject({
     storageClass: z.string().min(1).optional().meta({ description: "StorageClass of created claims. @default the cluster default" }),
-    retainOnDestroy: z.boolean().default(true).meta({ description: "Keep created claims (and a created namespace) when the stack is destroyed." }),
+    retainOnDestroy: z.boolean().default(true).meta({
+        description: "Keep created claims (and a created namespace) when the stack is destroyed. false deletes them on destroy: " +
+            "the namespace with everything in it, so give such a stack a namespace of its own.",
+    }),
     models: volumeSchema("250Gi").meta({ description: "Downloaded weights: 11B ~21 GB, 90B ~177 GB." }),
     data: volumeSchema("50Gi").meta({ description: "CoT dataset and the Hugging Face datasets cache." }),
     checkpoints: volumeSchema("800Gi").meta({ description: "Fine-tune outputs, `<run>/<variant>/epoch_N`: 11B ~21 GB, 90B ~178 GB per epoch." }),

@@ -273,3 +273,19 @@ describe("durations", () => {
         expect(problems({ timing: { train: { timeout: 3600 } } })).toEqual([expect.stringMatching(/^cot-vr:timing\.train\.timeout: .*string/)]);
     });
 });
+
+describe("a stack that borrows claims cannot delete their namespace", () => {
+    const borrow = { storage: { retainOnDestroy: false, models: { existingClaim: "blog-models" }, data: { existingClaim: "blog-data" } } };
+    it("refuses createNamespace with retainOnDestroy false and an existingClaim, naming the keys and the ways out", () => {
+        expect(problems(borrow)).toEqual([
+            'cot-vr:cluster.createNamespace: true with storage.retainOnDestroy false makes this stack\'s destroy delete the namespace "cot-vr", ' +
+            'and with it the claims it borrows (storage.models.existingClaim "blog-models", storage.data.existingClaim "blog-data") and their data: ' +
+            "set cluster.createNamespace: false (the stack that created those claims owns the namespace), or storage.retainOnDestroy: true",
+        ]);
+    });
+    it("accepts it without any one of the three", () => {
+        expect(() => settings({ ...borrow, cluster: { createNamespace: false } })).not.toThrow();
+        expect(() => settings({ storage: { ...borrow.storage, retainOnDestroy: true } })).not.toThrow();
+        expect(() => settings({ storage: { retainOnDestroy: false } })).not.toThrow();
+    });
+});

@@ -60,7 +60,7 @@ function namespacePhase(ns: string): string {
     return JSON.parse(r.stdout).status?.phase ?? "?";
 }
 
-describe("shipped stacks cannot delete each other's data", () => {
+describe("stack isolation: deleting one shipped stack with its data leaves the others' data", () => {
     const blogNs = shippedNamespace("blog");
     const blogClaims = VOLUMES.map((v) => `blog-${v}`);
     let volumes: Map<string, string>;

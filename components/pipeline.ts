@@ -107,7 +107,8 @@ export class Pipeline extends pulumi.ComponentResource {
             upsertExistingObjects: true,
         }, { parent: this });
 
-        // Namespace: created ones are kept on destroy, since deleting a namespace deletes its volumes.
+        // Namespace: kept on destroy unless storage.retainOnDestroy is false, since deleting a namespace
+        // deletes its volumes; a stack borrowing claims may not own one it would delete (config/derive.ts).
         let ns: pulumi.Input<string> = s.cluster.namespace;
         if (s.cluster.createNamespace) {
             const nsRes = new k8s.core.v1.Namespace(`${name}-ns`, {

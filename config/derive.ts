@@ -270,6 +270,15 @@ function checkOther(c: RawSettings, neededModels: ModelSize[], st: Record<StageN
     if (c.images.build && !c.registryPassword) p("registryPassword", `required when images.build is true: pulumi config set --secret ${PROJECT}:registryPassword <password>`);
 }
 
+/** A stack that borrows claims lives in their owner's namespace: if it also owns that namespace and
+ * does not retain it, its destroy deletes the namespace and with it the owner's claims and data. */
+function checkBorrowedClaims(c: RawSettings, p: Problem): void {
+    const borrowed = (["models", "data", "checkpoints", "results"] as const).filter((v) => c.storage[v].existingClaim);
+    if (!c.cluster.createNamespace || c.storage.retainOnDestroy || borrowed.length === 0) return;
+    const keys = borrowed.map((v) => `storage.${v}.existingClaim "${c.storage[v].existingClaim}"`).join(", ");
+    p("cluster.createNamespace", `true with storage.retainOnDestroy false makes this stack's destroy delete the namespace "${c.cluster.namespace}", and with it the claims it borrows (${keys}) and their data: set cluster.createNamespace: false (the stack that created those claims owns the namespace), or storage.retainOnDestroy: true`);
+}
+
 /** Volume sizes against what the stages write (only claims this stack creates). */
 function checkSizes(c: RawSettings, d: Pick<Settings, "neededModels" | "trainings" | "evaluations" | "samples" | "stages">, p: Problem): void {
     const gib = (b: number) => `${Math.ceil(b / 2 ** 30)}Gi`;
@@ -337,6 +346,7 @@ export function parseSettings(
     const neededModels = MODEL_SIZES.filter((m) => needed.has(m));
     checkOther(c, neededModels, stages, p);
     checkSizes(c, { neededModels, trainings, evaluations, samples, stages }, p);
+    checkBorrowedClaims(c, p);
 
     if (problems.length > 0) throw new ConfigError(problems, opts.source);
     const { hfToken, wandbApiKey, registryPassword, notifyWebhook, ...rest } = c;

@@ -25,17 +25,21 @@ const quantity = z.string().refine((q) => quantityBytes(q) > 0, {
     message: 'must be a positive Kubernetes quantity such as "500Gi"',
 });
 
-const DURATION_RE = /^([0-9]+)(s|m|h)$/;
-/** Seconds in a duration such as "90m", "36h", "600s". */
+// Go's notation (as kubectl's --timeout), units largest first, each at most once: "2h", "90m", "1h30m15s".
+const DURATION_RE = /^(?=[0-9])(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$/;
+/** Seconds in a duration such as "90m", "36h", "1h30m" or "600s"; NaN when it is not one. */
 export function durationSeconds(d: string): number {
     const m = DURATION_RE.exec(d);
     if (!m) return NaN;
-    return Number(m[1]) * { s: 1, m: 60, h: 3600 }[m[2] as "s" | "m" | "h"];
+    const [h, min, s] = m.slice(1).map((x) => Number(x ?? 0));
+    return h * 3600 + min * 60 + s;
 }
-/** A duration in the stack file ("90m"), seconds in the settings: converted once, here. */
-const duration = z.string().refine((d) => durationSeconds(d) > 0, {
-    message: 'must be a positive duration such as "600s", "90m" or "36h"',
-}).transform(durationSeconds);
+const DURATION_RULE = 'must be a positive duration: whole hours, minutes and seconds in that order, such as "2h", "90m", "45s" or "1h30m"';
+/** A duration in the stack file ("90m"), seconds in the settings: converted once, here. The pattern
+ * also reaches the JSON Schema, so editors flag a bad one. */
+const duration = z.string().regex(DURATION_RE, { message: DURATION_RULE, abort: true })
+    .refine((d) => durationSeconds(d) > 0, { message: DURATION_RULE })
+    .transform(durationSeconds);
 
 /** An image reference pinned to a tag other than `latest`, or to a digest. */
 export function isPinnedImage(ref: string): boolean {
@@ -69,7 +73,9 @@ const clusterSchema = z.strictObject({
     context: z.string().min(1).optional().meta({ description: "kubeconfig context. @default the current context" }),
     namespace: dnsLabel(63).default("cot-vr").meta({ description: "Namespace of every object." }),
     createNamespace: z.boolean().default(true).meta({
-        description: "Create the namespace (kept on destroy: deleting it would delete the volumes). false = it exists.",
+        description: "Create the namespace (or adopt it if it exists) and own it: with storage.retainOnDestroy false, destroy " +
+            "deletes it and everything in it. false: it exists and another stack owns it (required for a stack that " +
+            "borrows an existingClaim and does not retain on destroy).",
     }),
     gpuResource: z.string().min(1).default("amd.com/gpu").meta({ description: "Extended resource that counts GPUs." }),
     nodeSelector: z.record(z.string(), z.string()).default({}).meta({
@@ -126,13 +132,18 @@ const volumeSchema = (size: string) => z.strictObject({
             "nodes wait for the volume.",
     }),
     existingClaim: dnsLabel(253).optional().meta({
-        description: "Use this existing claim instead of creating one (e.g. a sweep stack sharing a blog stack's volume).",
+        description: "Use this existing claim instead of creating one; the stack never changes or deletes it. Claims are " +
+            "namespaced: it must be in cluster.namespace, so a stack reusing another stack's claim (a sweep on the blog " +
+            "stack's data, a smoke run on its downloaded models) sets that stack's namespace and cluster.createNamespace: false.",
     }),
 }).prefault({});
 
 const storageSchema = z.strictObject({
     storageClass: z.string().min(1).optional().meta({ description: "StorageClass of created claims. @default the cluster default" }),
-    retainOnDestroy: z.boolean().default(true).meta({ description: "Keep created claims (and a created namespace) when the stack is destroyed." }),
+    retainOnDestroy: z.boolean().default(true).meta({
+        description: "Keep created claims (and a created namespace) when the stack is destroyed. false deletes them on destroy: " +
+            "the namespace with everything in it, so give such a stack a namespace of its own.",
+    }),
     models: volumeSchema("250Gi").meta({ description: "Downloaded weights: 11B ~21 GB, 90B ~177 GB." }),
     data: volumeSchema("50Gi").meta({ description: "CoT dataset and the Hugging Face datasets cache." }),
     checkpoints: volumeSchema("800Gi").meta({ description: "Fine-tune outputs, `<run>/<variant>/epoch_N`: 11B ~21 GB, 90B ~178 GB per epoch." }),
@@ -194,7 +205,7 @@ const stagesSchema = z.strictObject({
 
 const stageTimingSchema = (timeout: string) => z.strictObject({
     timeout: duration.prefault(timeout).meta({
-        description: "How long `pulumi up` waits for the stage (also its Kubernetes activeDeadlineSeconds).",
+        description: 'How long `pulumi up` waits for the stage (also its Kubernetes activeDeadlineSeconds): hours, minutes, seconds, e.g. "2h", "90m", "1h30m".',
     }),
     await: z.boolean().default(true).meta({
         description: "Wait for completion. false submits the Job and returns (pulumi.com/skipAwait); nothing in the same update may depend on it.",

@@ -13,7 +13,7 @@ export const STACKS_DIR = path.join(__dirname, "..", "stacks");
 export const REDACTED = "<redacted>";
 
 /** Top-level keys Pulumi reads in a stack file; anything else (e.g. settings outside `config:`) is ignored by it. */
-const STACK_FILE_KEYS = ["config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"];
+export const STACK_FILE_KEYS = ["config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"];
 
 /** Problems of a parsed `Pulumi.<stack>.yaml` beside its config keys. */
 export function stackFileProblems(doc: unknown): string[] {

@@ -1,11 +1,15 @@
-// Writes the README's config table and config/stack.schema.json from the zod schema (config/schema.ts):
-// key paths and descriptions (`.meta`) from the schema object, types and defaults from its JSON Schema.
-// `npm run docs` rewrites both; unit tests fail when either disagrees with the schema.
+// Generates the README's config table and config/stack.schema.json from the zod schema
+// (config/schema.ts): key paths and descriptions (`.meta`) from the schema object, types and defaults
+// from its JSON Schema. `npm run docs` shows what is stale, `--write` rewrites it, `--check` fails on
+// it (CI); unit tests fail when either file disagrees with the schema.
 import * as fs from "fs";
 import * as path from "path";
+import { parseArgs } from "util";
 import { z } from "zod";
-import { PROJECT } from "../contract";
+import { PROJECT, SECRET_KEYS } from "../contract";
+import { KNOWN_NAMESPACES } from "../config/configmap";
 import { configSchema } from "../config/schema";
+import { STACK_FILE_KEYS } from "../config/stackfile";
 
 const ROOT = path.join(__dirname, "..");
 export const README = path.join(ROOT, "README.md");
@@ -73,17 +77,161 @@ export function readmeWithTable(readme: string): string {
     return readme.slice(0, i) + configTable() + readme.slice(j + END.length);
 }
 
-/** The JSON Schema of a stack file's `config:` values (keys without the `cot-vr:` prefix), for editors
- * and other tools; the program itself validates with the zod schema. */
+/** The JSON Schema of a whole stack file as YAML editors see it: the top-level keys Pulumi reads, and
+ * under `config:` every `cot-vr:<key>` (secrets as Pulumi writes them, `{secure: ...}`) beside the
+ * other namespaces' keys, which are not described here. The program itself validates with the zod schema. */
 export function stackJsonSchema(): string {
-    const { $schema, ...schema } = z.toJSONSchema(configSchema, { io: "input", unrepresentable: "any" });
-    const title = `${PROJECT} stack config`;
-    const description = `The ${PROJECT}:<key> values of stacks/Pulumi.<stack>.yaml, keys without the prefix. Generated from config/schema.ts by npm run docs.`;
-    return `${JSON.stringify({ $schema, title, description, ...schema }, null, 2)}\n`;
+    const { $schema, properties, ...rest } = z.toJSONSchema(configSchema, { io: "input", unrepresentable: "any" }) as any;
+    if (rest.required?.length) throw new Error(`required top-level keys are not expected: ${rest.required}`);
+    const secure = (description: string) => ({
+        description: `${description} Set with \`pulumi config set --secret\`, which writes it encrypted.`,
+        type: "object",
+        properties: { secure: { type: "string", minLength: 1 } },
+        required: ["secure"],
+        additionalProperties: false,
+    });
+    const config: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(properties as Record<string, any>)) {
+        config[`${PROJECT}:${k}`] = (SECRET_KEYS as readonly string[]).includes(k) ? secure(v.description ?? "") : v;
+    }
+    const others = KNOWN_NAMESPACES.filter((n) => n !== PROJECT);
+    const topLevel: Record<string, unknown> = {
+        config: {
+            description: `Settings: this project's as ${PROJECT}:<key> (README, Configuration), and the ${others.join(", ")} namespaces' own.`,
+            type: "object",
+            properties: config,
+            patternProperties: { [`^(${others.join("|")}):.+$`]: {} },
+            additionalProperties: false,
+        },
+        secretsprovider: { description: "Secrets provider of the stack (pulumi stack init --secrets-provider).", type: "string" },
+        encryptedkey: { description: "Data key of a cloud secrets provider (written by Pulumi).", type: "string" },
+        encryptionsalt: { description: "Salt of the passphrase secrets provider (written by Pulumi).", type: "string" },
+        environment: {
+            description: "Pulumi ESC environments the stack imports.",
+            anyOf: [{ type: "array", items: { type: "string" } }, { type: "object" }],
+        },
+    };
+    const missing = STACK_FILE_KEYS.filter((k) => !(k in topLevel));
+    if (missing.length) throw new Error(`stack file keys without a schema: ${missing.join(", ")}`);
+    const schema = {
+        $schema,
+        title: `${PROJECT} stack file`,
+        description: `A stacks/Pulumi.<stack>.yaml of the ${PROJECT} project. Generated from config/schema.ts by npm run docs -- --write.`,
+        type: "object",
+        properties: topLevel,
+        additionalProperties: false,
+    };
+    return `${JSON.stringify(schema, null, 2)}\n`;
 }
 
-if (require.main === module) {
-    fs.writeFileSync(README, readmeWithTable(fs.readFileSync(README, "utf8")));
-    fs.writeFileSync(JSON_SCHEMA, stackJsonSchema());
-    console.log(`config table written to ${path.relative(process.cwd(), README)}, JSON Schema to ${path.relative(process.cwd(), JSON_SCHEMA)}`);
+interface Target {
+    file: string;
+    /** The file as it should be, from its current text. */
+    want(current: string): string;
 }
+
+const TARGETS: Target[] = [
+    { file: README, want: readmeWithTable },
+    { file: JSON_SCHEMA, want: () => stackJsonSchema() },
+];
+
+/** Lines removed and added between two texts (a longest-common-subsequence diff), as `-`/`+` lines with
+ * their line numbers; at most `max` lines. */
+export function lineDiff(a: string, b: string, max = 40): string[] {
+    const x = a.split("\n");
+    const y = b.split("\n");
+    // Trim the common head and tail, so the table only covers the changed region.
+    let head = 0;
+    while (head < x.length && head < y.length && x[head] === y[head]) head++;
+    let tail = 0;
+    while (tail < x.length - head && tail < y.length - head && x[x.length - 1 - tail] === y[y.length - 1 - tail]) tail++;
+    const xs = x.slice(head, x.length - tail);
+    const ys = y.slice(head, y.length - tail);
+    const n = xs.length;
+    const m = ys.length;
+    const lcs = Array.from({ length: n + 1 }, () => new Uint32Array(m + 1));
+    for (let i = n - 1; i >= 0; i--) for (let j = m - 1; j >= 0; j--) {
+        lcs[i][j] = xs[i] === ys[j] ? lcs[i + 1][j + 1] + 1 : Math.max(lcs[i + 1][j], lcs[i][j + 1]);
+    }
+    const out: string[] = [];
+    let i = 0;
+    let j = 0;
+    while (i < n || j < m) {
+        if (i < n && j < m && xs[i] === ys[j]) { i++; j++; }
+        else if (i < n && (j === m || lcs[i + 1][j] >= lcs[i][j + 1])) { out.push(`-${head + i + 1}: ${xs[i]}`); i++; }
+        else { out.push(`+${head + j + 1}: ${ys[j]}`); j++; }
+    }
+    return out.length > max ? [...out.slice(0, max), `... ${out.length - max} more lines`] : out;
+}
+
+const USAGE = `Usage: npm run docs -- [--write | --check]
+
+Generates the README's config table and config/stack.schema.json from config/schema.ts.
+
+Options:
+  (none)       show what is out of date and what would change; write nothing
+  --write, -w  rewrite the out-of-date files
+  --check, -c  exit 1 if any file is out of date, naming it; write nothing (CI)
+  --help, -h   print this help
+
+Example: after changing a key's description in config/schema.ts,
+  npm run docs -- --write
+`;
+
+/** The CLI; returns the exit code. */
+export function main(argv: string[], log: (s: string) => void = console.log, err: (s: string) => void = console.error): number {
+    let values: { write?: boolean; check?: boolean; help?: boolean };
+    try {
+        ({ values } = parseArgs({
+            args: argv,
+            options: {
+                write: { type: "boolean", short: "w" },
+                check: { type: "boolean", short: "c" },
+                help: { type: "boolean", short: "h" },
+            },
+            strict: true,
+            allowPositionals: false,
+        }));
+    } catch (e) {
+        err(`${(e as Error).message}\n\n${USAGE}`);
+        return 2;
+    }
+    if (values.help) {
+        log(USAGE);
+        return 0;
+    }
+    if (values.write && values.check) {
+        err(`--write and --check exclude each other\n\n${USAGE}`);
+        return 2;
+    }
+    const rel = (f: string) => path.relative(process.cwd(), f) || f;
+    const stale = TARGETS.flatMap((t) => {
+        const current = fs.existsSync(t.file) ? fs.readFileSync(t.file, "utf8") : "";
+        const want = t.want(current);
+        return current === want ? [] : [{ ...t, current, want }];
+    });
+    if (stale.length === 0) {
+        log(`up to date: ${TARGETS.map((t) => rel(t.file)).join(", ")}`);
+        return 0;
+    }
+    if (values.check) {
+        for (const t of stale) err(`stale: ${rel(t.file)} does not match config/schema.ts`);
+        err("run `npm run docs -- --write` and commit the result");
+        return 1;
+    }
+    if (values.write) {
+        for (const t of stale) {
+            fs.writeFileSync(t.file, t.want);
+            log(`written: ${rel(t.file)}`);
+        }
+        return 0;
+    }
+    for (const t of stale) {
+        log(`${rel(t.file)} would change:`);
+        for (const l of lineDiff(t.current, t.want)) log(`  ${l}`);
+    }
+    log("nothing written; apply with `npm run docs -- --write`");
+    return 0;
+}
+
+if (require.main === module) process.exitCode = main(process.argv.slice(2));

@@ -13,6 +13,9 @@ npx tsc --noEmit -p .
 echo "== unit tests"
 npx vitest run
 
+echo "== generated docs"
+npx tsx scripts/config-docs.ts --check
+
 for tier in manifests python e2e; do
     if [ -f "test/$tier/run.sh" ]; then
         echo "== $tier tests"

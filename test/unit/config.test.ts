@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, isPinnedImage, parseSettings, quantityBytes, peakGiB, settingsFromConfigMap, stackFileProblems, stepsPerEpoch } from "../../config";
+import { ConfigError, durationSeconds, isPinnedImage, parseSettings, quantityBytes, peakGiB, settingsFromConfigMap, stackFileProblems, stepsPerEpoch } from "../../config";
 import { settings, TOKEN } from "./helpers";
 
 function problems(raw: Record<string, unknown>, secretKeys = ["cot-vr:hfToken"]): string[] {
@@ -254,5 +254,38 @@ describe("fine-tune throughput: the blog's math, faster settings chosen for the 
     it("keeps the blog's settings where the stack asks for them", () => {
         const s = settings({ ...only, train: { variants: { a: v({ compile: false, compileEncoder: false, activationCheckpointing: true }) } } });
         expect(s.train.variants.a).toMatchObject({ microBatch: 16, accumulation: 1, compile: false, activationCheckpointing: true });
+    });
+});
+
+describe("durations", () => {
+    it("accepts one unit or several, largest first: 2h, 90m, 45s, 1h30m, 1h30m15s", () => {
+        expect(["2h", "90m", "45s", "1h30m", "1h30m15s", "36h", "600s", "1m30s"].map(durationSeconds))
+            .toEqual([7200, 5400, 45, 5400, 5415, 129600, 600, 90]);
+        expect(settings({ timing: { train: { timeout: "1h30m" } } }).timing.train.timeout).toBe(5400);
+    });
+    it("rejects anything else, naming the key and what is allowed", () => {
+        for (const bad of ["", "90", "1.5h", "30m1h", "1h 30m", "1d", "h", "0s", "0h0m", "-5m", "1hh", "90M"]) {
+            expect(durationSeconds(bad) > 0, bad).toBe(false);
+            expect(problems({ timing: { train: { timeout: bad } } }), bad).toEqual([
+                'cot-vr:timing.train.timeout: must be a positive duration: whole hours, minutes and seconds in that order, such as "2h", "90m", "45s" or "1h30m"',
+            ]);
+        }
+        expect(problems({ timing: { train: { timeout: 3600 } } })).toEqual([expect.stringMatching(/^cot-vr:timing\.train\.timeout: .*string/)]);
+    });
+});
+
+describe("a stack that borrows claims cannot delete their namespace", () => {
+    const borrow = { storage: { retainOnDestroy: false, models: { existingClaim: "blog-models" }, data: { existingClaim: "blog-data" } } };
+    it("refuses createNamespace with retainOnDestroy false and an existingClaim, naming the keys and the ways out", () => {
+        expect(problems(borrow)).toEqual([
+            'cot-vr:cluster.createNamespace: true with storage.retainOnDestroy false makes this stack\'s destroy delete the namespace "cot-vr", ' +
+            'and with it the claims it borrows (storage.models.existingClaim "blog-models", storage.data.existingClaim "blog-data") and their data: ' +
+            "set cluster.createNamespace: false (the stack that created those claims owns the namespace), or storage.retainOnDestroy: true",
+        ]);
+    });
+    it("accepts it without any one of the three", () => {
+        expect(() => settings({ ...borrow, cluster: { createNamespace: false } })).not.toThrow();
+        expect(() => settings({ storage: { ...borrow.storage, retainOnDestroy: true } })).not.toThrow();
+        expect(() => settings({ storage: { retainOnDestroy: false } })).not.toThrow();
     });
 });

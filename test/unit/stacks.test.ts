@@ -33,6 +33,19 @@ describe("shipped stacks", () => {
             expect(settings.stack).toBe(stack);
         });
     }
+    it("each owns a namespace of its own, or borrows claims in another's without owning it", () => {
+        const all = STACKS.map((stack) => stackSettings(readStackFile(stackFilePath(stack)), { placeholderSecrets: true }).settings);
+        const owned = all.filter((s) => s.cluster.createNamespace).map((s) => s.cluster.namespace);
+        expect(new Set(owned).size, `namespaces: ${owned.join(", ")}`).toBe(owned.length);
+        for (const s of all) {
+            const borrows = Object.values(s.storage).some((v) => typeof v === "object" && v.existingClaim);
+            if (borrows) expect(s.cluster.createNamespace, s.stack).toBe(false);
+            else expect(s.cluster.createNamespace, s.stack).toBe(true);
+        }
+        const ns = (stack: string) => all.find((s) => s.stack === stack)!.cluster.namespace;
+        expect([ns("blog"), ns("smoke"), ns("bench")]).toEqual(["cot-vr", "cot-vr-smoke", "cot-vr-bench"]);
+        expect(ns("sweep-rank32")).toBe(ns("blog"));
+    });
     it("blog runs every stage on the blog's settings", () => {
         const { settings: s } = stackSettings(readStackFile(stackFilePath("blog")), { placeholderSecrets: true });
         // Every stage of the experiment (the benchmark is a stack of its own).

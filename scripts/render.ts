@@ -70,9 +70,13 @@ export async function main(argv: string[]): Promise<number> {
         console.error(`note: ${p} is not set in ${path.basename(file)}; rendered as ${REDACTED}. pulumi up requires it (pulumi config set --secret ${p} ...).`);
     }
     const st = result.settings;
-    const notes = previewNotes(st);
-    for (const w of notes.warnings) console.error(`warning: ${w}`);
-    for (const i of notes.info) console.error(`note: ${i}`);
+    try {
+        const notes = previewNotes(st);
+        for (const w of notes.warnings) console.error(`warning: ${w}`);
+        for (const i of notes.info) console.error(`note: ${i}`);
+    } catch (e) {
+        console.error(`warning: no estimate for this stack (${e instanceof Error ? e.message : e})`);
+    }
     // Defaults that depend on the model are shown, so a stack never trains with values it did not expect.
     for (const d of st.defaulted) console.error(`note: ${PROJECT}:${d}`);
     // A shipped stack file holds no secret values: what is set renders as the placeholder.

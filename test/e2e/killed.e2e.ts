@@ -27,7 +27,7 @@ import { ChildProcess, spawn } from "child_process";
 import * as YAML from "yaml";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { initStack, kubectlJson, KUBECONFIG, must, pulumiEnv, requireCluster, Result, ROOT, Stack, useE2eCluster, WORK } from "./helpers";
-import { LABELS } from "../../contract";
+import { LABELS, PROJECT } from "../../contract";
 import { applyStageDurations } from "../../sim/stages";
 import { loadKubeConfig, watchObjects, watchPods } from "../../sim/watch";
 
@@ -126,7 +126,7 @@ describe("killed pulumi up", () => {
 
     test("SIGKILL of `pulumi up` during the fine-tunes: up refused on the lock, cancel, up adopts the pending creates, no stage re-runs, no changes after", async () => {
         const smoke = YAML.parse(fs.readFileSync(path.join(ROOT, "stacks", "Pulumi.smoke.yaml"), "utf8"));
-        const trainVariants = Object.keys(smoke.config["cot-vr:train"].variants).sort();
+        const trainVariants = Object.keys(smoke.config[`${PROJECT}:train`].variants).sort();
         expect(trainVariants.length).toBeGreaterThan(0);
         await applyStageDurations(KUBECONFIG, [{ stage: "train", seconds: TRAIN_SECONDS }]);
 
@@ -188,7 +188,7 @@ describe("killed pulumi up", () => {
             const locks = lockFiles(state);
             note(`lock files: ${locks.map((l) => `${l} ${fs.readFileSync(path.join(state, l), "utf8")}`).join("; ")}`);
             expect(locks, "one lock, of the killed update").toHaveLength(1);
-            expect(locks[0]).toMatch(new RegExp(`^\\.pulumi/locks/organization/cot-vr/killed/[0-9a-f-]{36}\\.json$`));
+            expect(locks[0]).toMatch(new RegExp(`^\\.pulumi/locks/organization/${PROJECT}/${st.name}/[0-9a-f-]{36}\\.json$`));
             expect(JSON.parse(fs.readFileSync(path.join(state, locks[0]), "utf8")).pid).toBe(pid);
             const exported = JSON.parse(must(st.pulumi("stack", "export"), "pulumi stack export").stdout).deployment;
             const pending = (exported.pending_operations ?? []) as any[];

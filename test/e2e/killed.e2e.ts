@@ -27,7 +27,7 @@ import { ChildProcess, spawn } from "child_process";
 import * as YAML from "yaml";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { initStack, kubectlJson, KUBECONFIG, must, pulumiEnv, requireCluster, Result, ROOT, Stack, useE2eCluster, WORK } from "./helpers";
-import { LABELS, PROJECT } from "../../contract";
+import { LABELS, PROJECT, STAGE_NAMES } from "../../contract";
 import { applyStageDurations } from "../../sim/stages";
 import { loadKubeConfig, watchObjects, watchPods } from "../../sim/watch";
 
@@ -243,7 +243,7 @@ describe("killed pulumi up", () => {
             for (const j of jobs.values()) perKey.set(j.key, [...(perKey.get(j.key) ?? []), j.name]);
             for (const [key, names] of perKey) expect(names, `Jobs of ${key}\n${timeline()}`).toHaveLength(1);
             expect(new Set([...perKey.keys()].map((k) => k.split("/")[0])), "every Job stage of the smoke stack ran")
-                .toEqual(new Set(["download", "generate", "train", "sample", "evaluate", "report"]));
+                .toEqual(new Set(STAGE_NAMES.filter((n) => n !== "teacher" && n !== "benchmark")));
             expect(final.length, "no Job deleted").toBe(jobs.size);
             for (const j of final) {
                 const own = [...pods.values()].filter((p) => p.job === j.metadata.uid);

@@ -433,7 +433,8 @@ async function deploy(r: Rehearsal, c: LocalCluster): Promise<Deployed> {
     const proj = path.join(work, "project");
     fs.mkdirSync(path.join(proj, "stacks"), { recursive: true });
     for (const e of fs.readdirSync(ROOT)) {
-        if (["node_modules", ".git", "render", "out", ".ci", "images", "test", "sim", "stacks"].includes(e)) continue;
+        // sim/ travels: the program's preview notes use the estimator, which reads sim/critical-path.ts.
+        if (["node_modules", ".git", "render", "out", ".ci", "images", "test", "stacks"].includes(e)) continue;
         fs.cpSync(path.join(ROOT, e), path.join(proj, e), { recursive: true });
     }
     fs.symlinkSync(path.join(ROOT, "node_modules"), path.join(proj, "node_modules"));

@@ -22,7 +22,7 @@ export function stepsPerEpoch(rows: number, v: { batchSize: number; gradientAccu
 }
 
 /** Defaults that depend on the model: the blog changed rank/alpha for 11B only; 90B keeps 90B_qlora's.
- * Speed levers measured with images/trainer/bench_finetune.py (README "Fine-tune throughput"). */
+ * Speed levers measured with images/trainer/bench_finetune.py (docs/THROUGHPUT.md). */
 export const MODEL_DEFAULTS: Record<ModelSize, { loraRank: number; loraAlpha: number; compile: boolean; compileEncoder: boolean; activationCheckpointing: boolean; why: string }> = {
     "11b": { loraRank: 16, loraAlpha: 32, compile: true, compileEncoder: true, activationCheckpointing: false, why: "the blog's 11B LoRA; compile + encoder, no recompute: 1.98x the blog's speed, measured" },
     "90b": { loraRank: 8, loraAlpha: 16, compile: false, compileEncoder: false, activationCheckpointing: false, why: "torchtune's 90B_qlora, kept by the blog; no recompute: 1.60x, measured at 1/4 depth; compile ran out of memory" },

@@ -1,7 +1,9 @@
 // Generates the README's config table and config/stack.schema.json from the zod schema
 // (config/schema.ts): key paths and descriptions (`.meta`) from the schema object, types and defaults
-// from its JSON Schema. `npm run docs` shows what is stale, `--write` rewrites it, `--check` fails on
-// it (CI); unit tests fail when either file disagrees with the schema.
+// from its JSON Schema; and the estimate columns of the README's Stacks table (makespan, GPU-hours,
+// `--parallel` of every shipped stack) from the estimator (scripts/estimate.ts). `npm run docs` shows
+// what is stale, `--write` rewrites it, `--check` fails on it (CI); unit tests fail when a file
+// disagrees with the schema or the estimator.
 import * as fs from "fs";
 import * as path from "path";
 import { parseArgs } from "util";
@@ -9,7 +11,8 @@ import { z } from "zod";
 import { PROJECT, SECRET_KEYS } from "../contract";
 import { KNOWN_NAMESPACES } from "../config/configmap";
 import { configSchema } from "../config/schema";
-import { STACK_FILE_KEYS } from "../config/stackfile";
+import { readStackFile, STACK_FILE_KEYS, stackFilePath, STACKS_DIR, stackSettings } from "../config/stackfile";
+import { estimateStages, fmtDuration, plan, requiredParallel, stageGraph } from "./estimate";
 
 const ROOT = path.join(__dirname, "..");
 export const README = path.join(ROOT, "README.md");
@@ -77,6 +80,58 @@ export function readmeWithTable(readme: string): string {
     return readme.slice(0, i) + configTable() + readme.slice(j + END.length);
 }
 
+// ---------------------------------------------------------------------------------------------------
+// The Stacks table: what each shipped stack runs (written by hand) and its estimates (generated)
+
+const STACKS_BEGIN = "<!-- stacks-table:begin (npm run docs) -->";
+const STACKS_END = "<!-- stacks-table:end -->";
+const STACKS_HEADER = ["| stack | what it runs | estimated makespan | estimated GPU-hours | `pulumi up --parallel` |", "|---|---|---|---|---|"];
+/** What a row for a stack that has no description yet says, until someone writes one. */
+export const UNDESCRIBED = "(describe this stack)";
+
+/** The shipped stacks: stacks/Pulumi.<name>.yaml. */
+export function shippedStacks(): string[] {
+    return fs.readdirSync(STACKS_DIR).map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1]).filter((s): s is string => Boolean(s)).sort();
+}
+
+/** The estimator's figures of a shipped stack, as the rehearsal and `pulumi preview` print them. */
+export function stackEstimate(stack: string): { makespan: string; gpuHours: string; parallel: number } {
+    const { settings } = stackSettings(readStackFile(stackFilePath(stack)), { placeholderSecrets: true });
+    const graph = stageGraph(settings);
+    const est = estimateStages(settings);
+    const p = plan(graph, est);
+    return { makespan: fmtDuration(p.makespan), gpuHours: p.gpuHours.toFixed(1), parallel: requiredParallel(graph, est).parallel };
+}
+
+/** The cells of a Markdown table row, split at unescaped pipes. */
+function rowCells(line: string): string[] {
+    return line.trim().replace(/^\|/, "").replace(/\|$/, "").split(/(?<!\\)\|/).map((c) => c.trim());
+}
+
+/**
+ * The README with the Stacks table's estimate columns as the estimator has them: one row per shipped
+ * stack, in the table's order (new stacks last, with a placeholder description), rows of stacks that no
+ * longer exist dropped; the "what it runs" cells are kept as written.
+ */
+export function readmeWithStacks(readme: string): string {
+    const i = readme.indexOf(STACKS_BEGIN);
+    const j = readme.indexOf(STACKS_END);
+    if (i < 0 || j < 0) throw new Error(`README.md has no ${STACKS_BEGIN} ... ${STACKS_END} section`);
+    const described = new Map<string, string>();
+    for (const line of readme.slice(i + STACKS_BEGIN.length, j).split("\n")) {
+        const cells = rowCells(line);
+        const m = /^`([^`]+)`$/.exec(cells[0] ?? "");
+        if (line.trim().startsWith("|") && m) described.set(m[1], cells[1] ?? "");
+    }
+    const stacks = shippedStacks();
+    const order = [...[...described.keys()].filter((s) => stacks.includes(s)), ...stacks.filter((s) => !described.has(s))];
+    const rows = order.map((s) => {
+        const e = stackEstimate(s);
+        return `| \`${s}\` | ${described.get(s) || UNDESCRIBED} | ${e.makespan} | ${e.gpuHours} | \`--parallel ${e.parallel}\` |`;
+    });
+    return readme.slice(0, i) + [STACKS_BEGIN, ...STACKS_HEADER, ...rows, STACKS_END].join("\n") + readme.slice(j + STACKS_END.length);
+}
+
 /** The JSON Schema of a whole stack file as YAML editors see it: the top-level keys Pulumi reads, and
  * under `config:` every `cot-vr:<key>` (secrets as Pulumi writes them, `{secure: ...}`) beside the
  * other namespaces' keys, which are not described here. The program itself validates with the zod schema. */
@@ -131,7 +186,7 @@ interface Target {
 }
 
 const TARGETS: Target[] = [
-    { file: README, want: readmeWithTable },
+    { file: README, want: (r) => readmeWithStacks(readmeWithTable(r)) },
     { file: JSON_SCHEMA, want: () => stackJsonSchema() },
 ];
 
@@ -166,7 +221,8 @@ export function lineDiff(a: string, b: string, max = 40): string[] {
 
 const USAGE = `Usage: npm run docs -- [--write | --check]
 
-Generates the README's config table and config/stack.schema.json from config/schema.ts.
+Generates the README's config table and config/stack.schema.json from config/schema.ts, and the
+estimate columns of the README's Stacks table (makespan, GPU-hours, --parallel) from scripts/estimate.ts.
 
 Options:
   (none)       show what is out of date and what would change; write nothing
@@ -174,7 +230,7 @@ Options:
   --check, -c  exit 1 if any file is out of date, naming it; write nothing (CI)
   --help, -h   print this help
 
-Example: after changing a key's description in config/schema.ts,
+Example: after changing a key's description in config/schema.ts, a stack file or the estimator,
   npm run docs -- --write
 `;
 
@@ -215,7 +271,7 @@ export function main(argv: string[], log: (s: string) => void = console.log, err
         return 0;
     }
     if (values.check) {
-        for (const t of stale) err(`stale: ${rel(t.file)} does not match config/schema.ts`);
+        for (const t of stale) err(`stale: ${rel(t.file)} does not match config/schema.ts${t.file === README ? " and the estimator (scripts/estimate.ts)" : ""}`);
         err("run `npm run docs -- --write` and commit the result");
         return 1;
     }

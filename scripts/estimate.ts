@@ -28,8 +28,8 @@ export const PEAK_BF16_TFLOPS = { h100: 989, mi300x: 1307.4 } as const;
 export const MI300X_PER_H100 = PEAK_BF16_TFLOPS.mi300x / PEAK_BF16_TFLOPS.h100;
 
 /** Measured with images/trainer/bench_finetune.py in one run (H100 80GB, torchtune 0.6.1, the blog
- * stack's 11B LoRA r16 config, random weights, ChartQA-shaped batches; README "Fine-tune
- * throughput"): samples/s per setting, effective batch 16 in all. */
+ * stack's 11B LoRA r16 config, random weights, ChartQA-shaped batches; docs/THROUGHPUT.md): samples/s
+ * per setting, effective batch 16 in all. */
 export const H100_11B_LORA_SAMPLES_PER_S = {
     /** activation checkpointing on, compile off (what the blog runs), 16 x 1 */
     blog: 3.69,

@@ -3,7 +3,9 @@ import * as path from "path";
 import Ajv2020 from "ajv/dist/2020";
 import * as YAML from "yaml";
 import { describe, expect, it } from "vitest";
-import { configRows, JSON_SCHEMA, lineDiff, main, README, readmeWithTable, stackJsonSchema } from "../../scripts/config-docs";
+import { configRows, JSON_SCHEMA, lineDiff, main, README, readmeWithStacks, readmeWithTable, shippedStacks, stackEstimate, stackJsonSchema, UNDESCRIBED } from "../../scripts/config-docs";
+import { estimateStages, plan, requiredParallel, stageGraph } from "../../scripts/estimate";
+import { readStackFile, stackFilePath, stackSettings } from "../../config/stackfile";
 
 const STACKS_DIR = path.join(__dirname, "..", "..", "stacks");
 const STACK_FILES = fs.readdirSync(STACKS_DIR).filter((f) => /^Pulumi\..+\.yaml$/.test(f));
@@ -16,6 +18,53 @@ describe("README config table", () => {
     it("has a meaning for every key", () => {
         expect(configRows().filter((r) => !r[3]).map((r) => r[0])).toEqual([]);
         expect(configRows().length).toBeGreaterThan(90);
+    });
+});
+
+describe("README Stacks table", () => {
+    const readme = fs.readFileSync(README, "utf8");
+    const table = readme.slice(readme.indexOf("<!-- stacks-table:begin"), readme.indexOf("<!-- stacks-table:end -->"));
+
+    it("has the estimator's makespan, GPU-hours and --parallel for every shipped stack (run `npm run docs -- --write` after changing a stack or the estimator)", () => {
+        expect(readme).toBe(readmeWithStacks(readme));
+        for (const s of shippedStacks()) {
+            const e = stackEstimate(s);
+            expect(table).toContain(`| \`${s}\` |`);
+            expect(table, s).toMatch(new RegExp(`\\| \`${s}\` \\| [^\\n]+ \\| ${e.makespan} \\| ${e.gpuHours} \\| \`--parallel ${e.parallel}\` \\|`));
+            expect(table, s).not.toContain(UNDESCRIBED);
+        }
+    });
+    it("takes its figures from the same plan as the rehearsal and pulumi preview", () => {
+        const { settings } = stackSettings(readStackFile(stackFilePath("blog")), { placeholderSecrets: true });
+        const graph = stageGraph(settings);
+        const est = estimateStages(settings);
+        const p = plan(graph, est);
+        const e = stackEstimate("blog");
+        expect(e.gpuHours).toBe(p.gpuHours.toFixed(1));
+        expect(e.parallel).toBe(requiredParallel(graph, est).parallel);
+        expect(e.parallel).toBe(8);
+    });
+    it("keeps the descriptions as written, adds a row for a new stack and drops the row of a removed one", () => {
+        const doc = [
+            "before",
+            "<!-- stacks-table:begin (npm run docs) -->",
+            "| stack | what it runs | old |",
+            "|---|---|---|",
+            "| `gone` | a stack file that was removed | 1h |",
+            "| `smoke` | tiny \\| limits | 2h |",
+            "<!-- stacks-table:end -->",
+            "after",
+        ].join("\n");
+        const out = readmeWithStacks(doc);
+        expect(out.startsWith("before\n<!-- stacks-table:begin")).toBe(true);
+        expect(out.endsWith("<!-- stacks-table:end -->\nafter")).toBe(true);
+        expect(out).not.toContain("`gone`");
+        const rows = out.split("\n").filter((l) => l.startsWith("| `"));
+        expect(rows.map((r) => /^\| `([^`]+)`/.exec(r)![1])).toEqual(["smoke", ...shippedStacks().filter((s) => s !== "smoke")]);
+        expect(rows[0]).toContain("| tiny \\| limits |");
+        expect(rows.slice(1).every((r) => r.includes(UNDESCRIBED))).toBe(true);
+        expect(readmeWithStacks(out)).toBe(out);
+        expect(() => readmeWithStacks("no markers")).toThrow(/stacks-table:begin/);
     });
 });
 

@@ -5,7 +5,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { describe, expect, it } from "vitest";
 import { labels } from "../../components/naming";
-import { LABELS, selector, WATCHDOG_GRACE_SECONDS } from "../../contract";
+import { LABELS, selector, StageName, STAGES, WATCHDOG_GRACE_SECONDS } from "../../contract";
 import {
     bar, deriveStatus, DeploymentObject, failureReason, gpuHourPrice, JobObject, lastErrorLine, lastProgress,
     parseProgress, PodObject, podGpuHours, renderStatus, Snapshot,
@@ -25,7 +25,8 @@ const H = (from: string, to: string) => (Date.parse(T(to)) - Date.parse(T(from))
 // A cluster state in the shape the API server returns (metadata, spec, status as `kubectl get -o json`).
 
 function job(stage: string, variant: string, hash: string, o: { created: string; start?: string; completed?: string; failed?: { reason: string; message: string; at: string }; active?: number; deadline?: number }): JobObject {
-    const name = [RUN, stage, variant, hash].join("-");
+    // Named as the program names Jobs: `<run>-<jobWord>-<variant>-<hash>` (evaluate: "eval").
+    const name = [RUN, STAGES[stage as StageName].jobWord, variant, hash].join("-");
     const conditions = [];
     if (o.completed) conditions.push({ type: "Complete", status: "True", lastTransitionTime: T(o.completed) });
     if (o.failed) conditions.push({ type: "Failed", status: "True", reason: o.failed.reason, message: o.failed.message, lastTransitionTime: T(o.failed.at) });
@@ -267,7 +268,7 @@ describe("rows of a recorded cluster state", () => {
             reason: "exit 1: failed (the upstream tool failed)",
             exitCode: 1,
             errorLine: "evaluate.py: error: unexpected RuntimeError: HIP out of memory. Tried to allocate 3.91 GiB. GPU 0 has a total capacity of 191.98 GiB",
-            logsCommand: "kubectl logs -n cot-vr job/blog-evaluate-base-90b-57b2d8aa",
+            logsCommand: "kubectl logs -n cot-vr job/blog-eval-base-90b-57b2d8aa",
         });
     });
 
@@ -393,7 +394,7 @@ describe("the I/O half reads the API through @kubernetes/client-node", () => {
             const a = deriveStatus(got, { now });
             // the printed command reaches the same cluster (a kubeconfig given as contents has no path to print)
             expect(got.kubectlFlags).toEqual(["--context", "stub"]);
-            expect(a.rows.find((r) => r.failure)!.failure!.logsCommand).toBe("kubectl --context stub logs -n cot-vr job/blog-evaluate-base-90b-57b2d8aa");
+            expect(a.rows.find((r) => r.failure)!.failure!.logsCommand).toBe("kubectl --context stub logs -n cot-vr job/blog-eval-base-90b-57b2d8aa");
             const b = deriveStatus({ ...snap, kubectlFlags: got.kubectlFlags }, { now });
             expect(renderStatus(a)).toBe(renderStatus(b));
             expect(a.totals).toEqual(b.totals);

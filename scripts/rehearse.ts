@@ -145,7 +145,7 @@ function must(r: { code: number; out: string }, what: string): string {
 
 /** PATH with the e2e toolchain, built on first use; its build log lines stream to the terminal. */
 async function toolchainPath(): Promise<string> {
-    say("toolchain: sim/toolchain.sh (the first run builds Pulumi, the Kubernetes provider, etcd, kube-apiserver, ... from the Go module proxy: 20-40 minutes; cached after)");
+    say("toolchain: sim/toolchain.sh (the first run downloads Pulumi, the Kubernetes provider, etcd, kube-apiserver, ...: a minute or two with internet; else it builds them from the Go module proxy: 20-40 minutes; cached after)");
     const t0 = Date.now();
     const cache = process.env.COT_E2E_CACHE ?? path.join(process.env.XDG_CACHE_HOME ?? path.join(os.homedir(), ".cache"), "cot-vr-e2e");
     const p = spawn("bash", ["-c", `eval "$(bash "$1" --env)" && printf '%s' "$PATH"`, "toolchain", path.join(SIM, "toolchain.sh")], { stdio: ["ignore", "pipe", "inherit"] });
@@ -160,11 +160,11 @@ async function toolchainPath(): Promise<string> {
             if (!newest || m > newest.m) newest = { f, m };
         }
         const last = newest ? fs.readFileSync(path.join(cache, newest.f), "utf8").trim().split("\n").pop()?.slice(0, 120) : "";
-        say(`toolchain: still building (${Math.round((Date.now() - t0) / 60000)} min) ${newest ? `${newest.f.replace(".build.log", "")}: ${last}` : ""}`);
+        say(`toolchain: still installing (${Math.round((Date.now() - t0) / 60000)} min) ${newest ? `${newest.f.replace(".build.log", "")}: ${last}` : ""}`);
     }, 30000);
     const code = await new Promise<number>((res) => p.on("close", (c) => res(c ?? 1)));
     clearInterval(ticker);
-    if (code !== 0 || !out) throw new Failure("the e2e toolchain could not be built (see above); it needs Go and the Go module proxy");
+    if (code !== 0 || !out) throw new Failure("the e2e toolchain could not be installed (see above); it needs the official downloads or Go and the Go module proxy");
     return out;
 }
 

@@ -2,13 +2,19 @@
 # Toolchain for the e2e tier: the Pulumi CLI, the Node.js language host, the Kubernetes provider
 # plugin, etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok.
 #
-#   bash sim/toolchain.sh            build what is missing, print where each binary is
+#   bash sim/toolchain.sh            install what is missing, print where each binary is
 #   eval "$(bash sim/toolchain.sh --env)"   same, then export PATH (logs go to stderr)
-#   bash sim/toolchain.sh --only pulumi,etcd   build only these
+#   bash sim/toolchain.sh --only pulumi,etcd   install only these
 #
-# A binary already on PATH is used when its version fits. Otherwise it is built from the Go module
-# proxy into ${COT_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cot-vr-e2e}/<tool>-<version>/bin,
-# so only the first run on a machine pays for the build. Nothing is written into the repository.
+# A binary already on PATH is used when its version fits, and a tool already in the cache
+# ${COT_E2E_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cot-vr-e2e}/<tool>-<version>/bin (with .ok) as it is:
+# neither touches the network. A missing tool is downloaded (the pinned official release, checked
+# against its published sha256 and any pin in versions.env) or built from the Go module proxy:
+#   COT_SIM_DOWNLOAD=auto     (default) try the download, build on any failure
+#   COT_SIM_DOWNLOAD=always|1 download or fail
+#   COT_SIM_DOWNLOAD=never|0  build only
+# Base URLs: COT_SIM_PULUMI_BASE (https://get.pulumi.com), COT_SIM_GITHUB_BASE (https://github.com),
+# COT_SIM_K8S_BASE (https://dl.k8s.io). Nothing is written into the repository.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -33,6 +39,16 @@ KWOK_VERSION="${KWOK_VERSION:-$KWOK_VERSION_DEFAULT}"
 log() { printf '[toolchain] %s\n' "$*" >&2; }
 die() { printf '[toolchain] ERROR: %s\n' "$*" >&2; exit 1; }
 
+case "${COT_SIM_DOWNLOAD:-auto}" in
+  auto) DL=auto ;;
+  1|always) DL=always ;;
+  0|never) DL=never ;;
+  *) die "COT_SIM_DOWNLOAD=$COT_SIM_DOWNLOAD: use auto, always (1) or never (0)" ;;
+esac
+PULUMI_BASE="${COT_SIM_PULUMI_BASE:-https://get.pulumi.com}"
+GITHUB_BASE="${COT_SIM_GITHUB_BASE:-https://github.com}"
+K8S_BASE="${COT_SIM_K8S_BASE:-https://dl.k8s.io}"
+
 export GOFLAGS="${GOFLAGS:--buildvcs=false}"
 export CGO_ENABLED=0
 GOBUILD=(go build -trimpath)
@@ -53,6 +69,7 @@ with_lock() { # dir cmd...
     die "build failed: $dir (log: $dir.build.log)"
   fi
   echo "$((SECONDS - t0))" >"$dir/.build-seconds"
+  echo build >"$dir/.source"
   touch "$dir/.ok"
   exec {lockfd}>&-
   log "built $(basename "$dir") in $((SECONDS - t0))s"
@@ -225,6 +242,129 @@ build_kwok() {
   GOBIN="$dir/bin" "${NICE[@]}" go install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 }
 
+# ---- official release binaries -----------------------------------------------------------------
+# Layouts and checksum files: docs/FACTS.md "Toolchain downloads". Each file is checked against the
+# published checksum (fetched from the same host) and against its pin in versions.env when there is
+# one; a missing or different checksum refuses the file (deleted; `auto` then builds).
+case "$(uname -s)/$(uname -m)" in
+  Linux/x86_64) OS=linux ARCH=amd64 PULUMI_ARCH=x64 ;;
+  Linux/aarch64|Linux/arm64) OS=linux ARCH=arm64 PULUMI_ARCH=arm64 ;;
+  *) OS="" ARCH="" PULUMI_ARCH="" ;;  # no official kube-apiserver etc. for other systems
+esac
+DLTMP=""  # this run's verified downloads (the Pulumi tarball serves pulumi and the language host)
+
+sha256_of() { if command -v sha256sum >/dev/null; then sha256sum "$1"; else shasum -a 256 "$1"; fi | awk '{print $1}'; }
+
+dl_get() { # url out
+  local rc=0
+  command -v curl >/dev/null || { log "curl is not installed: cannot download $1"; return 1; }
+  curl -fsSL --connect-timeout "${COT_SIM_CONNECT_TIMEOUT:-10}" --max-time "${COT_SIM_MAX_TIME:-300}" \
+    --speed-limit 10000 --speed-time 30 -o "$2" "$1" || rc=$?
+  [[ $rc == 0 ]] && return 0
+  rm -f "$2"
+  # cannot resolve / connect / timed out: no network, so the other tools do not try either
+  case $rc in 6|7|28) touch "$DLTMP/offline" ;; esac
+  log "download failed (curl exit $rc): $1"
+  return 1
+}
+
+# fetch_once URL SUMS_URL ENTRY KEY: URL into $DLTMP, verified. SUMS_URL is the published checksum
+# file ("" when none is published), ENTRY the file's name in it ("" when it holds the hash alone),
+# KEY names the pin in versions.env: SHA256_<KEY with each non-alphanumeric as _>.
+fetch_once() {
+  local url="$1" sums="$2" entry="$3" key="$4" f pinvar pin published="" got
+  f="$DLTMP/$(basename "$url")"
+  [[ -f "$f" ]] && return 0
+  pinvar="SHA256_${key//[^A-Za-z0-9]/_}"; pin="${!pinvar:-}"
+  log "downloading $url"
+  dl_get "$url" "$f.part" || return 1
+  if [[ -n "$sums" ]] && dl_get "$sums" "$f.sums"; then
+    if [[ -n "$entry" ]]; then
+      published=$(awk -v n="$entry" '{ f = $2; sub(/^\*/, "", f) } f == n { print $1; exit }' "$f.sums")
+    else
+      published=$(awk 'NR == 1 { print $1 }' "$f.sums")
+    fi
+    rm -f "$f.sums"
+  fi
+  got=$(sha256_of "$f.part")
+  if [[ -z "$pin" && -z "$published" ]]; then
+    rm -f "$f.part"
+    log "refused $(basename "$url"): no published checksum${sums:+ for it in $sums} and no $pinvar in versions.env"
+    return 1
+  fi
+  if [[ -n "$pin" && "$got" != "$pin" ]] || [[ -n "$published" && "$got" != "$published" ]]; then
+    rm -f "$f.part"
+    log "refused $(basename "$url"): sha256 $got does not match ${pin:+the pinned $pin}${pin:+${published:+ / }}${published:+the published $published}"
+    return 1
+  fi
+  mv "$f.part" "$f" || return 1
+  log "verified $(basename "$url") (sha256 ${pin:+pinned}${pin:+${published:+ and }}${published:+published})"
+}
+
+untar_one() { # tarball member out
+  tar -xzf "$1" -O "$2" >"$3.part" 2>/dev/null && [[ -s "$3.part" ]] \
+    || { rm -f "$3.part"; log "$(basename "$1") has no $2"; return 1; }
+  chmod 0755 "$3.part" && mv "$3.part" "$3"
+}
+
+pulumi_tarball() {
+  PULUMI_TGZ="pulumi-v$PULUMI_VERSION-$OS-$PULUMI_ARCH.tar.gz"
+  fetch_once "$PULUMI_BASE/releases/sdk/$PULUMI_TGZ" "$PULUMI_BASE/releases/sdk/pulumi-$PULUMI_VERSION-checksums.txt" \
+    "$PULUMI_TGZ" "$PULUMI_TGZ"
+}
+download_pulumi() { pulumi_tarball && untar_one "$DLTMP/$PULUMI_TGZ" pulumi/pulumi "$1/pulumi"; }
+download_langhost() { pulumi_tarball && untar_one "$DLTMP/$PULUMI_TGZ" pulumi/pulumi-language-nodejs "$1/pulumi-language-nodejs"; }
+
+download_provider() { # the real release, at the lockfile's version
+  local v="$K8S_PROVIDER_VERSION" f rel
+  f="pulumi-resource-kubernetes-v$v-$OS-$ARCH.tar.gz"
+  rel="$GITHUB_BASE/pulumi/pulumi-kubernetes/releases/download/v$v"
+  fetch_once "$rel/$f" "$rel/pulumi-kubernetes_${v}_checksums.txt" "$f" "$f" \
+    && untar_one "$DLTMP/$f" pulumi-resource-kubernetes "$1/pulumi-resource-kubernetes"
+}
+
+download_etcd() {
+  local n="etcd-$ETCD_VERSION-$OS-$ARCH" rel="$GITHUB_BASE/etcd-io/etcd/releases/download/$ETCD_VERSION"
+  fetch_once "$rel/$n.tar.gz" "$rel/SHA256SUMS" "$n.tar.gz" "$n.tar.gz" && untar_one "$DLTMP/$n.tar.gz" "$n/etcd" "$1/etcd"
+}
+
+download_kube() {
+  local c base="$K8S_BASE/$KUBE_VERSION/bin/$OS/$ARCH"
+  for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    fetch_once "$base/$c" "$base/$c.sha256" "" "$c-$KUBE_VERSION-$OS-$ARCH" || return 1
+    chmod 0755 "$DLTMP/$c" && mv "$DLTMP/$c" "$1/$c" || return 1
+  done
+}
+
+download_kwok() { # no checksum file is published: only a pin in versions.env lets it through
+  local f="kwok-$OS-$ARCH"
+  fetch_once "$GITHUB_BASE/kubernetes-sigs/kwok/releases/download/$KWOK_VERSION/$f" "" "" "kwok-$KWOK_VERSION-$OS-$ARCH" \
+    && chmod 0755 "$DLTMP/$f" && mv "$DLTMP/$f" "$1/kwok"
+}
+
+# Install the official release of a tool into dir/bin under the tool's lock; 1 on any failure, with
+# nothing left in dir/bin and no .ok.
+try_download() { # tool dir
+  local t="$1" dir="$2" rc=0 t0=$SECONDS lockfd
+  if [[ -z "$OS" ]]; then log "$t: no official binaries for $(uname -s)/$(uname -m)"; return 1; fi
+  if [[ -e "$DLTMP/offline" ]]; then log "$t: not downloading (an earlier download found no network)"; return 1; fi
+  mkdir -p "$dir"
+  exec {lockfd}>"$dir.lock"
+  flock "$lockfd"
+  if built_ok "$dir"; then exec {lockfd}>&-; return 0; fi
+  rm -rf "$dir/bin" && mkdir -p "$dir/bin"
+  ( "download_$t" "$dir/bin" ) || rc=$?
+  if [[ $rc == 0 ]]; then
+    echo release >"$dir/.source"
+    touch "$dir/.ok"
+    log "$t: downloaded into $dir in $((SECONDS - t0))s"
+  else
+    rm -rf "$dir/bin"
+  fi
+  exec {lockfd}>&-
+  return "$rc"
+}
+
 # ---- version checks for binaries already on PATH ------------------------------------------------
 path_fits() { # tool
   local b out
@@ -243,11 +383,15 @@ path_fits() { # tool
   esac
 }
 
-tool_dir() {
+# Cache dirs of a tool: the official release's first, then the build's where it differs (the built
+# provider is not 4.34.2 and is labelled so; the release's language host is the upstream one).
+tool_dirs() {
   case "$1" in
     pulumi) echo "$CACHE/pulumi-$PULUMI_VERSION" ;;
-    langhost) echo "$CACHE/pulumi-language-nodejs-$PULUMI_VERSION-$LANGHOST_SOURCE" ;;
-    provider) echo "$CACHE/pulumi-resource-kubernetes-$K8S_PROVIDER_BUILD_LABEL" ;;
+    langhost) echo "$CACHE/pulumi-language-nodejs-$PULUMI_VERSION-release"
+              echo "$CACHE/pulumi-language-nodejs-$PULUMI_VERSION-$LANGHOST_SOURCE" ;;
+    provider) echo "$CACHE/pulumi-resource-kubernetes-$K8S_PROVIDER_VERSION"
+              [[ "$K8S_PROVIDER_BUILD_LABEL" == "$K8S_PROVIDER_VERSION" ]] || echo "$CACHE/pulumi-resource-kubernetes-$K8S_PROVIDER_BUILD_LABEL" ;;
     kube) echo "$CACHE/kubernetes-$KUBE_VERSION" ;;
     etcd) echo "$CACHE/etcd-$ETCD_VERSION" ;;
     kwok) echo "$CACHE/kwok-$KWOK_VERSION" ;;
@@ -266,8 +410,8 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
-command -v go >/dev/null || die "Go is needed to build the e2e toolchain (none of the tools is on PATH at a fitting version)"
 paths=()
+langhost_dir=""
 for t in "${want[@]}"; do
   if path_fits "$t"; then
     log "$t: using PATH"
@@ -280,16 +424,37 @@ for t in "${want[@]}"; do
     paths+=("$plug")
     continue
   fi
-  d=$(tool_dir "$t")
-  if ! built_ok "$d"; then
-    log "$t: building into $d (cold build; see $d.build.log)"
-    with_lock "$d" "build_$t" "$d"
+  mapfile -t dirs < <(tool_dirs "$t")
+  d=""
+  # A cached tool is used as it is: the network is only tried for a missing one.
+  for c in "${dirs[@]}"; do if built_ok "$c"; then d="$c"; break; fi; done
+  if [[ -z "$d" && "$DL" != never ]]; then
+    [[ -n "$DLTMP" ]] || { DLTMP=$(mktemp -d "$CACHE/.download.XXXXXX"); trap 'rm -rf "$DLTMP"' EXIT; }
+    if try_download "$t" "${dirs[0]}"; then
+      d="${dirs[0]}"
+    elif [[ "$DL" == always ]]; then
+      die "$t: COT_SIM_DOWNLOAD=$COT_SIM_DOWNLOAD and the download failed (see above); COT_SIM_DOWNLOAD=auto builds instead"
+    else
+      log "$t: download failed, falling back to building from the Go module proxy"
+    fi
   fi
+  if [[ -z "$d" ]]; then
+    d="${dirs[${#dirs[@]}-1]}"
+    if ! built_ok "$d"; then
+      command -v go >/dev/null || die "Go is needed to build $t (not on PATH at a fitting version, not downloaded)"
+      log "$t: building into $d (cold build; see $d.build.log)"
+      with_lock "$d" "build_$t" "$d"
+    fi
+  fi
+  [[ "$t" == langhost ]] && langhost_dir="$d"
   paths+=("$d/bin")
 done
 
 # The engine looks for the language host beside the pulumi binary first (no "from $PATH" warning).
-pl="$(tool_dir pulumi)/bin"; lh="$(tool_dir langhost)/bin/pulumi-language-nodejs"
+if [[ -z "$langhost_dir" ]]; then
+  while read -r c; do if built_ok "$c"; then langhost_dir="$c"; break; fi; done < <(tool_dirs langhost)
+fi
+pl="$(tool_dirs pulumi)/bin"; lh="$langhost_dir/bin/pulumi-language-nodejs"
 # -f: another run on the machine may link it between the test and the link (both link the same host).
 if [[ -x "$pl/pulumi" && -x "$lh" && ! -e "$pl/pulumi-language-nodejs" ]]; then ln -sf "$lh" "$pl/pulumi-language-nodejs"; fi
 

@@ -8,11 +8,15 @@
 #   COT_E2E_KEEP=1       leave the cluster and work dirs in place after the run (prints where)
 #   COT_E2E_FILTER=re    only tests whose name matches (vitest -t)
 #   COT_E2E_CACHE        where built binaries are cached (default ${XDG_CACHE_HOME:-~/.cache}/cot-vr-e2e)
+#   COT_SIM_DOWNLOAD     0 (default here): build the toolchain from the Go module proxy; auto/1 download
+#                        official releases (sim/toolchain.sh)
 # The toolchain must build; a missing tool fails this script, it never skips silently.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 t0=$SECONDS
+# CI machines must not contact outside hosts: no downloads of release binaries unless asked for.
+export COT_SIM_DOWNLOAD="${COT_SIM_DOWNLOAD:-0}"
 
 echo "[e2e] toolchain"
 env_lines="$(bash "$ROOT/sim/toolchain.sh" --env)" || { echo "[e2e] FAILED: the e2e toolchain could not be built (see above)" >&2; exit 1; }

@@ -125,13 +125,5 @@ export class Report extends StageJob {
                 },
             };
         }, opts);
-        if (s.timing.report.await && headlineCm) {
-            // Read after the Job completed (its name in the ID makes the wait a data dependency too).
-            const cm = headlineCm;
-            // Its uid too: unknown in a preview that creates the ConfigMap (after a destroy, say), which
-            // skips the read instead of failing on an object that is not there yet.
-            const id = pulumi.all([this.job.metadata.name, cm.metadata.uid, cm.metadata.namespace, cm.metadata.name]).apply(([, , ns, n]) => `${ns}/${n}`);
-            this.headline = k8s.core.v1.ConfigMap.get(`${name}-headline-read`, id, { parent: this, dependsOn: [this.job] });
-        }
     }
 }

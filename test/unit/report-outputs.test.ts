@@ -22,9 +22,8 @@ describe("the report's headline in the stack outputs", () => {
         expect(argOf(container(r.job("report")).args, "--headline-configmap")).toBe("blog-report");
         // The Job starts after the ConfigMap exists; the read waits for the Job.
         expect(r.reg.find((x) => x.name === "cot-vr-report-job")!.dependsOn).toContain("cot-vr-report-headline");
-        const read = r.reg.find((x) => x.read !== undefined)!;
-        expect(read).toMatchObject({ type: "kubernetes:core/v1:ConfigMap", name: "cot-vr-report-headline-read", read: "cot-vr/blog-report" });
-        expect(read.dependsOn).toEqual(["cot-vr-report-job"]);
+        // Not read back into the stack: a read resource drifts on every refresh (see the README).
+        expect(r.reg.filter((x) => x.read !== undefined)).toEqual([]);
         // a read is not an object the stack creates: render leaves it out
         expect(r.byKind("ConfigMap").filter((c) => c.metadata.name === "blog-report")).toHaveLength(1);
     });

@@ -1,8 +1,9 @@
 """Throughput benchmark of the shipped torchtune 0.6.1 fine-tune (lora_finetune_single_device).
 
     python bench_finetune.py --config train.yaml [--settings blog,compile,compile_encoder,no_ac,best]
-                             [--steps 3] [--warmup 2] [--layers-scale 0.25] [--device cuda]
-                             [--device-peak-tflops 989] [--data synthetic|config|auto] [--json-out f]
+                             [--steps 12] [--text-bucket 128] [--recompile-limit 64] [--layers-scale 0.25]
+                             [--device cuda] [--device-peak-tflops 989] [--data synthetic|config|auto] [--json-out f]
+    python bench_finetune.py --merge a.json b.json ... --json-out all.json   (one table from several runs)
 
 `--config` is a rendered torchtune train config (a plain train.yaml, or the rendered ConfigMap
 that carries one under data["train.yaml"]). The model is built from the config's `model`
@@ -23,7 +24,19 @@ Settings (all keep the config's effective batch = batch_size x gradient_accumula
   best              no_ac + compile + compile_encoder
 A suffix `:mN` sets the micro-batch of a setting (e.g. no_ac:m4); without it the no_ac settings
 take --micro-batch (default auto: the largest divisor of the effective batch whose memory,
-by the memory model below, fits the device with --memory-margin).
+by the memory model below, fits the device with --memory-margin). A suffix `:g` (opt-in) groups the
+samples of each optimizer step by tile count before they are cut into micro-batches: the same samples
+in the same optimizer step (so the same gradient up to rounding), but other samples share a
+micro-batch than under the recipe's sampler, which the default keeps.
+
+Steady state: every micro-batch's text is right-padded to a multiple of --text-bucket tokens (pad
+tokens, ignored labels, no cross-attention: what the collate already does to the shorter samples of
+a micro-batch, so no math changes), so the compiled graphs see a few text lengths; tiles are 1..4 by
+the transform. Before the timer a compiled setting runs one micro-batch of every shape class that
+its timed steps feed, again until a pass compiles nothing new; then --steps optimizer steps are
+timed. Reported per setting: warm-up seconds (compile included) and an estimate of the compile's
+share, graphs compiled, recompiles, and dynamo's recompile-limit hits (frames that fall back to
+eager: must be 0), counted in the warm-up and in the timed steps.
 
 Memory model: peak ~= static + m x act_per_sample, with static = weights + LoRA/optimizer state
 (measured after the first optimizer step) and act_per_sample measured at the worst-case shape
@@ -37,7 +50,8 @@ volumes); `--data synthetic` (default when those files are absent) draws shapes 
 `--image-sizes` (tiles from torchtune's own CLIPImageTransform with the config's image_size and
 max 4 tiles) and `--text-tokens` (see the option help for where the defaults come from).
 
-Output: a table on stdout, then one line `COTVR_BENCH {json}`; COTVR_PROGRESS records per setting.
+Output: a table on stdout, then one line `COTVR_BENCH {json}` (device, versions, settings, shapes,
+results); COTVR_PROGRESS records per setting.
 Exit codes: 0 ok (settings that run out of memory are reported as "oom", not failures),
 1 every setting failed, 2 bad arguments, 3 missing input.
 """
@@ -48,6 +62,7 @@ import argparse
 import gc
 import importlib.util
 import json
+import logging
 import math
 import os
 import random
@@ -132,13 +147,24 @@ def load_train_config(path: Path):
 
 
 def parse_settings(text: str) -> list[tuple[str, int | None]]:
+    """`name[:mN][:g]` items: the setting, its micro-batch (None: the default) and the opt-in grouping."""
     out = []
     for item in filter(None, (s.strip() for s in text.split(","))):
-        name, _, m = item.partition(":m")
+        name, *mods = item.split(":")
         if name not in SETTINGS:
             raise argparse.ArgumentTypeError(f"unknown setting {name!r} (known: {', '.join(SETTINGS)})")
-        out.append((item, int(m) if m else None))
+        m = None
+        for mod in mods:
+            if mod.startswith("m") and mod[1:].isdigit():
+                m = int(mod[1:])
+            elif mod != "g":
+                raise argparse.ArgumentTypeError(f"{item}: unknown suffix :{mod} (known: :mN, :g)")
+        out.append((item, m))
     return out
+
+
+def grouped(name: str) -> bool:
+    return "g" in name.split(":")[1:]
 
 
 def peak_tflops(device_name: str) -> float | None:
@@ -186,7 +212,8 @@ def load_patched_recipe(recipe: Path | None):
         (root / "recipes").mkdir()
         shutil.copyfile(source, root / "recipes" / source.name)
         patch = HERE / "lora_finetune_single_device.patch"
-        subprocess.run(["git", "apply", str(patch)], cwd=root, check=True)
+        cmd = ["git", "apply", str(patch)] if shutil.which("git") else ["patch", "-p1", "-i", str(patch)]
+        subprocess.run(cmd, cwd=root, check=True)
         path = root / "recipes" / source.name
     spec = importlib.util.spec_from_file_location("cotvr_patched_lora_recipe", path)
     module = importlib.util.module_from_spec(spec)
@@ -371,8 +398,112 @@ def optimizer_step(b: Built, micro_batches: list[dict], device, clip: float | No
     return float(running / num_tokens)
 
 
-def split(samples: list[dict], m: int, ignore_index: int) -> list[dict]:
-    return [collate(samples[i : i + m], ignore_index) for i in range(0, len(samples), m)]
+def sample_tiles(sample: dict) -> int:
+    return int(sample["encoder_input"]["images"][0].shape[0])
+
+
+def bucket_length(n: int, bucket: int) -> int:
+    """n rounded up to a multiple of bucket (bucket <= 1: n)."""
+    return n if bucket <= 1 else -(-n // bucket) * bucket
+
+
+def pad_text(batch: dict, bucket: int, padding_idx: int, ignore_index: int) -> dict:
+    """Right-pad a collated micro-batch's text to a multiple of `bucket`, as the collate pads the
+    shorter samples of a micro-batch: pad tokens, ignored labels, rows of the cross-attention mask
+    with no image. The loss ignores those labels and under the causal mask no real token attends to
+    a later pad, so the math is the recipe's; the compiled graphs see a few text lengths."""
+    import torch.nn.functional as F
+
+    n = batch["tokens"].shape[1]
+    extra = bucket_length(n, bucket) - n
+    if extra <= 0:
+        return batch
+    batch["tokens"] = F.pad(batch["tokens"], (0, extra), value=padding_idx)
+    batch["labels"] = F.pad(batch["labels"], (0, extra), value=ignore_index)
+    if "encoder_mask" in batch:  # (bsz, text, image tokens)
+        batch["encoder_mask"] = F.pad(batch["encoder_mask"], (0, 0, 0, extra), value=0)
+    return batch
+
+
+def split(samples: list[dict], m: int, ignore_index: int, text_bucket: int = 1, group_tiles: bool = False) -> list[dict]:
+    """One optimizer step's samples as collated micro-batches of m. group_tiles (opt-in): ordered by
+    tile count first (stable), so micro-batches pad fewer tiles; the step holds the same samples."""
+    if group_tiles:
+        samples = sorted(samples, key=sample_tiles)
+    return [pad_text(collate(samples[i : i + m], ignore_index), text_bucket, 0, ignore_index) for i in range(0, len(samples), m)]
+
+
+def shape_class(batch: dict) -> tuple:
+    """What a compiled graph is specialised on: the micro-batch's text and image tensor shapes."""
+    return (tuple(batch["tokens"].shape), tuple(batch["encoder_input"]["images"].shape))
+
+
+def coverage(steps: list[list[dict]]) -> list[dict]:
+    """One micro-batch of every shape class the timed steps feed, in first-seen order."""
+    seen: dict[tuple, dict] = {}
+    for mbs in steps:
+        for mb in mbs:
+            seen.setdefault(shape_class(mb), mb)
+    return list(seen.values())
+
+
+class CompileWatch(logging.Handler):
+    """Counts what dynamo does: graphs compiled (its unique_graphs counter), recompiles by function
+    (the `recompiles` log) and recompile-limit hits (frames that then run eagerly)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.recompiles: dict[str, int] = {}
+        self.limit_hits: list[str] = []
+        self.reasons: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = record.getMessage()
+        except Exception:  # noqa: BLE001
+            return
+        if "hit config." in msg and "limit" in msg:
+            self.limit_hits.append(" ".join(msg.split("\n")[:3])[:300])
+        elif msg.startswith("Recompiling function"):
+            fn = msg.split()[2] if len(msg.split()) > 2 else "?"
+            self.recompiles[fn] = self.recompiles.get(fn, 0) + 1
+            if len(self.reasons) < 20:
+                self.reasons.append(" ".join(msg.split())[:300])
+
+    @staticmethod
+    def graphs() -> int:
+        try:
+            from torch._dynamo.utils import counters
+
+            return int(counters["stats"]["unique_graphs"])
+        except Exception:  # noqa: BLE001
+            return 0
+
+    def snapshot(self) -> tuple[int, int, int]:
+        return self.graphs(), sum(self.recompiles.values()), len(self.limit_hits)
+
+
+def setup_dynamo(limit: int, watch: CompileWatch) -> None:
+    """Raise dynamo's per-function recompile limit (one compiled frame per layer kind x shape class;
+    the default 8 falls back to eager past it) and log recompiles into the watch."""
+    import torch
+
+    cfg = torch._dynamo.config
+    for key in ("recompile_limit", "cache_size_limit"):
+        if hasattr(cfg, key):
+            setattr(cfg, key, limit)
+            break
+    for key in ("accumulated_recompile_limit", "accumulated_cache_size_limit"):
+        if hasattr(cfg, key):
+            setattr(cfg, key, max(getattr(cfg, key), 8 * limit))
+            break
+    try:
+        torch._logging.set_logs(recompiles=True)
+    except Exception:  # noqa: BLE001
+        pass
+    for name in ("torch", "torch._dynamo"):
+        logging.getLogger(name).addHandler(watch)
+        break
 
 
 # --------------------------------------------------------------------------- measurement
@@ -464,9 +595,7 @@ def choose_micro_batch(eff: int, static_gb: float | None, act_gb: float | None, 
 
 
 def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, recipe, stream, worst, eff: int,
-                steps_total: int, auto_m: int, progress) -> dict:
-    import torch
-
+                steps_total: int, auto_m: int, progress, watch: CompileWatch | None = None) -> dict:
     ac, compile_dec, compile_enc, uses_m = SETTINGS[name.split(":")[0]]
     if uses_m:
         m = m_override or auto_m
@@ -475,8 +604,13 @@ def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, rec
     if eff % m:
         return {"setting": name, "error": f"micro-batch {m} does not divide the effective batch {eff}"}
     accum = eff // m
+    group = grouped(name)
+    compiled = compile_dec or compile_enc
+    watch = watch or CompileWatch()
     res: dict[str, Any] = {"setting": name, "activation_checkpointing": ac, "compile": compile_dec,
-                           "compile_encoder": compile_enc, "micro_batch": m, "grad_accum": accum}
+                           "compile_encoder": compile_enc, "micro_batch": m, "grad_accum": accum,
+                           "group_tiles": group, "text_bucket": args.text_bucket,
+                           "static_shapes": bool(getattr(args, "static_shapes", False))}
     free(device)
     t_build = time.perf_counter()
     b = None
@@ -486,21 +620,38 @@ def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, rec
         sync(device)
         res["build_s"] = time.perf_counter() - t_build
         clip = cfg.get("clip_grad_norm", None)
-        # Warmup: first step all worst-case samples (peak memory, largest compiled shapes), then the mix.
+        # The timed steps' micro-batches, collated up front: collation is the dataloader's work (its
+        # workers, in the recipe), outside the timer.
+        batches = [split(st, m, b.ignore_index, args.text_bucket, group) for st in stream[: args.steps]]
+        classes = coverage(batches)
+        res["shape_classes"] = len(classes)
+        # Warm-up, untimed: one micro-batch of worst-case samples (the peak memory, the largest
+        # shapes) and an optimizer step; then, compiled, one micro-batch of every shape class the
+        # timed steps feed, again until a pass compiles nothing new (eager: one micro-batch).
+        g0, r0, f0 = watch.snapshot()
         t0 = time.perf_counter()
-        for i in range(args.warmup):
-            samples = [worst] * eff if i == 0 else stream[i - 1]
-            optimizer_step(b, split(samples, m, b.ignore_index), device, clip)
+        optimizer_step(b, split([worst] * m, m, b.ignore_index, args.text_bucket), device, clip)
+        n_warm_mb = 1
+        passes = 0
+        while True:
+            before = watch.graphs()
+            plan = classes if compiled else classes[:1]
+            for i in range(0, len(plan), accum):
+                optimizer_step(b, plan[i : i + accum], device, clip)
+            n_warm_mb += len(plan)
+            passes += 1
+            if not compiled or watch.graphs() == before or passes >= args.max_warmup_passes:
+                break
         sync(device)
         res["warmup_s"] = time.perf_counter() - t0
+        res["warmup_passes"] = passes
+        res["warmup_micro_batches"] = n_warm_mb
+        g1, r1, f1 = watch.snapshot()
+        res["warmup_graphs"], res["warmup_recompiles"], res["warmup_fallbacks"] = g1 - g0, r1 - r0, f1 - f0
         res.update({k: v for k, v in mem(device).items() if k != "allocated_gb"})
         res["static_gb"] = mem(device).get("allocated_gb")
         if res.get("static_gb") is not None:
             res["act_per_sample_gb"] = (res["peak_allocated_gb"] - res["static_gb"]) / m
-        # Timed: the same optimizer steps' samples in every setting. Collation on the CPU is outside
-        # the timer (the recipe's dataloader does it, also the image transform, in the same process).
-        timed = stream[max(args.warmup - 1, 0) :][: args.steps]  # warmup used stream[: warmup - 1]
-        batches = [split(s, m, b.ignore_index) for s in timed]
         sync(device)
         t0 = time.perf_counter()
         losses = []
@@ -510,8 +661,15 @@ def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, rec
                 progress.update(i + 1, total=len(batches), setting=name)
         sync(device)
         dt = time.perf_counter() - t0
+        g2, r2, f2 = watch.snapshot()
+        res["timed_graphs"], res["timed_recompiles"], res["timed_fallbacks"] = g2 - g1, r2 - r1, f2 - f1
+        res["fallbacks"] = f2 - f0
+        res["recompiles_by_function"] = dict(watch.recompiles)
+        res["timed_steps"] = len(batches)
         res["step_s"] = dt / len(batches)
         res["samples_per_s"] = len(batches) * eff / dt
+        # the compile's share of the warm-up: warm-up time less its micro-batches at the timed rate
+        res["compile_s_est"] = max(0.0, res["warmup_s"] - n_warm_mb * dt / (len(batches) * accum))
         res["loss_last"] = losses[-1]
         res.update({k: v for k, v in mem(device).items() if k != "allocated_gb"})
     except Exception as exc:  # noqa: BLE001
@@ -523,6 +681,7 @@ def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, rec
     finally:
         del b
         free(device)
+        watch.recompiles.clear()
     return res
 
 
@@ -541,12 +700,21 @@ def parse_sizes(text: str) -> list[tuple[int, int, float]]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--config", type=Path, required=True, help="rendered train.yaml or its ConfigMap")
+    p.add_argument("--config", type=Path, help="rendered train.yaml or its ConfigMap")
+    p.add_argument("--merge", type=Path, nargs="+", default=None,
+                   help="combine result JSONs of one device (each --json-out) into one table and result, then exit")
     p.add_argument("--settings", type=parse_settings, default=parse_settings(DEFAULT_SETTINGS),
                    help=f"comma list of {', '.join(SETTINGS)}, each optionally :mN (default {DEFAULT_SETTINGS}); "
                         "empty: only the probe (weights, activations per sample, FLOPs)")
-    p.add_argument("--steps", type=int, default=3, help="timed optimizer steps per setting (default 3)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed optimizer steps first (default 2; the first is worst-case)")
+    p.add_argument("--steps", type=int, default=12, help="timed optimizer steps per setting, after the warm-up (default 12)")
+    p.add_argument("--text-bucket", type=int, default=128,
+                   help="pad each micro-batch's text to a multiple of this many tokens (default 128; 1: no padding)")
+    p.add_argument("--recompile-limit", type=int, default=64,
+                   help="torch._dynamo recompile limit per function (default 64; torch's 8 is below the layer kinds x shape classes)")
+    p.add_argument("--static-shapes", action="store_true",
+                   help="compile one static graph per shape class (torch._dynamo automatic_dynamic_shapes off)")
+    p.add_argument("--max-warmup-passes", type=int, default=3, help="shape-class passes at most before the timer (default 3)")
+    p.add_argument("--flop-samples", type=int, default=0, help="samples of the first step the FLOP count runs (default 0: all)")
     p.add_argument("--micro-batch", default="auto", help="micro-batch of the no_ac settings: N or auto (memory model)")
     p.add_argument("--memory-margin", type=float, default=0.15, help="safety margin on activations for auto (default 0.15)")
     p.add_argument("--layers-scale", type=float, default=1.0, help="keep this fraction of the decoder's layers (per-layer shapes kept)")
@@ -564,6 +732,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json-out", type=Path, default=None, help="also write the JSON result here")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    if args.merge:
+        return merge(args.merge, args.json_out)
+    if args.config is None:
+        p.error("--config is required")
     if not args.config.is_file():
         print(f"bench_finetune: error: config {args.config} not found", file=sys.stderr)
         return EXIT_MISSING_INPUT
@@ -596,8 +768,7 @@ def main(argv: list[str] | None = None) -> int:
         source = SyntheticSamples(cfg, spec, args.seed)
         mix = ", ".join(f"{w}x{h}->{source.tiles_of(w, h)} tiles ({wt:g})" for w, h, wt in spec.image_sizes)
         shape_note = f"synthetic: images {mix}; text {lo}-{hi} tokens/sample (uniform)"
-    n_steps = max(args.warmup - 1, 0) + args.steps  # warmup step 0 is worst-case, then the mix
-    stream = [[source.sample() for _ in range(eff)] for _ in range(max(n_steps, 1))]
+    stream = [[source.sample() for _ in range(eff)] for _ in range(max(args.steps, 1))]
     worst = source.sample(worst=True)
     tiles_hist: dict[int, int] = {}
     for s in (x for st in stream for x in st):
@@ -617,7 +788,12 @@ def main(argv: list[str] | None = None) -> int:
 
     count_flops = not args.no_flops
     need_probe = not args.settings or count_flops or any(SETTINGS[n.split(":")[0]][3] and m is None for n, m in args.settings)
-    pr = probe(cfg, device, dtype, recipe, steps_total, worst, stream[0], count_flops) if need_probe else {}
+    flop_samples = stream[0][: args.flop_samples] if args.flop_samples > 0 else stream[0]
+    pr = probe(cfg, device, dtype, recipe, steps_total, worst, flop_samples, count_flops) if need_probe else {}
+    watch = CompileWatch()
+    setup_dynamo(args.recompile_limit, watch)
+    if args.static_shapes:
+        torch._dynamo.config.automatic_dynamic_shapes = False
     results = []
     static_guess = None
     auto_m = 1
@@ -632,32 +808,25 @@ def main(argv: list[str] | None = None) -> int:
                 f"{pr.get('act_per_sample_gb') and round(pr['act_per_sample_gb'], 2)} GB x {1 + args.memory_margin:g} <= {total_gb and round(total_gb, 1)} GB)")
         progress = Progress("benchmark", name, "steps", total=args.steps) if Progress else None
         log(f"setting {name} ...")
-        res = run_setting(name, m_override, cfg, args, device, dtype, recipe, stream, worst, eff, steps_total, auto_m, progress)
+        res = run_setting(name, m_override, cfg, args, device, dtype, recipe, stream, worst, eff, steps_total, auto_m, progress, watch)
         if res.get("static_gb") and not static_guess:
             static_guess = res["static_gb"]
         results.append(res)
         log(json.dumps(res))
 
-    base = next((r for r in results if r["setting"] == "blog" and r.get("samples_per_s")), None)
-    flops = pr.get("flops_per_sample")
-    for r in results:
-        sps = r.get("samples_per_s")
-        if not sps:
-            continue
-        r["projected_hours"] = epochs * epoch_steps * eff / sps / 3600
-        if base:
-            r["vs_blog"] = sps / base["samples_per_s"]
-        if flops and peak:
-            r["mfu"] = flops * sps / (peak * 1e12)
-
     out = {
         "device": dev_name, "device_memory_gb": total_gb, "peak_tflops": peak, "torch": torch.__version__,
-        "config_model": str(cfg.model._component_), "layers_scale": args.layers_scale,
-        "effective_batch": eff, "epochs": epochs, "dataset_rows": args.dataset_rows, "steps": args.steps, "warmup": args.warmup,
+        "versions": versions(), "config_model": str(cfg.model._component_), "layers_scale": args.layers_scale,
+        "lora_rank": cfg.model.get("lora_rank"), "batch_size": int(cfg.batch_size),
+        "gradient_accumulation_steps": int(cfg.get("gradient_accumulation_steps", 1)),
+        "effective_batch": eff, "epochs": epochs, "dataset_rows": args.dataset_rows, "steps": args.steps,
+        "text_bucket": args.text_bucket, "recompile_limit": args.recompile_limit, "static_shapes": args.static_shapes,
+        "settings": [n for n, _ in args.settings],
         "shapes": shape_note, "tiles_histogram": tiles_hist, "worst_case": {
             "tiles": int(worst["encoder_input"]["images"][0].shape[0]), "tokens": len(worst["tokens"])},
         "probe": pr, "results": results,
     }
+    finish(out)
     print_table(out)
     line = json.dumps(out, default=str)
     print(BENCH_PREFIX + line, flush=True)
@@ -666,6 +835,64 @@ def main(argv: list[str] | None = None) -> int:
     if not args.settings:  # probe only: weights and activation GB per sample
         return 0 if pr.get("act_per_sample_gb") is not None or pr.get("flops_per_sample") else 1
     return 0 if any(r.get("samples_per_s") for r in results) else 1
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("torch", "torchtune", "torchao"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "absent"
+    return out
+
+
+def finish(out: dict) -> None:
+    """Ratios to the blog setting of the same run, MFU by the probe's FLOP count, projected hours."""
+    results = out["results"]
+    blogs = [r for r in results if r["setting"].split(":")[0] == "blog" and not r.get("group_tiles") and r.get("samples_per_s")]
+    # the blog's exact setting: the config's own batch as the blog wrote it when run (blog:mN), else "blog"
+    base = next((r for r in blogs if r["setting"] == "blog"), blogs[0] if blogs else None)
+    if base:
+        out["baseline"] = base["setting"]
+    flops = (out.get("probe") or {}).get("flops_per_sample")
+    peak = out.get("peak_tflops")
+    steps_total = out["epochs"] * steps_per_epoch(out["dataset_rows"], out["batch_size"], out["gradient_accumulation_steps"])
+    for r in results:
+        sps = r.get("samples_per_s")
+        if not sps:
+            continue
+        r["projected_hours"] = steps_total * out["effective_batch"] / sps / 3600
+        if base:
+            r["vs_blog"] = sps / base["samples_per_s"]
+        if flops and peak:
+            r["mfu"] = flops * sps / (peak * 1e12)
+
+
+def merge(paths: list[Path], json_out: Path | None) -> int:
+    """Results of several runs on one device and config (e.g. one process per setting, so that one
+    OOM or time-out loses one setting only) as one: the probe of the first run that has one."""
+    runs = [json.loads(p.read_text().strip().splitlines()[-1].removeprefix(BENCH_PREFIX)) for p in paths]
+    keys = ("device", "config_model", "layers_scale", "effective_batch")
+    for r in runs[1:]:
+        if any(r.get(k) != runs[0].get(k) for k in keys):
+            print(f"bench_finetune: error: runs differ in {[k for k in keys if r.get(k) != runs[0].get(k)]}", file=sys.stderr)
+            return 2
+    out = dict(runs[0])
+    out["probe"] = next((r["probe"] for r in runs if (r.get("probe") or {}).get("flops_per_sample")), runs[0].get("probe") or {})
+    out["results"] = [x for r in runs for x in r["results"]]
+    out["settings"] = [x["setting"] for x in out["results"]]
+    out["steps"] = min(r["steps"] for r in runs)
+    out["merged_from"] = [p.name for p in paths]
+    finish(out)
+    print_table(out)
+    line = json.dumps(out, default=str)
+    print(BENCH_PREFIX + line, flush=True)
+    if json_out:
+        json_out.write_text(line + "\n")
+    return 0
 
 
 def print_table(out: dict) -> None:
@@ -677,7 +904,8 @@ def print_table(out: dict) -> None:
                                            "NOT the full model" if out["layers_scale"] != 1.0 else " (full size)")
         + f", {pr.get('params_total', 0) / 1e9:.2f}B params, {pr.get('params_trainable', 0) / 1e6:.1f}M trainable",
         f"data: {out['shapes']}; tiles per sample in the timed stream {out['tiles_histogram']}",
-        f"effective batch {out['effective_batch']}, {out['steps']} timed optimizer steps after {out['warmup']} warmup; "
+        f"effective batch {out['effective_batch']}, {out['steps']} timed optimizer steps after the warm-up (every shape class "
+        f"compiled; text padded to a multiple of {out.get('text_bucket')}); "
         f"projection: {out['epochs']} epochs x {out['dataset_rows']} rows",
     ]
     if pr.get("flops_per_sample"):
@@ -686,7 +914,7 @@ def print_table(out: dict) -> None:
     if pr.get("act_per_sample_gb") is not None:
         lines.append(f"memory probe (eager, no checkpointing, worst-case sample {out['worst_case']}): "
                      f"weights {pr['weights_gb']:.1f} GB, activations {pr['act_per_sample_gb']:.2f} GB per sample")
-    head = f"{'setting':<18}{'m x acc':>8}{'samples/s':>11}{'vs blog':>9}{'MFU':>7}{'peak GB':>9}{'resv GB':>9}{'static':>8}{'act/smp':>9}{'hours':>8}{'warm s':>8}"
+    head = f"{'setting':<18}{'m x acc':>8}{'samples/s':>11}{'vs blog':>9}{'MFU':>7}{'peak GB':>9}{'resv GB':>9}{'static':>8}{'act/smp':>9}{'hours':>8}{'warm s':>8}{'compile':>8}{'graphs':>7}{'recomp':>7}{'fallbk':>7}"
     lines += ["", head, "-" * len(head)]
     for r in out["results"]:
         def f(key, fmt):
@@ -696,7 +924,8 @@ def print_table(out: dict) -> None:
         lines.append(
             f"{r['setting']:<18}{str(r.get('micro_batch')) + 'x' + str(r.get('grad_accum')):>8}{f('samples_per_s', '.2f'):>11}"
             f"{f('vs_blog', '.2f'):>9}{f('mfu', '.0%'):>7}{f('peak_allocated_gb', '.1f'):>9}{f('peak_reserved_gb', '.1f'):>9}"
-            f"{f('static_gb', '.1f'):>8}{f('act_per_sample_gb', '.2f'):>9}{f('projected_hours', '.1f'):>8}{f('warmup_s', '.0f'):>8} {status}"
+            f"{f('static_gb', '.1f'):>8}{f('act_per_sample_gb', '.2f'):>9}{f('projected_hours', '.1f'):>8}{f('warmup_s', '.0f'):>8}{f('compile_s_est', '.0f'):>8}"
+            f"{f('warmup_graphs', 'd'):>7}{f('timed_recompiles', 'd'):>7}{f('fallbacks', 'd'):>7} {status}"
         )
     print("\n".join(lines), flush=True)
 

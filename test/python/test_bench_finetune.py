@@ -148,9 +148,11 @@ def parse_bench(stdout: str) -> dict:
 def test_bench_runs_on_cpu_with_the_tiny_model(tmp_path: Path) -> None:
     config = bench_config(tmp_path, "lora-11b")
     out = tmp_path / "bench.json"
-    proc = run_program(BENCH, "--config", str(config), "--device", "cpu", "--settings", "blog,no_ac:m1", "--steps", "1",
-                       "--warmup", "1", "--image-sizes", "100x100:1,200x100:1", "--text-tokens", "40:64", "--layers-scale", "0.5",
-                       "--device-peak-tflops", "1", "--json-out", str(out), env={"PYTHONPATH": str(HERE)}, timeout=1200)
+    # best:m1 compiles (aot_eager: the same dynamo capture as inductor, without C++ codegen on CI)
+    proc = run_program(BENCH, "--config", str(config), "--device", "cpu", "--settings", "blog,no_ac:m1,best:m1", "--steps", "2",
+                       "--image-sizes", "100x100:1,200x100:1", "--text-tokens", "40:64", "--text-bucket", "32", "--layers-scale", "0.5",
+                       "--device-peak-tflops", "1", "--json-out", str(out),
+                       env={"PYTHONPATH": str(HERE), "TORCH_COMPILE_BACKEND": "aot_eager"}, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-5000:]
     data = parse_bench(proc.stdout)
     assert json.loads(out.read_text()) == data
@@ -159,17 +161,36 @@ def test_bench_runs_on_cpu_with_the_tiny_model(tmp_path: Path) -> None:
     assert data["effective_batch"] == 2 and data["epochs"] == shipped_train_config()["epochs"]
     assert data["worst_case"] == {"tiles": 2, "tokens": 64}  # 200x100 -> 2 tiles of 112 (torchtune's own transform)
     assert data["probe"]["flops_per_sample"] > 0
-    blog, no_ac = data["results"]
+    assert data["versions"]["torchtune"].startswith("0.6.1") and data["text_bucket"] == 32 and data["steps"] == 2
+    blog, no_ac, best = data["results"]
     assert (blog["setting"], blog["micro_batch"], blog["grad_accum"], blog["activation_checkpointing"]) == ("blog", 2, 1, True)
     assert (no_ac["micro_batch"], no_ac["grad_accum"], no_ac["activation_checkpointing"]) == (1, 2, False)
     assert blog["vs_blog"] == 1.0 and no_ac["vs_blog"] > 0
-    for r in (blog, no_ac):
+    for r in (blog, no_ac, best):
         assert r["samples_per_s"] > 0 and r["projected_hours"] > 0 and 0 < r["mfu"]
         assert r["loss_last"] == pytest.approx(11.76, abs=1.0)  # ln(128256): random init, the real loss
+        assert r["timed_steps"] == 2 and r["shape_classes"] >= 1
+        assert r["fallbacks"] == 0 and r["timed_fallbacks"] == 0
+    # compiled: every shape class compiled before the timer, nothing compiled inside it
+    assert best["warmup_graphs"] > 0 and best["timed_graphs"] == 0 and best["timed_recompiles"] == 0
+    assert blog["warmup_graphs"] == 0
     # the same samples and the same math: the accumulated step gives the blog step's loss
     assert no_ac["loss_last"] == pytest.approx(blog["loss_last"], rel=1e-2)
-    for head in ("samples/s", "vs blog", "MFU", "peak GB", "hours"):
+    assert best["loss_last"] == pytest.approx(blog["loss_last"], rel=1e-2)
+    for head in ("samples/s", "vs blog", "MFU", "peak GB", "hours", "compile", "fallbk"):
         assert head in proc.stdout
+    # one table from runs made apart (one process per setting on the device)
+    other = tmp_path / "other.json"
+    proc2 = run_program(BENCH, "--config", str(config), "--device", "cpu", "--settings", "no_ac:m1:g", "--steps", "1", "--no-flops",
+                        "--image-sizes", "100x100:1,200x100:1", "--text-tokens", "40:64", "--layers-scale", "0.5",
+                        "--device-peak-tflops", "1", "--json-out", str(other), env={"PYTHONPATH": str(HERE)}, timeout=1200)
+    assert proc2.returncode == 0, proc2.stderr[-5000:]
+    merged = tmp_path / "merged.json"
+    proc3 = run_program(BENCH, "--merge", str(out), str(other), "--json-out", str(merged), env={"PYTHONPATH": str(HERE)}, timeout=120)
+    assert proc3.returncode == 0, proc3.stderr[-3000:]
+    m = json.loads(merged.read_text())
+    assert [r["setting"] for r in m["results"]] == ["blog", "no_ac:m1", "best:m1", "no_ac:m1:g"]
+    assert m["results"][3]["group_tiles"] is True and m["results"][3]["vs_blog"] > 0 and m["results"][3]["mfu"] > 0
 
 
 def test_bench_unit_pieces() -> None:
@@ -184,8 +205,78 @@ def test_bench_unit_pieces() -> None:
     assert bench.choose_micro_batch(16, 20.0, 16.0, 178.0, 0.15) == 8
     assert bench.choose_micro_batch(16, 62.4, 34.0, 79.0, 0.15) == 1  # does not fit: the caller sees the OOM
     assert bench.parse_settings("blog,no_ac:m4") == [("blog", None), ("no_ac:m4", 4)]
+    assert bench.parse_settings("best:m4:g") == [("best:m4:g", 4)] and bench.grouped("best:m4:g") and not bench.grouped("best:m4")
     with pytest.raises(Exception, match="unknown setting"):
         bench.parse_settings("fast")
+    with pytest.raises(Exception, match="unknown suffix"):
+        bench.parse_settings("best:x")
+    assert [bench.bucket_length(n, 128) for n in (1, 128, 129, 600)] == [128, 128, 256, 640]
+    assert bench.bucket_length(77, 1) == 77
+
+
+def fake_sample(tiles: int, n_text: int) -> dict:
+    import torch
+
+    tokens = list(range(1, n_text + 1))
+    return {"tokens": tokens, "labels": [-100] * 5 + tokens[5:],
+            "encoder_input": {"images": [torch.randn(tiles, 3, 8, 8)], "aspect_ratio": [torch.tensor([1, tiles])]},
+            "encoder_mask": [torch.ones(n_text, tiles * 2, dtype=torch.bool)]}
+
+
+def test_text_buckets_pad_like_the_collate_and_bound_the_shapes() -> None:
+    """Bucketed micro-batches: text padded to the bucket with pad tokens, ignored labels and no
+    cross-attention; the real tokens, labels and mask untouched; few shape classes."""
+    import torch
+    import bench_finetune as bench
+
+    samples = [fake_sample(1, 40), fake_sample(2, 70), fake_sample(2, 33), fake_sample(1, 64)]
+    plain = bench.split(samples, 2, -100)
+    padded = bench.split(samples, 2, -100, text_bucket=32)
+    for a, b in zip(plain, padded):
+        n = a["tokens"].shape[1]
+        assert b["tokens"].shape[1] == bench.bucket_length(n, 32) and b["tokens"].shape[1] % 32 == 0
+        assert torch.equal(b["tokens"][:, :n], a["tokens"]) and (b["tokens"][:, n:] == 0).all()
+        assert torch.equal(b["labels"][:, :n], a["labels"]) and (b["labels"][:, n:] == -100).all()
+        assert torch.equal(b["encoder_mask"][:, :n], a["encoder_mask"]) and not b["encoder_mask"][:, n:].any()
+        assert b["encoder_mask"].shape[2] == a["encoder_mask"].shape[2]
+        assert torch.equal(b["encoder_input"]["images"], a["encoder_input"]["images"])
+    # tokens the loss counts are the same: the recipe's per-step token normalisation is unchanged
+    assert sum(int((b["labels"] != -100).sum()) for b in padded) == sum(int((a["labels"] != -100).sum()) for a in plain)
+    # shape classes: (text, images) shapes; coverage keeps one micro-batch of each, first seen first
+    steps = [bench.split(samples, 2, -100, text_bucket=32), bench.split(list(reversed(samples)), 2, -100, text_bucket=32)]
+    classes = bench.coverage(steps)
+    assert len({bench.shape_class(c) for c in classes}) == len(classes)
+    assert {bench.shape_class(mb) for st in steps for mb in st} == {bench.shape_class(c) for c in classes}
+    assert bench.shape_class(classes[0]) == bench.shape_class(steps[0][0])
+
+
+def test_grouping_by_tiles_is_opt_in_and_keeps_the_step() -> None:
+    """:g orders a step's samples by tiles (stable) before cutting micro-batches; the default keeps
+    the sampler's order. The step holds the same samples either way."""
+    import bench_finetune as bench
+
+    samples = [fake_sample(4, 40), fake_sample(1, 41), fake_sample(4, 42), fake_sample(1, 43)]
+    default = bench.split(samples, 2, -100)
+    grouped = bench.split(samples, 2, -100, group_tiles=True)
+    assert [tuple(mb["encoder_input"]["images"].shape[:3]) for mb in default] == [(2, 1, 4), (2, 1, 4)]
+    assert [tuple(mb["encoder_input"]["images"].shape[:3]) for mb in grouped] == [(2, 1, 1), (2, 1, 4)]
+    assert [mb["tokens"].shape[1] for mb in grouped] == [43, 42]  # 41+43 then 40+42: stable within a tile count
+    tokens = lambda mbs: sorted(int(n) for mb in mbs for n in (mb["labels"] != -100).sum(1))  # noqa: E731
+    assert tokens(default) == tokens(grouped)
+
+
+def test_compile_watch_counts_limit_hits_and_recompiles() -> None:
+    import logging
+    import bench_finetune as bench
+
+    watch = bench.CompileWatch()
+    logger = logging.getLogger("cotvr.test.watch")
+    logger.addHandler(watch)
+    logger.setLevel(logging.DEBUG)
+    logger.warning("torch._dynamo hit config.%s (%s)\n   function: 'forward' (x.py:1)", "recompile_limit", 8)
+    logger.debug("Recompiling function forward in /x/transformer.py:100\n    triggered by the following guard failure(s): size mismatch")
+    assert len(watch.limit_hits) == 1 and watch.recompiles == {"forward": 1}
+    assert watch.snapshot()[1:] == (1, 1)
 
 
 def test_bench_bad_config(tmp_path: Path) -> None:

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# One call on a lent GPU: the fine-tune benchmark of one model, one process per setting (an OOM or a
+# time-out loses that setting only), each setting started only while enough of the call's time is
+# left. Writes per-setting JSON and one log under $OUT (at most 8 files come back).
+#
+#   bash bench/run-device.sh 11b|90b|extra [seconds of budget, default 560]
+#
+# Needs torchtune 0.6.1 + torchao 0.11.0 and their import-time deps as wheels in .whl/ (the
+# device has no registry); see bench/README.md.
+set -uo pipefail
+MODEL=$1
+BUDGET=${2:-560}
+START=$(date +%s)
+OUT=${OUT:-/tmp/bench-out}; mkdir -p "$OUT"
+LOG="$OUT/$MODEL.log"
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl >>"$LOG" 2>&1 || exit 1
+fi
+export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1
+BENCH="python3 images/trainer/bench_finetune.py"
+{ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv; python3 -c 'import torch; print(torch.__version__, torch.cuda.get_device_name())'; } >>"$LOG" 2>&1
+
+left() { echo $(( BUDGET - ($(date +%s) - START) )); }
+run() {  # run NAME MIN_SECONDS ARGS...: one process, killed when the call's budget ends
+    local name=$1 need=$2; shift 2
+    local l; l=$(left)
+    if [ "$l" -lt "$need" ]; then echo "== $name skipped: ${l}s left, needs ${need}s" | tee -a "$LOG"; return; fi
+    echo "== $name (${l}s left): $*" >>"$LOG"
+    local t0; t0=$(date +%s)
+    local file="$OUT/$MODEL-$name.json"; [ "$MODEL" = extra ] && file="$OUT/$name.json"
+    timeout -k 5 $(( l - 8 )) $BENCH "$@" --json-out "$file" >>"$LOG" 2>&1
+    echo "== $name rc=$? in $(( $(date +%s) - t0 ))s" | tee -a "$LOG"
+}
+
+case $MODEL in
+11b)
+    C=bench/configs/lora-11b.yaml
+    run blog 60 --config $C --settings blog:m16
+    run best-m4 150 --config $C --settings best:m4 --no-flops
+    run best-m4-g 100 --config $C --settings best:m4:g --no-flops
+    run best-m2 120 --config $C --settings best:m2 --no-flops
+    run best-m8 120 --config $C --settings best:m8 --no-flops
+    ;;
+90b)
+    C=bench/configs/qlora-90b.yaml
+    # 90B steps are 25-40 s: 3 timed steps, not 12, to fit a call
+    run blog 200 --config $C --settings blog:m2 --steps 3 --flop-samples 2
+    run nf4-compile-m2 200 --config $C --settings no_ac_compile:m2 --steps 3 --no-flops
+    run no-ac-m2 150 --config $C --settings no_ac:m2 --steps 3 --no-flops
+    ;;
+extra)  # the second look: 90B compile with checkpointing (NF4 + compile without it ran out of memory), 11B m8, static shapes
+    run 90b-compile-m2 230 --config bench/configs/qlora-90b.yaml --settings compile:m2 --steps 3 --no-flops
+    run 11b-best-m8 120 --config bench/configs/lora-11b.yaml --settings best:m8 --no-flops
+    run 11b-best-m4-static 120 --config bench/configs/lora-11b.yaml --settings best:m4 --no-flops --static-shapes
+    ;;
+esac
+tail -n 30 "$LOG" | grep -E "^(==|setting|blog|best|no_ac|compile)" || true

@@ -4,7 +4,8 @@ import * as fs from "fs";
 import * as path from "path";
 import * as YAML from "yaml";
 import { PROJECT, SECRET_KEYS, SecretKey, STAGE_NAMES, StageName, STAGES } from "../contract";
-import { CHARTQA_ROWS, DATA_BYTES, MODEL_DEFAULTS, MODEL_FACTS, peakGiB, stepsPerEpoch } from "./facts";
+import { BLOG_MICRO_BATCH, CHARTQA_ROWS, DATA_BYTES, MODEL_DEFAULTS, MODEL_FACTS, peakGiB, stepsPerEpoch } from "./facts";
+import { BLOG_LEVERS, blogMeasurement, Levers, MEASURED, Measured } from "./measured";
 import { configSchema, MODEL_SIZES, ModelSize, quantityBytes, RawSettings, RawTrainVariant } from "./schema";
 
 /** A train variant with its model-dependent defaults resolved and its micro-batch planned. */
@@ -112,44 +113,92 @@ export function trainingRows(c: Pick<RawSettings, "generate">): number | undefin
     return g.limit !== undefined && full !== undefined ? Math.min(g.limit, full) : (g.limit ?? full);
 }
 
+const LEVER_KEYS = ["compile", "compileEncoder", "activationCheckpointing"] as const;
+
+/** The speed levers and micro-batch a fine-tune runs with, and why. */
+export interface SpeedPlan extends Levers {
+    readonly microBatch: number;
+    /** The measurement the plan is taken from (none: the blog's levers, nothing measured beats them here). */
+    readonly measured?: Measured;
+    /** The blog's exact setting measured in the same kind of run, when there is one. */
+    readonly blog?: Measured;
+    /** False when not even one sample fits by the memory model. */
+    readonly fits: boolean;
+    readonly why: string;
+}
+
+/**
+ * Speed, not size: of the measured settings (bench/results/) of this model whose micro-batch divides
+ * batchSize, that agree with the levers and micro-batch the stack fixes, and that fit gpuGiB by the
+ * memory model, the one with the most samples/s, if it is at least the blog's exact setting measured
+ * in the same run. Otherwise (nothing measured fits, matches or beats the blog here) the blog's levers
+ * (with the stack's own) at the largest micro-batch that fits: never slower than the blog's setting.
+ * Opt-in settings (samples grouped by tiles) are never planned.
+ */
+export function planSpeed(model: ModelSize, batchSize: number, gpuGiB: number, fixed: Partial<Levers>, micro: number | "auto", from: readonly Measured[] = MEASURED): SpeedPlan {
+    const agrees = (x: Levers) => LEVER_KEYS.every((k) => fixed[k] === undefined || fixed[k] === x[k]);
+    const blog = blogMeasurement(model, BLOG_MICRO_BATCH[model], from);
+    const candidates = from.filter((x) => x.model === model && !x.groupTiles && batchSize % x.microBatch === 0 && agrees(x)
+        && (micro === "auto" || x.microBatch === micro) && peakGiB(model, x.microBatch, x, from) <= gpuGiB);
+    const best = candidates.reduce<Measured | undefined>((a, x) => (!a || x.samplesPerS > a.samplesPerS ? x : a), undefined);
+    const sps = (x: Measured) => `${x.samplesPerS.toFixed(2)} samples/s`;
+    if (best && (!blog || best.samplesPerS >= blog.samplesPerS)) {
+        const vs = blog ? `, ${(best.samplesPerS / blog.samplesPerS).toFixed(2)}x the blog's ${blog.setting} (${sps(blog)})` : "";
+        return {
+            compile: best.compile, compileEncoder: best.compileEncoder, activationCheckpointing: best.activationCheckpointing,
+            microBatch: best.microBatch, measured: best, blog, fits: true,
+            why: `fastest measured setting that fits ${gpuGiB.toFixed(0)} GiB: ${best.setting} ${sps(best)} on ${best.device} (bench/results/${best.file})${vs}`,
+        };
+    }
+    const levers: Levers = { ...BLOG_LEVERS, ...Object.fromEntries(LEVER_KEYS.filter((k) => fixed[k] !== undefined).map((k) => [k, fixed[k]])) };
+    const divisors = Array.from({ length: batchSize }, (_, i) => i + 1).filter((m) => batchSize % m === 0);
+    const fitting = (micro === "auto" ? divisors : [micro]).filter((m) => peakGiB(model, m, levers, from) <= gpuGiB);
+    const m = fitting.pop();
+    const reason = best ? `no measured setting beats the blog's (${blog!.setting}, ${sps(blog!)}) at ${gpuGiB.toFixed(0)} GiB` : `no measured setting fits ${gpuGiB.toFixed(0)} GiB and the stack's levers`;
+    return { ...levers, microBatch: m ?? (micro === "auto" ? 1 : micro), blog, fits: m !== undefined, why: `${reason}: the blog's levers, largest micro-batch that fits` };
+}
+
 function resolveVariants(raw: Record<string, RawTrainVariant>, gpuGiB: number, defaulted: string[], p: Problem): Record<string, TrainVariant> {
     return Object.fromEntries(Object.entries(raw).map(([name, v]) => {
         const d = MODEL_DEFAULTS[v.model];
-        const keys = ["loraRank", "loraAlpha", "compile", "compileEncoder", "activationCheckpointing"] as const;
-        for (const k of keys) {
+        for (const k of ["loraRank", "loraAlpha"] as const) {
             if (v[k] === undefined) defaulted.push(`train.variants.${name}.${k} = ${d[k]} (default for ${v.model}: ${d.why})`);
         }
-        const resolved = Object.fromEntries(keys.map((k) => [k, v[k] ?? d[k]])) as Pick<TrainVariant, (typeof keys)[number]>;
-        const microBatch = planMicroBatch(name, v, resolved.activationCheckpointing, gpuGiB, p);
+        const fixed: Partial<Levers> = Object.fromEntries(LEVER_KEYS.filter((k) => v[k] !== undefined).map((k) => [k, v[k]]));
+        const plan = planSpeed(v.model, v.batchSize, gpuGiB, fixed, v.microBatchSize);
+        for (const k of LEVER_KEYS) {
+            if (v[k] === undefined) defaulted.push(`train.variants.${name}.${k} = ${plan[k]} (${plan.why})`);
+        }
+        const resolved = { loraRank: v.loraRank ?? d.loraRank, loraAlpha: v.loraAlpha ?? d.loraAlpha, compile: plan.compile, compileEncoder: plan.compileEncoder, activationCheckpointing: plan.activationCheckpointing };
+        const microBatch = checkMicroBatch(name, v, resolved, plan, gpuGiB, p);
         if (v.microBatchSize === "auto" && microBatch !== v.batchSize) {
-            defaulted.push(`train.variants.${name}: micro-batch ${microBatch} x accumulation ${(v.batchSize / microBatch) * v.gradientAccumulationSteps} (effective batch ${v.batchSize * v.gradientAccumulationSteps}, ~${peakGiB(v.model, microBatch, resolved.activationCheckpointing).toFixed(0)} GiB of ${gpuGiB.toFixed(0)})`);
+            defaulted.push(`train.variants.${name}: micro-batch ${microBatch} x accumulation ${(v.batchSize / microBatch) * v.gradientAccumulationSteps} (effective batch ${v.batchSize * v.gradientAccumulationSteps}, ~${peakGiB(v.model, microBatch, resolved).toFixed(0)} GiB of ${gpuGiB.toFixed(0)}; ${plan.why})`);
         }
         return [name, { ...v, ...resolved, microBatch, accumulation: (v.batchSize / microBatch) * v.gradientAccumulationSteps }];
     }));
 }
 
-/** The micro-batch of a variant: the configured one if it divides batchSize and fits, else "auto"'s
- * largest fitting divisor. Out of memory by the model is a config error, naming the fix. */
-function planMicroBatch(name: string, v: RawTrainVariant, checkpointing: boolean, gpuGiB: number, p: Problem): number {
+/** The planned micro-batch, or the configured one if it divides batchSize and fits. Out of memory by
+ * the model is a config error, naming the fix. */
+function checkMicroBatch(name: string, v: RawTrainVariant, levers: Levers, plan: SpeedPlan, gpuGiB: number, p: Problem): number {
     const at = `train.variants.${name}`;
     const divisors = Array.from({ length: v.batchSize }, (_, i) => i + 1).filter((m) => v.batchSize % m === 0);
-    const fits = (m: number) => peakGiB(v.model, m, checkpointing) <= gpuGiB;
-    const need = (m: number) => `~${peakGiB(v.model, m, checkpointing).toFixed(0)} GiB`;
+    const need = (m: number) => `~${peakGiB(v.model, m, levers).toFixed(0)} GiB`;
+    const checkpointing = levers.activationCheckpointing;
     if (v.microBatchSize !== "auto") {
         const m = v.microBatchSize;
         if (v.batchSize % m !== 0) {
             p(`${at}.microBatchSize`, `${m} does not divide batchSize ${v.batchSize}: use one of ${divisors.join(", ")} or "auto"`);
-        } else if (!fits(m)) {
+        } else if (peakGiB(v.model, m, levers) > gpuGiB) {
             p(`${at}.microBatchSize`, `${m} samples need ${need(m)} by the memory model, more than cluster.gpuMemory (${gpuGiB.toFixed(0)} GiB): use "auto"${checkpointing ? "" : " or activationCheckpointing: true"}`);
         }
         return m;
     }
-    const best = divisors.filter(fits).pop();
-    if (best === undefined) {
+    if (!plan.fits) {
         p(`${at}.activationCheckpointing`, `even 1 sample needs ${need(1)} by the memory model, more than cluster.gpuMemory (${gpuGiB.toFixed(0)} GiB)${checkpointing ? ": the model does not fit this GPU" : ": set activationCheckpointing: true"}`);
         return 1;
     }
-    return best;
+    return plan.microBatch;
 }
 
 /** Contradictions torchtune would only raise on the GPU, or that would silently train nothing. */

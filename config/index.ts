@@ -10,3 +10,4 @@ export * from "./facts";
 export * from "./derive";
 export * from "./configmap";
 export * from "./stackfile";
+export * from "./measured";

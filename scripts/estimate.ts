@@ -4,13 +4,16 @@
 // `--parallel` a stack needs from the DAG.
 //
 // THESE ARE ESTIMATES. Every figure below says where it comes from; the only measured ones are the
-// 11B LoRA throughputs in docs/FACTS.md (NVIDIA H100 80GB, torchtune 0.6.1), scaled to an MI300X by the
-// ratio of the two GPUs' peak dense bf16 throughput, and whatever a training benchmark result
-// (`COTVR_BENCH` JSON of images/trainer/bench_finetune.py) passed with --bench measured.
+// fine-tune throughputs: each fine-tune's figure is the measurement of its own model, levers and
+// micro-batch in bench/results/ (config/measured.ts; images/trainer/bench_finetune.py on the GPU it
+// names), or in a benchmark result passed with --bench, which comes first. A figure measured on
+// another GPU than an MI300X is converted by the ratio of the two GPUs' peak dense bf16 throughput:
+// a named assumption (MI300X_CONVERSION), printed in every plan line that uses it.
 import { CHARTQA_ROWS, MODEL_FACTS, stepsPerEpoch } from "../config/facts";
+import { Levers, MEASURED, Measured, readBenchResult, sameLevers } from "../config/measured";
 import { ModelSize, Settings, StageName } from "../config";
 import { NodeId, stageGraph, StageNode } from "../components/graph";
-import { BENCH_PREFIX, PROJECT } from "../contract";
+import { PROJECT } from "../contract";
 import { criticalPath } from "../sim/critical-path";
 import { fmtDuration } from "./duration";
 
@@ -20,49 +23,17 @@ export type { StageNode };
 // ---------------------------------------------------------------------------------------------------
 // Figures and assumptions
 
-/** Peak dense bf16 TFLOP/s (vendor data sheets, no sparsity): H100 SXM 989, MI300X 1307.4. */
-export const PEAK_BF16_TFLOPS = { h100: 989, mi300x: 1307.4 } as const;
-/** How much faster an MI300X is taken to be than the H100 the figures were measured on. An
- * assumption: real ratios depend on kernels (the blog's own MI300X run of 10 epochs took ~23 h,
- * slower than this scaling predicts, on PyTorch 2.8.0.dev+rocm6.4, May 2025). */
-export const MI300X_PER_H100 = PEAK_BF16_TFLOPS.mi300x / PEAK_BF16_TFLOPS.h100;
+/** Peak dense bf16 TFLOP/s of an MI300X (AMD data sheet, no sparsity). */
+export const MI300X_PEAK_BF16_TFLOPS = 1307.4;
+/** The named assumption that turns a figure measured on another GPU into an MI300X's: samples/s
+ * scale with peak dense bf16 throughput. Real ratios depend on kernels (ROCm's against CUDA's); an
+ * MI300X measurement (rehearse --bench <file>) replaces it. */
+export const MI300X_CONVERSION = "assumption MI300X_CONVERSION: samples/s x MI300X/measured-GPU peak dense bf16";
 
-/** Measured with images/trainer/bench_finetune.py in one run (H100 80GB, torchtune 0.6.1, the blog
- * stack's 11B LoRA r16 config, random weights, ChartQA-shaped batches; docs/THROUGHPUT.md): samples/s
- * per setting, effective batch 16 in all. */
-export const H100_11B_LORA_SAMPLES_PER_S = {
-    /** activation checkpointing on, compile off (what the blog runs), 16 x 1 */
-    blog: 3.69,
-    /** + compile (decoder and loss) */
-    compile: 4.4,
-    /** + the vision encoder compiled too */
-    compileEncoder: 4.98,
-    /** checkpointing off, compile off, 2 x 8 on the 80 GB card */
-    noCheckpointing: 2.87,
-    /** checkpointing off + compile incl. the encoder, 2 x 8: the 11B default */
-    best: 7.29,
-} as const;
-/** 90B QLoRA without activation checkpointing against the blog's setting (measured at 1/4 depth). */
-const QLORA_90B_NO_CHECKPOINTING_SPEEDUP = 1.6;
-
-/** The measured H100 figure of the 11B LoRA for a variant's levers. */
-function h100Figure(v: { compile: boolean; compileEncoder: boolean; activationCheckpointing: boolean }): [number, string] {
-    const t = H100_11B_LORA_SAMPLES_PER_S;
-    if (!v.activationCheckpointing) return v.compile && v.compileEncoder ? [t.best, "best"] : [t.noCheckpointing, "no checkpointing"];
-    if (v.compile) return v.compileEncoder ? [t.compileEncoder, "compile incl. encoder"] : [t.compile, "compile"];
-    return [t.blog, "the blog's settings"];
-}
-
-/** Measured (docs/FACTS.md): ~60% of an 11B sample's forward FLOPs (76 TFLOP per sample in all) are in the vision
- * encoder. */
-const VISION_SHARE_11B = 0.6;
-/** Parameters outside the vision encoder (decoder + cross-attention), in billions: the 11B and 90B
- * models share the ~0.9B ViT-H/14 encoder; 10.7B and 88.8B in total (model cards). */
-const TEXT_PARAMS_B = { "11b": 10.7 - 0.9, "90b": 88.8 - 0.9 } as const;
-/** Per-sample FLOPs of the 90B relative to the 11B: the encoder's part is the same, the text part
- * scales with its parameters. No 90B measurement exists: an estimate (QLoRA's NF4 dequantisation
- * is not counted, so the real 90B is slower). */
-export const FLOP_RATIO_90B = VISION_SHARE_11B + (1 - VISION_SHARE_11B) * (TEXT_PARAMS_B["90b"] / TEXT_PARAMS_B["11b"]);
+/** Where the estimates are for: an MI300X (the blog's GPU, the default), or the GPU each measurement
+ * was taken on (no conversion: what `rehearse --on-measured-gpu` prints, to check against the
+ * benchmark's own projection). */
+export type EstimateTarget = "mi300x" | "measured";
 
 export interface Assumptions {
     /** Hugging Face download rate per model, bytes/s (hf_transfer from a datacenter: 100-500 MB/s). */
@@ -106,43 +77,25 @@ export const DEFAULT_ASSUMPTIONS: Assumptions = {
 // ---------------------------------------------------------------------------------------------------
 // Benchmark results
 
-/** A measured fine-tune throughput for one model, already scaled to an MI300X. */
-export interface BenchFigure {
-    model: ModelSize;
-    /** samples/s on an MI300X (scaled by peak ratio when measured elsewhere). */
-    samplesPerS: number;
-    /** Where it came from, for the printed basis. */
-    source: string;
+/** The settings of a training benchmark result (bench_finetune.py's JSON, or a log with its
+ * `COTVR_BENCH` line), for --bench. */
+export function parseBench(text: string, source: string): Measured[] {
+    return readBenchResult(text, source);
 }
 
-/**
- * Fine-tune figures from a training benchmark result: the JSON of bench_finetune.py (`--json-out`)
- * or a log with its `COTVR_BENCH {json}` line. Uses the `blog` setting (the stack's settings as
- * configured). A result of a layer-scaled model (layers_scale != 1) cannot be projected: an error.
- */
-export function parseBench(text: string, source: string): BenchFigure {
-    const line = text.split("\n").find((l) => l.startsWith(BENCH_PREFIX));
-    let j: any;
-    try {
-        j = JSON.parse(line ? line.slice(BENCH_PREFIX.length) : text);
-    } catch {
-        throw new Error(`${source}: neither a benchmark JSON nor a log with a COTVR_BENCH line`);
+/** The measurement behind a fine-tune's figure: the --bench results first, then bench/results/; its
+ * own model, levers and micro-batch, else the same levers at the nearest micro-batch. */
+export function measurementFor(v: { model: ModelSize } & Levers & { microBatch?: number }, bench: readonly Measured[] = []): { m: Measured; exact: boolean } | undefined {
+    for (const pool of [bench, MEASURED]) {
+        const same = pool.filter((x) => x.model === v.model && !x.groupTiles && sameLevers(x, v));
+        const exact = same.find((x) => v.microBatch === undefined || x.microBatch === v.microBatch);
+        if (exact) return { m: exact, exact: true };
+        if (same.length) {
+            const near = same.reduce((a, x) => (Math.abs(x.microBatch - v.microBatch!) < Math.abs(a.microBatch - v.microBatch!) ? x : a));
+            return { m: near, exact: false };
+        }
     }
-    const model: ModelSize | undefined = /90b/i.test(String(j.config_model)) ? "90b" : /11b/i.test(String(j.config_model)) ? "11b" : undefined;
-    if (!model) throw new Error(`${source}: config_model ${j.config_model} is neither an 11B nor a 90B model`);
-    if (j.layers_scale !== undefined && j.layers_scale !== null && Number(j.layers_scale) !== 1) {
-        throw new Error(`${source}: measured on a layer-scaled model (layers_scale ${j.layers_scale}); rerun the benchmark on the full model`);
-    }
-    const r = (j.results ?? []).find((x: any) => x.setting === "blog" && x.samples_per_s > 0);
-    if (!r) throw new Error(`${source}: no result for the "blog" setting (the stack's settings as configured)`);
-    const device = String(j.device ?? "unknown device");
-    const onMi300x = /MI300X/i.test(device);
-    const peak = Number(j.peak_tflops);
-    if (!onMi300x && !(peak > 0)) throw new Error(`${source}: measured on ${device} without peak_tflops: cannot scale to an MI300X`);
-    const scale = onMi300x ? 1 : PEAK_BF16_TFLOPS.mi300x / peak;
-    const samplesPerS = r.samples_per_s * scale;
-    const how = onMi300x ? "" : `, x${scale.toFixed(2)} peak ratio to MI300X`;
-    return { model, samplesPerS, source: `benchmark ${source}: ${r.samples_per_s.toFixed(2)} samples/s on ${device}${how}` };
+    return undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -174,23 +127,24 @@ export function teacherLoadSeconds(a: Assumptions = DEFAULT_ASSUMPTIONS): number
     return a.teacherStartS + MODEL_FACTS["90b"].bytes / a.volumeReadBytesPerS;
 }
 
-/** samples/s of one fine-tune on an MI300X, and where the figure comes from. */
-export function trainSamplesPerS(v: { model: ModelSize; compile: boolean; compileEncoder: boolean; activationCheckpointing: boolean }, bench: BenchFigure[] = []): { sps: number; basis: string } {
-    const b = bench.find((x) => x.model === v.model);
-    if (b) return { sps: b.samplesPerS, basis: b.source };
-    // 90B: the 11B figure of its levers but checkpointing, by FLOPs per sample, then checkpointing's measured effect.
-    const [h100, what] = h100Figure(v.model === "90b" ? { ...v, activationCheckpointing: true } : v);
-    let sps = h100 * MI300X_PER_H100;
-    let basis = `H100 11B LoRA ${what} ${h100} samples/s (measured, bench_finetune.py) x${MI300X_PER_H100.toFixed(2)} MI300X/H100 peak`;
-    if (v.model === "90b") {
-        sps /= FLOP_RATIO_90B;
-        basis += ` / ${FLOP_RATIO_90B.toFixed(1)} (90B FLOPs per sample, NF4 overhead not counted)`;
-        if (!v.activationCheckpointing) {
-            sps *= QLORA_90B_NO_CHECKPOINTING_SPEEDUP;
-            basis += ` x${QLORA_90B_NO_CHECKPOINTING_SPEEDUP} (no checkpointing, measured at 1/4 depth)`;
-        }
+/** samples/s of one fine-tune (on an MI300X, or on the GPU it was measured on), and where the figure
+ * comes from: the measurement's file, setting and GPU, and the conversion when there is one. */
+export function trainSamplesPerS(v: { model: ModelSize; microBatch?: number } & Levers, bench: readonly Measured[] = [], target: EstimateTarget = "mi300x"): { sps: number; basis: string; measured: Measured } {
+    const found = measurementFor(v, bench);
+    if (!found) {
+        const levers = `compile ${v.compile}, compileEncoder ${v.compileEncoder}, activationCheckpointing ${v.activationCheckpointing}`;
+        throw new Error(`no fine-tune measurement of the ${v.model} with ${levers} in bench/results/: run images/trainer/bench_finetune.py with that setting and pass it with --bench`);
     }
-    return { sps, basis: `${basis} = ${sps.toFixed(2)} samples/s (estimate)` };
+    const { m, exact } = found;
+    let basis = `${m.samplesPerS.toFixed(2)} samples/s measured on ${m.device} (${m.file} ${m.setting}${exact ? "" : `, nearest measured micro-batch to ${v.microBatch}`})`;
+    let sps = m.samplesPerS;
+    if (target === "mi300x" && !/MI300X/i.test(m.device)) {
+        if (!(m.peakTflops && m.peakTflops > 0)) throw new Error(`${m.file}: measured on ${m.device} without peak_tflops: cannot convert to an MI300X`);
+        const k = MI300X_PEAK_BF16_TFLOPS / m.peakTflops;
+        sps *= k;
+        basis += ` x${k.toFixed(2)} (${MI300X_CONVERSION}) = ${sps.toFixed(2)} samples/s on an MI300X (estimate)`;
+    }
+    return { sps, basis, measured: m };
 }
 
 /** Optimizer steps and samples of one epoch, counted as the recipe counts them (config/facts.ts
@@ -200,7 +154,7 @@ export function epochSamples(rows: number, v: { batchSize: number; gradientAccum
     return { steps, samples: steps * v.batchSize * v.gradientAccumulationSteps };
 }
 
-function estimateNode(s: Settings, n: StageNode, a: Assumptions, bench: BenchFigure[]): StageEstimate {
+function estimateNode(s: Settings, n: StageNode, a: Assumptions, bench: readonly Measured[], target: EstimateTarget): StageEstimate {
     const awaited = n.kind === "teacher" ? true : s.timing[n.kind].await;
     const base = { id: n.id, stage: n.kind as StageName, awaited };
     const load = (size: ModelSize) => MODEL_FACTS[size].bytes / a.volumeReadBytesPerS;
@@ -234,7 +188,7 @@ function estimateNode(s: Settings, n: StageNode, a: Assumptions, bench: BenchFig
             const v = n.train;
             const rows = datasetRows(s);
             const { steps, samples } = epochSamples(rows, v);
-            const { sps, basis } = trainSamplesPerS(v, bench);
+            const { sps, basis } = trainSamplesPerS(v, bench, target);
             // Model load once, merged weights written every epoch.
             const io = load(v.model) + v.epochs * MODEL_FACTS[v.model].bytes / a.volumeWriteBytesPerS;
             const sec = v.epochs * samples / sps + io;
@@ -265,9 +219,9 @@ function estimateNode(s: Settings, n: StageNode, a: Assumptions, bench: BenchFig
 }
 
 /** One estimate per stage node of the update, in DAG order. */
-export function estimateStages(s: Settings, opts: { bench?: BenchFigure[]; assumptions?: Partial<Assumptions> } = {}): StageEstimate[] {
+export function estimateStages(s: Settings, opts: { bench?: readonly Measured[]; assumptions?: Partial<Assumptions>; target?: EstimateTarget } = {}): StageEstimate[] {
     const a = { ...DEFAULT_ASSUMPTIONS, ...opts.assumptions };
-    return stageGraph(s).map((n) => estimateNode(s, n, a, opts.bench ?? []));
+    return stageGraph(s).map((n) => estimateNode(s, n, a, opts.bench ?? [], opts.target ?? "mi300x"));
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import { holdTeacherWhileGenerating } from "../sim/teacher";
 import { loadKubeConfig, watchObjects, Watching, watchPods } from "../sim/watch";
 import { fmtDuration } from "./duration";
 import {
-    BenchFigure, estimateStages, parseBench, plan, pulumiDefaultParallel, requiredParallel, stageGraph, StageEstimate, teacherLoadSeconds,
+    EstimateTarget, estimateStages, parseBench, plan, pulumiDefaultParallel, requiredParallel, stageGraph, StageEstimate, teacherLoadSeconds,
     timeoutProblems,
 } from "./estimate";
 import {
@@ -97,6 +97,8 @@ interface Args {
     scale?: number;
     parallel?: number;
     bench: string[];
+    /** Estimate the fine-tunes on the GPU each was measured on (no MI300X conversion). */
+    target: EstimateTarget;
     planOnly: boolean;
     keep: boolean;
 }
@@ -112,14 +114,15 @@ function parse(argv: string[]): Args {
         .option("--like <kubeconfig>", "copy this cluster's nodes and StorageClasses into the simulation (read only)")
         .addOption(new Option("--scale <seconds>", "simulated seconds per real hour (default: the run takes about two minutes)").argParser(positive))
         .addOption(new Option("--parallel <n>", "the --parallel you will give pulumi up (default: pulumi's, 4 x CPUs)").argParser(positive))
-        .option("--bench <file...>", "fine-tune throughput measured by images/trainer/bench_finetune.py (its COTVR_BENCH JSON) instead of the estimate")
+        .option("--bench <file...>", "fine-tune throughput measured by images/trainer/bench_finetune.py (its JSON or COTVR_BENCH log), before bench/results/; an MI300X result needs no conversion")
+        .option("--on-measured-gpu", "estimate each fine-tune on the GPU its measurement came from (no MI300X conversion), to check against the benchmark's own projection", false)
         .option("--plan-only", "print the plan and its checks, build and start nothing", false)
         .option("--keep", "leave the local cluster running and print its KUBECONFIG", false);
-    const v = cmd.parse(argv, { from: "user" }).opts<{ stack?: string; config?: string; like?: string; scale?: number; parallel?: number; bench?: string[]; planOnly: boolean; keep: boolean }>();
+    const v = cmd.parse(argv, { from: "user" }).opts<{ stack?: string; config?: string; like?: string; scale?: number; parallel?: number; bench?: string[]; onMeasuredGpu: boolean; planOnly: boolean; keep: boolean }>();
     if (!v.stack && !v.config) cmd.error("error: give --stack <name> or --config <file>");
     const stackFile = v.config ? path.resolve(v.config) : stackFilePath(v.stack!);
     if (!fs.existsSync(stackFile)) throw v.config ? new CliError(`no stack file ${stackFile}`, CLI_EXIT.usage) : unknownStack(v.stack!);
-    return { stackFile, like: v.like, scale: v.scale, parallel: v.parallel, bench: v.bench ?? [], planOnly: v.planOnly, keep: v.keep };
+    return { stackFile, like: v.like, scale: v.scale, parallel: v.parallel, bench: v.bench ?? [], target: v.onMeasuredGpu ? "measured" : "mi300x", planOnly: v.planOnly, keep: v.keep };
 }
 
 /** A number above 0, for --scale and --parallel. */
@@ -290,9 +293,10 @@ interface Rehearsal {
     classes: ClassShape[];
 }
 
-function printPlan(s: Settings, est: StageEstimate[], scale: number): void {
+function printPlan(s: Settings, est: StageEstimate[], scale: number, target: EstimateTarget): void {
     const p = plan(stageGraph(s), est);
-    say(`estimated durations on MI300X (estimates: see scripts/estimate.ts; --bench replaces the fine-tune figures):`);
+    const where = target === "mi300x" ? "on MI300X" : "on MI300X, fine-tunes on the GPU each was measured on (--on-measured-gpu)";
+    say(`estimated durations ${where} (estimates: see scripts/estimate.ts; fine-tunes from bench/results/, --bench comes first):`);
     for (const e of p.stages) {
         console.log(`  ${e.id.padEnd(28)} ${fmtDuration(e.seconds).padStart(6)}  ${e.gpus ? `${e.gpus} GPU` : "     "}  ${e.basis}`);
     }
@@ -305,12 +309,12 @@ async function preflight(argv: string[]): Promise<Rehearsal> {
     const a = parse(argv);
     const sf = readStackFile(a.stackFile);
     const { settings: s } = stackSettings(sf, { placeholderSecrets: true });
-    const bench: BenchFigure[] = a.bench.map((f) => parseBench(fs.readFileSync(f, "utf8"), f));
+    const bench = a.bench.flatMap((f) => parseBench(fs.readFileSync(f, "utf8"), f));
     const graph = stageGraph(s);
-    const est = estimateStages(s, { bench });
+    const est = estimateStages(s, { bench, target: a.target });
     const scale = a.scale ?? defaultScale(plan(graph, est).makespan);
     say(`stack ${sf.stack} (${path.relative(process.cwd(), a.stackFile) || a.stackFile}), run ${s.run}, namespace ${s.cluster.namespace}`);
-    printPlan(s, est, scale);
+    printPlan(s, est, scale, a.target);
 
     const tp = timeoutProblems(s, est);
     if (tp.length) throw new Failure(`a stage would be cut off by its timeout:\n${tp.map((x) => `  - ${x}`).join("\n")}`);

@@ -4,7 +4,7 @@
 // writes samples/s, memory, MFU and the projected hours. Minutes of GPU time before a GPU-day.
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
-import { Settings, TrainVariant } from "../config";
+import { BLOG_MICRO_BATCH, Settings, TrainVariant } from "../config";
 import { RenderedNode } from "./graph";
 import { jobArgs, StageArgs, StageJob } from "./job";
 import { jobName, labels, shortHash } from "./naming";
@@ -13,12 +13,17 @@ import { resources, StageContext, storageVolumes } from "./pod";
 
 const CONFIG_KEY = "train.yaml";
 
+/** The benchmark's name for a variant's levers (images/trainer/bench_finetune.py SETTINGS). */
+export function benchSetting(v: Pick<TrainVariant, "compile" | "compileEncoder" | "activationCheckpointing">): string {
+    if (v.activationCheckpointing) return v.compile ? (v.compileEncoder ? "compile_encoder" : "compile") : "blog";
+    return v.compile ? (v.compileEncoder ? "best" : "no_ac_compile") : "no_ac";
+}
+
 export function benchmarkArgs(s: Settings, name: string, v: TrainVariant): string[] {
     return [
         "--config", configFile(CONFIG_KEY),
-        // The blog's settings and the shipped ones (the config as rendered), measured in the same run.
-        "--settings", "blog,best",
-        "--micro-batch", String(v.microBatch),
+        // The blog's exact setting and the shipped one (the config as rendered), measured in the same run.
+        "--settings", `blog:m${BLOG_MICRO_BATCH[v.model]},${benchSetting(v)}:m${v.microBatch}`,
         "--data", "synthetic",
         "--epochs", String(v.epochs),
         "--json-out", benchOutputPath(s, name),

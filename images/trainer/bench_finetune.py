@@ -80,7 +80,7 @@ for _p in (HERE, HERE.parent / "common"):
     if (_p / "cotvr_common.py").exists() and str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from cotvr_contract import BENCH_PREFIX, EXIT_MISSING_INPUT  # noqa: E402
+from cotvr_contract import BENCH_PREFIX, EXIT_BAD_ARGS, EXIT_MISSING_INPUT  # noqa: E402
 from cotvr_facts import CHARTQA_ROWS, steps_per_epoch  # noqa: E402
 
 GiB = 1024**3
@@ -501,9 +501,11 @@ def setup_dynamo(limit: int, watch: CompileWatch) -> None:
         torch._logging.set_logs(recompiles=True)
     except Exception:  # noqa: BLE001
         pass
-    for name in ("torch", "torch._dynamo"):
-        logging.getLogger(name).addHandler(watch)
-        break
+    logging.getLogger("torch").addHandler(watch)
+    # the `recompiles` artifact loggers do not propagate to "torch": attach to them too
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch") and name.endswith("__recompiles"):
+            logging.getLogger(name).addHandler(watch)
 
 
 # --------------------------------------------------------------------------- measurement
@@ -879,7 +881,7 @@ def merge(paths: list[Path], json_out: Path | None) -> int:
     for r in runs[1:]:
         if any(r.get(k) != runs[0].get(k) for k in keys):
             print(f"bench_finetune: error: runs differ in {[k for k in keys if r.get(k) != runs[0].get(k)]}", file=sys.stderr)
-            return 2
+            return EXIT_BAD_ARGS
     out = dict(runs[0])
     out["probe"] = next((r["probe"] for r in runs if (r.get("probe") or {}).get("flops_per_sample")), runs[0].get("probe") or {})
     out["results"] = [x for r in runs for x in r["results"]]
@@ -914,7 +916,7 @@ def print_table(out: dict) -> None:
     if pr.get("act_per_sample_gb") is not None:
         lines.append(f"memory probe (eager, no checkpointing, worst-case sample {out['worst_case']}): "
                      f"weights {pr['weights_gb']:.1f} GB, activations {pr['act_per_sample_gb']:.2f} GB per sample")
-    head = f"{'setting':<18}{'m x acc':>8}{'samples/s':>11}{'vs blog':>9}{'MFU':>7}{'peak GB':>9}{'resv GB':>9}{'static':>8}{'act/smp':>9}{'hours':>8}{'warm s':>8}{'compile':>8}{'graphs':>7}{'recomp':>7}{'fallbk':>7}"
+    head = f"{'setting':<18}{'m x acc':>8}{'samples/s':>11}{'vs blog':>9}{'MFU':>7}{'peak GB':>9}{'resv GB':>9}{'static':>8}{'act/smp':>9}{'hours':>8}{'warm s':>8}{'compile':>8}{'graphs':>7}{'timed':>7}{'fallbk':>7}"
     lines += ["", head, "-" * len(head)]
     for r in out["results"]:
         def f(key, fmt):
@@ -925,7 +927,7 @@ def print_table(out: dict) -> None:
             f"{r['setting']:<18}{str(r.get('micro_batch')) + 'x' + str(r.get('grad_accum')):>8}{f('samples_per_s', '.2f'):>11}"
             f"{f('vs_blog', '.2f'):>9}{f('mfu', '.0%'):>7}{f('peak_allocated_gb', '.1f'):>9}{f('peak_reserved_gb', '.1f'):>9}"
             f"{f('static_gb', '.1f'):>8}{f('act_per_sample_gb', '.2f'):>9}{f('projected_hours', '.1f'):>8}{f('warmup_s', '.0f'):>8}{f('compile_s_est', '.0f'):>8}"
-            f"{f('warmup_graphs', 'd'):>7}{f('timed_recompiles', 'd'):>7}{f('fallbacks', 'd'):>7} {status}"
+            f"{f('warmup_graphs', 'd'):>7}{f('timed_graphs', 'd'):>7}{f('fallbacks', 'd'):>7} {status}"
         )
     print("\n".join(lines), flush=True)
 

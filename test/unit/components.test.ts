@@ -317,8 +317,9 @@ describe("throughput benchmark (stages.benchmark)", async () => {
         const j = r.job("benchmark", "lora-11b");
         const args = container(j).args;
         expect(container(j).command).toEqual(["python", "/opt/cotvr/bench_finetune.py"]);
-        expect(argOf(args, "--settings")).toBe("blog,best");
-        expect(argOf(args, "--micro-batch")).toBe("8");
+        // the blog's exact setting (16 x 1, checkpointing, eager) against the shipped one, in the same run
+        expect(argOf(args, "--settings")).toBe("blog:m16,best:m4");
+        expect(argOf(container(r.job("benchmark", "qlora-90b")).args, "--settings")).toBe("blog:m2,compile:m2");
         expect(argOf(args, "--json-out")).toBe("/results/blog/bench/lora-11b.json");
         expect(container(j).resources.limits["amd.com/gpu"]).toBe("1");
         // The very config the fine-tune would run.

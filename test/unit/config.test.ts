@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, durationSeconds, isPinnedImage, parseSettings, quantityBytes, peakGiB, settingsFromConfigMap, stackFileProblems, stepsPerEpoch } from "../../config";
+import { blogMeasurement, ConfigError, durationSeconds, isPinnedImage, MEASURED, parseSettings, planSpeed, quantityBytes, peakGiB, settingsFromConfigMap, stackFileProblems, stepsPerEpoch, TrainVariant } from "../../config";
 import { settings, TOKEN } from "./helpers";
 
 function problems(raw: Record<string, unknown>, secretKeys = ["cot-vr:hfToken"]): string[] {
@@ -228,26 +228,71 @@ describe("config that cannot silently run the wrong experiment", () => {
 describe("fine-tune throughput: the blog's math, faster settings chosen for the GPU's memory", () => {
     const v = (extra: Record<string, unknown>) => ({ model: "11b", method: "lora", epochs: 1, batchSize: 16, gradientAccumulationSteps: 1, ...extra });
     const only = { stages: { sample: false, evaluate: false, report: false } };
-    it("splits the blog's batch into micro-batches that fit an MI300X, keeping the effective batch", () => {
+    it("ships the fastest measured setting that fits an MI300X, keeping the effective batch", () => {
         const s = settings();
-        expect(s.train.variants["lora-11b"]).toMatchObject({ microBatch: 8, accumulation: 2, compile: true, compileEncoder: true, activationCheckpointing: false });
-        expect(s.train.variants["qlora-90b"]).toMatchObject({ microBatch: 2, accumulation: 8, compile: false, activationCheckpointing: false });
+        const m11 = blogMeasurement("11b", 16)!;
+        const m90 = blogMeasurement("90b", 2)!;
+        const l11 = s.train.variants["lora-11b"];
+        const l90 = s.train.variants["qlora-90b"];
+        const shipped = (v: TrainVariant) => MEASURED.find((x) => x.model === v.model && !x.groupTiles && x.microBatch === v.microBatch && x.compile === v.compile && x.compileEncoder === v.compileEncoder && x.activationCheckpointing === v.activationCheckpointing)!;
+        // measured in the same run as the blog's exact setting, and faster (bench/results/)
+        expect(shipped(l11).samplesPerS).toBeGreaterThan(m11.samplesPerS);
+        expect(shipped(l90).samplesPerS).toBeGreaterThan(m90.samplesPerS);
         for (const t of Object.values(s.train.variants)) expect(t.microBatch * t.accumulation).toBe(t.batchSize * t.gradientAccumulationSteps);
     });
-    it("chooses by the declared GPU memory: an 80 GB card gets smaller micro-batches", () => {
+    it("chooses for speed, never slower than the blog's setting, at 80, 141, 192 and 256 GiB", () => {
+        for (const gib of [80, 141, 192, 256]) {
+            for (const [model, batch] of [["11b", 16], ["90b", 2]] as const) {
+                const plan = planSpeed(model, batch, gib, {}, "auto");
+                const blog = blogMeasurement(model, batch)!;
+                const fast = MEASURED.filter((x) => x.model === model && !x.groupTiles && peakGiB(model, x.microBatch, x) <= gib);
+                if (plan.measured) {
+                    // the fastest of the measured settings that fit, and at least the blog's
+                    expect(plan.measured.samplesPerS).toBe(Math.max(...fast.map((x) => x.samplesPerS)));
+                    expect(plan.measured.samplesPerS).toBeGreaterThanOrEqual(blog.samplesPerS);
+                    expect(peakGiB(model, plan.microBatch, plan)).toBeLessThanOrEqual(gib);
+                } else {
+                    // nothing measured fits or beats the blog here: the blog's levers ship
+                    expect(plan).toMatchObject({ compile: false, compileEncoder: false, activationCheckpointing: true });
+                }
+                expect(batch % plan.microBatch).toBe(0);
+            }
+        }
+        // the largest micro-batch that fits is not the fastest: 11B m8 fits 192 GiB, m4 ships (measured faster)
+        const p192 = planSpeed("11b", 16, 192, {}, "auto");
+        expect(peakGiB("11b", 8, p192)).toBeLessThanOrEqual(192);
+        expect(p192.microBatch).toBe(4);
+        // the 90B at 80 GiB: nothing measured fits; the blog's levers at the largest micro-batch that fits
+        const p80 = planSpeed("90b", 2, 80, {}, "auto");
+        expect(p80).toMatchObject({ compile: false, activationCheckpointing: true });
+        expect(p80.measured).toBeUndefined();
+    });
+    it("the memory margin is calibrated: the 90B without checkpointing keeps m=2 on a 141 GiB GPU (measured to fit 139.8)", () => {
+        const noAc = { compile: false, compileEncoder: false, activationCheckpointing: false };
+        expect(peakGiB("90b", 2, noAc)).toBeLessThanOrEqual(141);
+        expect(planSpeed("90b", 2, 141, noAc, "auto")).toMatchObject({ microBatch: 2, activationCheckpointing: false });
+        const measured = MEASURED.find((x) => x.model === "90b" && x.setting === "no_ac:m2")!;
+        expect(measured.peakGiB).toBeLessThanOrEqual(peakGiB("90b", 2, noAc)); // the model is not below what was measured
+    });
+    it("a synthetic table where nothing beats the blog ships the blog's setting", () => {
+        const base = MEASURED.filter((x) => x.model === "11b");
+        const slow = base.map((x) => (x.activationCheckpointing && !x.compile ? x : { ...x, samplesPerS: 1 }));
+        expect(planSpeed("11b", 16, 192, {}, "auto", slow)).toMatchObject({ compile: false, compileEncoder: false, activationCheckpointing: true, microBatch: 16 });
+    });
+    it("chooses by the declared GPU memory and names its basis", () => {
         const s = settings({ ...only, cluster: { gpuMemory: "80Gi" }, train: { variants: { a: v({}) } } });
-        expect(s.train.variants.a).toMatchObject({ microBatch: 2, accumulation: 8 });
-        expect(peakGiB("11b", 2, false)).toBeLessThanOrEqual(80);
-        expect(peakGiB("11b", 4, false)).toBeGreaterThan(80);
+        const a = s.train.variants.a;
+        expect(peakGiB("11b", a.microBatch, a)).toBeLessThanOrEqual(80);
+        expect(planSpeed("11b", 16, 80, {}, "auto").why).toMatch(/bench\/results\/h200-lora-11b\.json/);
     });
     it("rejects a micro-batch that cannot fit, naming the variant and the fix, before any GPU is used", () => {
-        expect(problems({ ...only, train: { variants: { a: v({ microBatchSize: 16 }) } } })).toEqual([
+        expect(problems({ ...only, train: { variants: { a: v({ microBatchSize: 16, activationCheckpointing: false }) } } })).toEqual([
             expect.stringMatching(/^cot-vr:train\.variants\.a\.microBatchSize: 16 samples need ~\d+ GiB by the memory model, more than cluster\.gpuMemory \(192 GiB\): use "auto" or activationCheckpointing: true/),
         ]);
         expect(problems({ ...only, train: { variants: { a: v({ microBatchSize: 3 }) } } })).toEqual([
             expect.stringMatching(/^cot-vr:train\.variants\.a\.microBatchSize: 3 does not divide batchSize 16: use one of 1, 2, 4, 8, 16 or "auto"/),
         ]);
-        expect(problems({ ...only, cluster: { gpuMemory: "80Gi" }, train: { variants: { q: v({ model: "90b", method: "qlora", batchSize: 2, gradientAccumulationSteps: 8 }) } } })).toEqual([
+        expect(problems({ ...only, cluster: { gpuMemory: "80Gi" }, train: { variants: { q: v({ model: "90b", method: "qlora", batchSize: 2, gradientAccumulationSteps: 8, activationCheckpointing: false }) } } })).toEqual([
             expect.stringMatching(/^cot-vr:train\.variants\.q\.activationCheckpointing: even 1 sample needs ~\d+ GiB .* set activationCheckpointing: true/),
         ]);
     });

@@ -2,11 +2,11 @@
 // timeouts against estimates, simulated nodes, scheduling verdicts and claims (scripts/rehearse-core.ts).
 import { describe, expect, test } from "vitest";
 import {
-    datasetRows, epochSamples, estimateStages, FLOP_RATIO_90B, H100_11B_LORA_SAMPLES_PER_S, MI300X_PER_H100, parseBench, plan,
+    datasetRows, epochSamples, estimateStages, MI300X_CONVERSION, MI300X_PEAK_BF16_TFLOPS, parseBench, plan,
     previewNotes, pulumiDefaultParallel, requiredParallel, stageGraph, timeoutProblems, trainSamplesPerS,
 } from "../../scripts/estimate";
 import { claimProblems, defaultNodes, keysIn, keysToChange, neverSchedulable, nodeShape, provisionerModes, textTimeline } from "../../scripts/rehearse-core";
-import { CHARTQA_ROWS } from "../../config/facts";
+import { MEASURED } from "../../config/measured";
 import { readStackFile, stackFilePath, stackSettings } from "../../config/stackfile";
 import { settings } from "./helpers";
 import { LABELS } from "../../contract";
@@ -19,30 +19,47 @@ const withVariants = (variants: Record<string, unknown>, raw: Record<string, any
 const lora = (extra: Record<string, unknown> = {}) => ({ model: "11b", method: "lora", epochs: 10, batchSize: 16, gradientAccumulationSteps: 1, ...extra });
 
 describe("duration estimates", () => {
-    test("the blog's 11B LoRA: 10 epochs of ChartQA train at the measured H100 figure of its settings, scaled to an MI300X", () => {
-        const e = byId(settings())!.get("train:lora-11b")!;
-        const sps = H100_11B_LORA_SAMPLES_PER_S.best * MI300X_PER_H100;
-        const compute = 10 * CHARTQA_ROWS.train / sps;
-        expect(e.seconds).toBeGreaterThan(compute);
-        expect(e.seconds).toBeLessThan(compute + 600); // + load and ten 23 GB checkpoints
-        // Within the range the blog reports for its own MI300X run (~23 h): same order, not a copy.
-        expect(e.seconds / 3600).toBeGreaterThan(6);
-        expect(e.seconds / 3600).toBeLessThan(30);
-        expect(e.basis).toContain("measured");
-        expect(e.basis).toContain("estimate");
-        expect(e.gpus).toBe(1);
+    test("the blog's fine-tunes: each from the measurement of its own model and setting (bench/results/), converted to an MI300X by a named assumption", () => {
+        const s = settings();
+        const est = byId(s);
+        for (const name of ["lora-11b", "qlora-90b"]) {
+            const v = s.train.variants[name];
+            const e = est.get(`train:${name}`)!;
+            const m = MEASURED.find((x) => x.model === v.model && !x.groupTiles && x.microBatch === v.microBatch && x.compile === v.compile && x.compileEncoder === v.compileEncoder && x.activationCheckpointing === v.activationCheckpointing)!;
+            expect(m).toBeDefined();
+            const sps = m.samplesPerS * MI300X_PEAK_BF16_TFLOPS / m.peakTflops!;
+            const compute = v.epochs * 1768 * 16 / sps;
+            expect(e.seconds).toBeGreaterThan(compute);
+            expect(e.seconds).toBeLessThan(compute + 1200); // + load and the epochs' checkpoints
+            // each line names the measurement, its GPU and the conversion
+            expect(e.basis).toContain(m.file);
+            expect(e.basis).toContain(m.setting);
+            expect(e.basis).toContain(m.device);
+            expect(e.basis).toContain(MI300X_CONVERSION);
+        }
+        // the 90B from a 90B measurement, not from the 11B
+        expect(est.get("train:qlora-90b")!.basis).toContain("h200-qlora-90b.json");
     });
 
-    test("90B costs FLOP_RATIO_90B x the 11B per sample; compile is faster; the figures move with epochs and rows", () => {
-        expect(FLOP_RATIO_90B).toBeGreaterThan(3);
-        expect(FLOP_RATIO_90B).toBeLessThan(6);
+    test("on the GPU it was measured on, the estimate is the benchmark's own projection (within 15%)", () => {
+        const s = settings();
+        const est = new Map(estimateStages(s, { target: "measured" }).map((e) => [e.id, e]));
+        for (const name of ["lora-11b", "qlora-90b"]) {
+            const v = s.train.variants[name];
+            const m = MEASURED.find((x) => x.model === v.model && !x.groupTiles && x.microBatch === v.microBatch && x.compile === v.compile && x.activationCheckpointing === v.activationCheckpointing && x.compileEncoder === v.compileEncoder)!;
+            const e = est.get(`train:${name}`)!;
+            expect(e.basis).not.toContain(MI300X_CONVERSION);
+            expect(Math.abs(e.seconds / 3600 / m.projectedHours! - 1)).toBeLessThan(0.15);
+        }
+    });
+
+    test("the figures move with levers, epochs and rows", () => {
         const blog = { compile: false, compileEncoder: false, activationCheckpointing: true };
-        const a = trainSamplesPerS({ model: "11b", ...blog });
-        const b = trainSamplesPerS({ model: "90b", ...blog });
-        expect(a.sps / b.sps).toBeCloseTo(FLOP_RATIO_90B, 6);
-        expect(trainSamplesPerS({ model: "11b", ...blog, compile: true }).sps).toBeGreaterThan(a.sps);
-        expect(trainSamplesPerS({ model: "11b", compile: true, compileEncoder: true, activationCheckpointing: false }).sps / a.sps).toBeCloseTo(7.29 / 3.69, 6);
-        expect(trainSamplesPerS({ model: "90b", ...blog, activationCheckpointing: false }).sps / b.sps).toBeCloseTo(1.6, 6);
+        const a = trainSamplesPerS({ model: "11b", ...blog, microBatch: 16 });
+        expect(a.measured.setting).toBe("blog:m16");
+        expect(trainSamplesPerS({ model: "11b", compile: true, compileEncoder: true, activationCheckpointing: false, microBatch: 4 }).sps).toBeGreaterThan(a.sps);
+        expect(trainSamplesPerS({ model: "90b", ...blog, compile: true, microBatch: 2 }).sps).toBeGreaterThan(trainSamplesPerS({ model: "90b", ...blog, microBatch: 2 }).sps);
+        expect(() => trainSamplesPerS({ model: "11b", compile: false, compileEncoder: true, activationCheckpointing: false })).toThrow(/no fine-tune measurement/);
         const one = byId(withVariants({ x: lora({ epochs: 1 }) })).get("train:x")!.seconds;
         const two = byId(withVariants({ x: lora({ epochs: 2 }) })).get("train:x")!.seconds;
         const limited = byId(withVariants({ x: lora({ epochs: 1, warmupSteps: 1 }) }, { generate: { limit: 1000 } })).get("train:x")!.seconds;
@@ -75,18 +92,21 @@ describe("duration estimates", () => {
         expect(blog.get("report")!.gpus).toBe(0);
     });
 
-    test("a benchmark result replaces the fine-tune figure, scaled by peak when not measured on an MI300X", () => {
-        const json = { device: "NVIDIA H100 80GB HBM3", peak_tflops: 989, config_model: "torchtune.models.llama3_2_vision.lora_llama3_2_vision_11b", layers_scale: 1.0, results: [{ setting: "blog", samples_per_s: 3 }, { setting: "best", samples_per_s: 6 }] };
-        const f = parseBench(`noise\nCOTVR_BENCH ${JSON.stringify(json)}\n`, "bench.log");
-        expect(f.model).toBe("11b");
-        expect(f.samplesPerS).toBeCloseTo(3 * 1307.4 / 989, 6);
+    test("a benchmark result (--bench) comes before bench/results/; an MI300X result needs no conversion", () => {
         const s = withVariants({ x: lora() });
-        const withBench = estimateStages(s, { bench: [f] }).find((e) => e.id === "train:x")!;
+        const v = s.train.variants.x;
+        const setting = { setting: "best:m4", micro_batch: v.microBatch, compile: v.compile, compile_encoder: v.compileEncoder, activation_checkpointing: v.activationCheckpointing, samples_per_s: 6 };
+        const json = { device: "AMD Instinct MI300X", device_memory_gb: 191.5, peak_tflops: 1307, config_model: "torchtune.models.llama3_2_vision.lora_llama3_2_vision_11b", layers_scale: 1.0, results: [setting] };
+        const f = parseBench(`noise\nCOTVR_BENCH ${JSON.stringify(json)}\n`, "bench.log");
+        expect(f[0]).toMatchObject({ model: "11b", samplesPerS: 6, device: "AMD Instinct MI300X" });
+        const withBench = estimateStages(s, { bench: f }).find((e) => e.id === "train:x")!;
         expect(withBench.basis).toContain("bench.log");
-        expect(withBench.seconds).toBeGreaterThan(estimateStages(s).find((e) => e.id === "train:x")!.seconds);
-        expect(parseBench(JSON.stringify({ ...json, device: "AMD Instinct MI300X", config_model: "qlora_llama3_2_vision_90b" }), "f").samplesPerS).toBe(3);
+        expect(withBench.basis).not.toContain(MI300X_CONVERSION);
+        expect(withBench.seconds).toBeGreaterThan(10 * 1768 * 16 / 6);
+        const h100 = parseBench(JSON.stringify({ ...json, device: "NVIDIA H100 80GB HBM3", peak_tflops: 989 }), "h100.json");
+        expect(estimateStages(s, { bench: h100 }).find((e) => e.id === "train:x")!.basis).toContain(MI300X_CONVERSION);
         expect(() => parseBench(JSON.stringify({ ...json, layers_scale: 0.25 }), "f")).toThrow(/layer-scaled/);
-        expect(() => parseBench(JSON.stringify({ ...json, results: [] }), "f")).toThrow(/blog/);
+        expect(() => parseBench(JSON.stringify({ ...json, results: [] }), "f")).toThrow(/no setting/);
         expect(() => parseBench("not json", "f")).toThrow(/COTVR_BENCH/);
     });
 

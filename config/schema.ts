@@ -288,8 +288,9 @@ const trainVariantSchema = z.strictObject({
     gradientAccumulationSteps: posInt.meta({ description: "Gradient accumulation steps. Required." }),
     microBatchSize: z.union([z.literal("auto"), posInt]).default("auto").meta({
         description: "Samples per micro-batch: a divisor of batchSize; the accumulation grows so the effective batch, the " +
-            'optimizer steps and the learning-rate schedule stay the same. "auto": the largest that fits ' +
-            "cluster.gpuMemory by the memory model (config/facts.ts MEMORY_MODEL).",
+            'optimizer steps and the learning-rate schedule stay the same. "auto": chosen for speed, not size: the ' +
+            "fastest measured setting (bench/results/) that fits cluster.gpuMemory by the memory model (config/facts.ts " +
+            "peakGiB), never slower than the blog's; else the largest that fits with the blog's levers.",
     }),
     learningRate: z.number().positive().default(1e-4).meta({ description: "AdamW learning rate." }),
     warmupSteps: nonNegInt.default(100).meta({ description: "Cosine schedule warmup steps." }),
@@ -297,16 +298,16 @@ const trainVariantSchema = z.strictObject({
         description: "Data shuffling and init seed. torchtune's configs leave it null (random); the blog sets 42 for both models.",
     }),
     compile: z.boolean().optional().meta({
-        description: "torch.compile the decoder and the loss. @default per model: true for 11b (measured faster), false for 90b " +
-            "(QLoRA compile ran out of memory)",
+        description: "torch.compile the decoder and the loss. @default planned per model and GPU memory from the measurements " +
+            "in bench/results/ (on 141-256 GiB: true for 11b and for 90b, NF4 compiled with checkpointing)",
     }),
     compileEncoder: z.boolean().optional().meta({
         description: "Also compile the vision encoder (~60% of the forward FLOPs; the image's patched recipe, key " +
-            "compile_encoder). @default per model: true for 11b, false for 90b",
+            "compile_encoder). @default planned from bench/results/ (on 80-256 GiB: true for 11b, false for 90b)",
     }),
     activationCheckpointing: z.boolean().optional().meta({
-        description: "Activation checkpointing: recomputes activations (less memory, ~1/3 more compute). @default false: the " +
-            "memory model picks a micro-batch that fits without it",
+        description: "Activation checkpointing: recomputes activations (less memory, ~1/3 more compute). @default planned " +
+            "from bench/results/ (on 80-256 GiB: false for 11b; true for 90b, whose compiled NF4 run without it ran out of memory)",
     }),
     activationOffloading: z.boolean().default(false).meta({ description: "Offload activations to CPU memory." }),
     metricLogger: z.enum(["disk", "wandb"]).default("disk").meta({

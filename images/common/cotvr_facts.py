@@ -6,6 +6,11 @@ module and fails when it disagrees with config/facts.ts. Standard library only.
 
 from __future__ import annotations
 
+# The memory model's margin on activations and the allocator's reserve, GiB (calibrated on the H200:
+# the 90B without checkpointing at m=2 fits 139.8 GiB; docs/THROUGHPUT.md).
+ACT_MARGIN = 0.03
+RESERVE_GIB = 2.5
+
 # Row counts of the HuggingFaceM4/ChartQA splits.
 CHARTQA_ROWS: dict[str, int] = {"train": 28299, "val": 1920, "test": 2500}
 
@@ -21,4 +26,5 @@ if __name__ == "__main__":  # what test/unit/facts.test.ts compares with config/
     import sys
 
     cases = json.loads(sys.argv[1]) if len(sys.argv) > 1 else []
-    print(json.dumps({"CHARTQA_ROWS": CHARTQA_ROWS, "steps_per_epoch": [steps_per_epoch(*c) for c in cases]}))
+    print(json.dumps({"CHARTQA_ROWS": CHARTQA_ROWS, "ACT_MARGIN": ACT_MARGIN, "RESERVE_GIB": RESERVE_GIB,
+                      "steps_per_epoch": [steps_per_epoch(*c) for c in cases]}))

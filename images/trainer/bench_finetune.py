@@ -81,7 +81,7 @@ for _p in (HERE, HERE.parent / "common"):
         sys.path.insert(0, str(_p))
 
 from cotvr_contract import BENCH_PREFIX, EXIT_BAD_ARGS, EXIT_MISSING_INPUT  # noqa: E402
-from cotvr_facts import CHARTQA_ROWS, steps_per_epoch  # noqa: E402
+from cotvr_facts import ACT_MARGIN, CHARTQA_ROWS, RESERVE_GIB, steps_per_epoch  # noqa: E402
 
 GiB = 1024**3
 
@@ -588,11 +588,13 @@ def probe(cfg, device, dtype, recipe, steps_total: int, worst: dict, step_sample
     return out
 
 
-def choose_micro_batch(eff: int, static_gb: float | None, act_gb: float | None, total_gb: float | None, margin: float) -> int:
-    """Largest divisor m of the effective batch with static + m x act x (1 + margin) <= total."""
+def choose_micro_batch(eff: int, static_gb: float | None, act_gb: float | None, total_gb: float | None, margin: float,
+                       reserve_gb: float = RESERVE_GIB) -> int:
+    """Largest divisor m of the effective batch with static + m x act x (1 + margin) + reserve <= total: what
+    fits, for a setting without :mN (the stack's planner picks by measured speed, config/derive.ts)."""
     if not (static_gb and act_gb and total_gb):
         return 1
-    fits = [m for m in range(1, eff + 1) if eff % m == 0 and static_gb + m * act_gb * (1 + margin) <= total_gb]
+    fits = [m for m in range(1, eff + 1) if eff % m == 0 and static_gb + m * act_gb * (1 + margin) + reserve_gb <= total_gb]
     return max(fits) if fits else 1
 
 
@@ -718,7 +720,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-warmup-passes", type=int, default=3, help="shape-class passes at most before the timer (default 3)")
     p.add_argument("--flop-samples", type=int, default=0, help="samples of the first step the FLOP count runs (default 0: all)")
     p.add_argument("--micro-batch", default="auto", help="micro-batch of the no_ac settings: N or auto (memory model)")
-    p.add_argument("--memory-margin", type=float, default=0.15, help="safety margin on activations for auto (default 0.15)")
+    p.add_argument("--memory-margin", type=float, default=ACT_MARGIN,
+                   help=f"margin on activations for auto (default {ACT_MARGIN}, with a {RESERVE_GIB} GiB reserve: config/facts.ts)")
     p.add_argument("--layers-scale", type=float, default=1.0, help="keep this fraction of the decoder's layers (per-layer shapes kept)")
     p.add_argument("--device", default=None, help="cuda (default when available) or cpu")
     p.add_argument("--device-peak-tflops", type=float, default=None, help="override the dense bf16 peak used for MFU")
@@ -807,7 +810,7 @@ def main(argv: list[str] | None = None) -> int:
             static = static_guess or pr.get("weights_gb")
             auto_m = choose_micro_batch(eff, static, pr.get("act_per_sample_gb"), total_gb, args.memory_margin)
             log(f"{name}: micro-batch auto -> {auto_m} (static {static and round(static, 1)} GB + m x "
-                f"{pr.get('act_per_sample_gb') and round(pr['act_per_sample_gb'], 2)} GB x {1 + args.memory_margin:g} <= {total_gb and round(total_gb, 1)} GB)")
+                f"{pr.get('act_per_sample_gb') and round(pr['act_per_sample_gb'], 2)} GB x {1 + args.memory_margin:g} <= {total_gb and round(total_gb, 1)} GB - {RESERVE_GIB} reserve)")
         progress = Progress("benchmark", name, "steps", total=args.steps) if Progress else None
         log(f"setting {name} ...")
         res = run_setting(name, m_override, cfg, args, device, dtype, recipe, stream, worst, eff, steps_total, auto_m, progress, watch)

@@ -3,7 +3,7 @@
 import { execFileSync } from "child_process";
 import * as path from "path";
 import { describe, expect, it } from "vitest";
-import { CHARTQA_ROWS, stepsPerEpoch } from "../../config/facts";
+import { ACT_MARGIN, CHARTQA_ROWS, RESERVE_GIB, stepsPerEpoch } from "../../config/facts";
 
 const PY_FACTS = path.join(__dirname, "../../images/common/cotvr_facts.py");
 
@@ -17,6 +17,9 @@ describe("images/common/cotvr_facts.py", () => {
 
     it("has config/facts.ts's ChartQA row counts", () => {
         expect(py.CHARTQA_ROWS).toEqual(CHARTQA_ROWS);
+    });
+    it("has config/facts.ts's memory margin and reserve (the benchmark's auto micro-batch)", () => {
+        expect([py.ACT_MARGIN, py.RESERVE_GIB]).toEqual([ACT_MARGIN, RESERVE_GIB]);
     });
     it("counts steps per epoch as config/facts.ts does (torchtune 0.6.1: drop_last batches // accumulation, capped)", () => {
         const ts = cases.map(([rows, batchSize, gradientAccumulationSteps, maxStepsPerEpoch]) =>

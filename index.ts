@@ -4,6 +4,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { loadSettings } from "./config/pulumi";
 import { Pipeline } from "./components/pipeline";
 import { previewNotes } from "./scripts/estimate";
+import { reportStackOutput } from "./scripts/headline";
 
 const { settings, secrets } = loadSettings();
 
@@ -26,8 +27,11 @@ export const claims = pipeline.claims;
 export const teacherUrl = pipeline.teacherUrl;
 /** Job name per stage node, e.g. {"train:lora-11b": "blog-train-lora-11b-47eb7410"}. */
 export const jobs = pipeline.jobs;
-/** The headline numbers (metric per model, tuned-11B / base-90B ratio, GPU-hours, cost) once the report ran in this update. */
-export const report = pipeline.report;
+/**
+ * The headline numbers (metric per model, tuned-11B / base-90B ratio, GPU-hours, cost) once the report
+ * Job wrote them (status "ready"), else status "pending" and why; read again by every `pulumi up`.
+ */
+export const report = reportStackOutput(settings, pipeline.reportJob, pipeline.jobs.report);
 export const stages = Object.entries(settings.stages).filter(([, on]) => on).map(([k]) => k);
 export const status = `npm run status -- --stack ${pulumi.getStack()} --watch`;
 export const logs = `kubectl logs -n ${settings.cluster.namespace} -f job/<name from jobs>`;

@@ -21,7 +21,7 @@ import { labels, teacherApiBase } from "./naming";
 import { networkPolicies } from "./network";
 import { StageContext } from "./pod";
 import { renderRecipes } from "./recipes";
-import { HeadlineRecord, parseHeadline, Report } from "./report";
+import { Report } from "./report";
 import { Sample } from "./sample";
 import { SharedVolumes } from "./storage";
 import { Teacher } from "./teacher";
@@ -87,8 +87,8 @@ export class Pipeline extends pulumi.ComponentResource {
     public readonly teacherUrl?: string;
     /** Job name per stage node ("train:lora-11b" -> "blog-train-lora-11b-47eb7410"). */
     public readonly jobs: Record<string, string> = {};
-    /** The report's headline record, read once its Job is done (stages.report on and awaited); null while none was written. */
-    public readonly report?: pulumi.Output<HeadlineRecord | null>;
+    /** The report's Job (stages.report on): its outputs resolve once the provider has awaited it. */
+    public readonly reportJob?: k8s.batch.v1.Job;
 
     constructor(name: string, args: PipelineArgs, opts?: pulumi.ComponentResourceOptions) {
         super("cot-vr:index:Pipeline", name, {}, opts);
@@ -168,8 +168,8 @@ export class Pipeline extends pulumi.ComponentResource {
             const stage = new Stage(stageComponentName(name, node), { node, ctx, upstream }, { parent: this, providers: { kubernetes: provider } });
             built.set(node.id, stage);
             if (stage.jobName) this.jobs[node.id] = stage.jobName;
-            if (stage instanceof Report && stage.headline) this.report = stage.headline.data.apply(parseHeadline);
+            if (stage instanceof Report) this.reportJob = stage.job;
         }
-        this.registerOutputs({ namespace: this.namespace, claims: this.claims, teacherUrl: this.teacherUrl, jobs: this.jobs, report: this.report });
+        this.registerOutputs({ namespace: this.namespace, claims: this.claims, teacherUrl: this.teacherUrl, jobs: this.jobs });
     }
 }

@@ -1,7 +1,7 @@
 // The report: exact_match per evaluated model (the blog's Figure 2), the tuned-11B / base-90B ratio,
 // and the GPU time of every stage read from the run's Jobs. It also prints its table to the Job log,
-// which `npm run report` reads, and its headline record to the ConfigMap `<run>-report`, which the
-// stack outputs read back once the Job is done.
+// which `npm run report` reads, and its headline record to the ConfigMap `<run>-report`, which
+// `pulumi up` reads back into the stack output `report` (scripts/headline.ts) once the Job is done.
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings } from "../config";
@@ -35,16 +35,67 @@ export interface HeadlineRecord {
     readonly generatedAt: string;
 }
 
-/** The record in the ConfigMap's data, or null while the report has not written one (or it is unreadable). */
-export function parseHeadline(data: Record<string, string> | undefined): HeadlineRecord | null {
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "object" && v !== null && !Array.isArray(v);
+const numOrNull = (v: unknown): v is number | null => v === null || (typeof v === "number" && Number.isFinite(v));
+
+/**
+ * The record in the ConfigMap's data, or null while the report has not written one (or it is
+ * unreadable). Only the fields above are taken, each type-checked: the record becomes a plain stack
+ * output, so nothing else that lands in the ConfigMap may ride along.
+ */
+export function parseHeadline(data: Record<string, string> | undefined | null): HeadlineRecord | null {
     const text = data?.[HEADLINE_KEY];
     if (!text) return null;
+    let rec: unknown;
     try {
-        const rec = JSON.parse(text);
-        return rec && typeof rec === "object" && !Array.isArray(rec) && typeof rec.scores === "object" ? rec as HeadlineRecord : null;
+        rec = JSON.parse(text);
     } catch {
         return null;
     }
+    if (!isObject(rec) || !isObject(rec.scores)) return null;
+    const { run, task, metric, generatedAt, gpuHours } = rec;
+    if (![run, task, metric, generatedAt].every((x) => typeof x === "string") || !numOrNull(gpuHours ?? null)) return null;
+    const scores: Record<string, number | null> = {};
+    for (const [k, v] of Object.entries(rec.scores)) {
+        if (!numOrNull(v)) return null;
+        scores[k] = v;
+    }
+    const h = rec.headline;
+    const headline = isObject(h) && typeof h.numerator === "string" && typeof h.denominator === "string" && numOrNull(h.ratio ?? null)
+        ? { numerator: h.numerator, denominator: h.denominator, ratio: (h.ratio ?? null) as number | null }
+        : null;
+    const c = rec.cost;
+    const cost = isObject(c) && typeof c.amount === "number" && typeof c.currency === "string" ? { amount: c.amount, currency: c.currency } : null;
+    return { run: run as string, task: task as string, metric: metric as string, scores, headline, gpuHours: (gpuHours ?? null) as number | null, cost, generatedAt: generatedAt as string };
+}
+
+/** The stack output `report`: the headline once this run's report Job wrote it, else why not yet. */
+export type ReportOutput =
+    | ({ readonly status: "ready"; readonly job: string } & HeadlineRecord)
+    | { readonly status: "pending"; readonly job?: string; readonly reason: string };
+
+/** What `pulumi up` found in the cluster after the report Job's update: its state and the ConfigMap's data (null: not there). */
+export interface ReportObservation {
+    readonly job: "complete" | "failed" | "running" | null;
+    readonly data: Record<string, string> | null;
+}
+
+/** The output for an observation. Ready only once the Job completed: report.py fails the Job when its
+ * write fails, so a complete Job means the record is this Job's, not an older run's. */
+export function reportOutput(obs: ReportObservation, where: { namespace: string; job: string; configMap: string; stack: string }): ReportOutput {
+    const pending = (reason: string): ReportOutput => ({ status: "pending", job: where.job, reason });
+    if (obs.job === null) return pending(`no Job ${where.job} in namespace ${where.namespace}`);
+    if (obs.job === "failed") return pending(`the report Job failed: npm run report -- --stack ${where.stack}`);
+    if (obs.job === "running") return pending("the report Job has not finished (timing.report.await is false?): the next pulumi up reads it");
+    if (obs.data === null) return pending(`no ConfigMap ${where.namespace}/${where.configMap}`);
+    const rec = parseHeadline(obs.data);
+    if (!rec) return pending(`ConfigMap ${where.namespace}/${where.configMap} holds no readable ${HEADLINE_KEY} (a trainer image older than this program?)`);
+    return { status: "ready", job: where.job, ...rec };
+}
+
+/** The output when nothing is read: the reason only. */
+export function pendingReport(reason: string): ReportOutput {
+    return { status: "pending", reason };
 }
 
 /** What report.py reads besides the evaluation JSONs. */
@@ -76,19 +127,14 @@ export function reportArgs(s: Settings): string[] {
 
 /** Its inputs are its upstream: the samples and evaluations of this update, whose Job names carry their hashes. */
 export class Report extends StageJob {
-    /** The headline ConfigMap as read after the Job finished; absent when the report is not awaited. */
-    public readonly headline?: k8s.core.v1.ConfigMap;
-
     constructor(name: string, args: StageArgs<RenderedNode<"report">>, opts?: pulumi.ComponentResourceOptions) {
         const { ctx, upstream } = args;
         const s = ctx.settings;
-        let headlineCm: k8s.core.v1.ConfigMap | undefined;
         super("cot-vr:stages:Report", name, args, (parent) => {
             const lbl = labels(s.run, "report");
-            // Created empty here, filled by the Job: it always exists, so reading it back never fails an
-            // update (a Job from an older image, a simulated cluster), and the Job needs no create right.
-            // The data is the Job's (its own field manager): Pulumi never sets or diffs it.
-            headlineCm = new k8s.core.v1.ConfigMap(`${name}-headline`, {
+            // Created empty here, filled by the Job, which so needs no create right. The data is the Job's
+            // (its own field manager): Pulumi never sets or diffs it.
+            const headlineCm = new k8s.core.v1.ConfigMap(`${name}-headline`, {
                 metadata: { name: headlineConfigMapName(s), namespace: ctx.namespace, labels: lbl },
             }, { parent, ignoreChanges: ["data"] });
             // Read-only access to the namespace's Jobs, for the GPU time of each stage; patch of that one ConfigMap.

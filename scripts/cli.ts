@@ -2,7 +2,7 @@
 // an example), one exit code per kind of failure, and errors printed as one line that names the fix,
 // never a stack trace (COTVR_DEBUG=1 prints it).
 import * as fs from "fs";
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError, InvalidArgumentError, OptionValues } from "commander";
 import { ConfigError } from "../config/derive";
 import { STACKS_DIR } from "../config/stackfile";
 
@@ -33,6 +33,32 @@ export function command(script: string, description: string, examples: string[])
         .showHelpAfterError("(--help for usage)")
         .exitOverride()
         .addHelpText("after", `\nExample${examples.length > 1 ? "s" : ""}:\n${examples.map((e) => `  ${e}`).join("\n")}\n`);
+}
+
+/** What parsing a command line gave: the options, or the help text, or commander's usage error. */
+export type Parsed<T extends OptionValues> = { kind: "run"; opts: T } | { kind: "help"; text: string } | { kind: "error"; message: string };
+
+/**
+ * Parses `argv` with a command from `command()` without printing or exiting: for CLIs whose main
+ * returns its exit code and prints through functions of its own (help: CLI_EXIT.ok, an error: CLI_EXIT.usage).
+ */
+export function parseCommand<T extends OptionValues>(cmd: Command, argv: string[]): Parsed<T> {
+    let out = "";
+    let err = "";
+    cmd.configureOutput({ writeOut: (s) => { out += s; }, writeErr: (s) => { err += s; } });
+    try {
+        return { kind: "run", opts: cmd.parse(argv, { from: "user" }).opts<T>() };
+    } catch (e) {
+        if (!(e instanceof CommanderError)) throw e;
+        return e.exitCode === 0 ? { kind: "help", text: out.trimEnd() } : { kind: "error", message: (err || e.message).trimEnd() };
+    }
+}
+
+/** An option's argument parser: a number above 0. */
+export function positiveNumber(v: string): number {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError("must be a number above 0");
+    return n;
 }
 
 /** The stacks this project ships, from stacks/Pulumi.<name>.yaml. */

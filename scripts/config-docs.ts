@@ -6,12 +6,13 @@
 // disagrees with the schema or the estimator.
 import * as fs from "fs";
 import * as path from "path";
-import { parseArgs } from "util";
+import { Command, Option } from "commander";
 import { z } from "zod";
 import { PROJECT, SECRET_KEYS } from "../contract";
 import { KNOWN_NAMESPACES } from "../config/configmap";
 import { configSchema } from "../config/schema";
 import { readStackFile, STACK_FILE_KEYS, stackFilePath, STACKS_DIR, stackSettings } from "../config/stackfile";
+import { CLI_EXIT, command, parseCommand, runCli } from "./cli";
 import { estimateStages, fmtDuration, plan, requiredParallel, stageGraph } from "./estimate";
 
 const ROOT = path.join(__dirname, "..");
@@ -219,47 +220,29 @@ export function lineDiff(a: string, b: string, max = 40): string[] {
     return out.length > max ? [...out.slice(0, max), `... ${out.length - max} more lines`] : out;
 }
 
-const USAGE = `Usage: npm run docs -- [--write | --check]
-
-Generates the README's config table and config/stack.schema.json from config/schema.ts, and the
-estimate columns of the README's Stacks table (makespan, GPU-hours, --parallel) from scripts/estimate.ts.
-
-Options:
-  (none)       show what is out of date and what would change; write nothing
-  --write, -w  rewrite the out-of-date files
-  --check, -c  exit 1 if any file is out of date, naming it; write nothing (CI)
-  --help, -h   print this help
-
-Example: after changing a key's description in config/schema.ts, a stack file or the estimator,
-  npm run docs -- --write
-`;
+/** The command line (scripts/cli.ts conventions): options, --help with its example. */
+export function docsCommand(): Command {
+    return command("docs", "Generates the README's config table and config/stack.schema.json from config/schema.ts, and the estimate columns of the README's Stacks table (makespan, GPU-hours, --parallel) from scripts/estimate.ts. Without an option it shows what is out of date and what would change, and writes nothing. Exit codes: 0 up to date (or written), 1 out of date with --check, 2 bad options.", [
+        "npm run docs -- --write    # after changing a key's description in config/schema.ts, a stack file or the estimator",
+        "npm run docs -- --check    # in CI",
+    ])
+        .usage("[--write | --check]")
+        .addOption(new Option("-w, --write", "rewrite the out-of-date files").conflicts("check"))
+        .addOption(new Option("-c, --check", "exit 1 if any file is out of date, naming it; write nothing (CI)"));
+}
 
 /** The CLI; returns the exit code. */
 export function main(argv: string[], log: (s: string) => void = console.log, err: (s: string) => void = console.error): number {
-    let values: { write?: boolean; check?: boolean; help?: boolean };
-    try {
-        ({ values } = parseArgs({
-            args: argv,
-            options: {
-                write: { type: "boolean", short: "w" },
-                check: { type: "boolean", short: "c" },
-                help: { type: "boolean", short: "h" },
-            },
-            strict: true,
-            allowPositionals: false,
-        }));
-    } catch (e) {
-        err(`${(e as Error).message}\n\n${USAGE}`);
-        return 2;
+    const parsed = parseCommand<{ write?: boolean; check?: boolean }>(docsCommand(), argv);
+    if (parsed.kind === "help") {
+        log(parsed.text);
+        return CLI_EXIT.ok;
     }
-    if (values.help) {
-        log(USAGE);
-        return 0;
+    if (parsed.kind === "error") {
+        err(parsed.message);
+        return CLI_EXIT.usage;
     }
-    if (values.write && values.check) {
-        err(`--write and --check exclude each other\n\n${USAGE}`);
-        return 2;
-    }
+    const values = parsed.opts;
     const rel = (f: string) => path.relative(process.cwd(), f) || f;
     const stale = TARGETS.flatMap((t) => {
         const current = fs.existsSync(t.file) ? fs.readFileSync(t.file, "utf8") : "";
@@ -268,26 +251,26 @@ export function main(argv: string[], log: (s: string) => void = console.log, err
     });
     if (stale.length === 0) {
         log(`up to date: ${TARGETS.map((t) => rel(t.file)).join(", ")}`);
-        return 0;
+        return CLI_EXIT.ok;
     }
     if (values.check) {
         for (const t of stale) err(`stale: ${rel(t.file)} does not match config/schema.ts${t.file === README ? " and the estimator (scripts/estimate.ts)" : ""}`);
         err("run `npm run docs -- --write` and commit the result");
-        return 1;
+        return CLI_EXIT.failed;
     }
     if (values.write) {
         for (const t of stale) {
             fs.writeFileSync(t.file, t.want);
             log(`written: ${rel(t.file)}`);
         }
-        return 0;
+        return CLI_EXIT.ok;
     }
     for (const t of stale) {
         log(`${rel(t.file)} would change:`);
         for (const l of lineDiff(t.current, t.want)) log(`  ${l}`);
     }
     log("nothing written; apply with `npm run docs -- --write`");
-    return 0;
+    return CLI_EXIT.ok;
 }
 
-if (require.main === module) process.exitCode = main(process.argv.slice(2));
+if (require.main === module) runCli(async (argv) => main(argv));

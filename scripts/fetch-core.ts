@@ -2,13 +2,13 @@
 // come home, and what a failure means (exit code and the one line that names the fix). No I/O here:
 // scripts/fetch.ts talks to the API server.
 import * as path from "path";
-import { parseArgs } from "util";
+import { Command, Option } from "commander";
 import { Settings } from "../config";
 import { LABELS } from "../contract";
 import { labels } from "../components/naming";
 import { MOUNTS, reportDirs, resultsDir } from "../components/paths";
 import { claimName } from "../components/storage";
-import { CLI_EXIT } from "./cli";
+import { CLI_EXIT, command, parseCommand, Parsed, positiveNumber } from "./cli";
 
 /** The CLIs' exit codes (scripts/cli.ts), and one of fetch's own. */
 export const FETCH_EXIT = {
@@ -17,24 +17,17 @@ export const FETCH_EXIT = {
     noReport: 4,
 } as const;
 
-export const USAGE = `usage: npm run fetch -- (--stack <name> | --config <Pulumi.<stack>.yaml>) [--out <dir>] [--timeout <s>]
-
-Copies the run's results from its results volume to this machine through the Kubernetes API (no
-kubectl): report.md, report.json, every PNG (exact_match.png is the blog's Figure 2, gpu_timeline.png),
-the evaluation JSONs, the samples and the benchmark JSONs. A short-lived pod of the stack's trainer
-image mounts the results claim read-only; it is deleted afterwards, also on failure or Ctrl-C.
-
-options:
-  --stack <name>     stack file stacks/Pulumi.<name>.yaml
-  --config <file>    a stack file elsewhere
-  --out <dir>        where the files go (default: ./results/<stack>/)
-  --timeout <s>      how long to wait for the reader pod to start (default: 180)
-  -h, --help         this text
-
-exit codes: 0 copied, 1 failed, 2 bad arguments, 3 cluster unreachable, 4 no report yet
-
-example:
-  npm run fetch -- --stack blog && open results/blog/report/report.md`;
+/** The command line (scripts/cli.ts conventions): options, --help with its examples. */
+export function fetchCommand(): Command {
+    return command("fetch", "Copies the run's results from its results volume to this machine through the Kubernetes API (no kubectl): report.md, report.json, every PNG (exact_match.png is the blog's Figure 2, gpu_timeline.png), the evaluation JSONs, the samples and the benchmark JSONs. A short-lived pod of the stack's trainer image mounts the results claim read-only; it is deleted afterwards, also on failure or Ctrl-C. Exit codes: 0 copied, 1 failed, 2 bad options, 3 the cluster cannot be reached, 4 no report yet.", [
+        "npm run fetch -- --stack blog && open results/blog/report/report.md",
+        "npm run fetch -- --config ../Pulumi.mine.yaml --out /tmp/mine --timeout 600",
+    ])
+        .addOption(new Option("--stack <name>", "a shipped stack (stacks/Pulumi.<name>.yaml)").conflicts("config"))
+        .addOption(new Option("--config <file>", "a stack file elsewhere (Pulumi.<stack>.yaml)"))
+        .option("--out <dir>", "where the files go (default: ./results/<stack>/)")
+        .addOption(new Option("--timeout <s>", "seconds to wait for the reader pod to start").default(180).argParser(positiveNumber));
+}
 
 export interface FetchArgs {
     readonly file: string;
@@ -43,33 +36,15 @@ export interface FetchArgs {
     readonly timeoutSeconds: number;
 }
 
-export type Parsed = { kind: "help" } | { kind: "error"; message: string } | { kind: "run"; args: FetchArgs };
-
 /** Command-line arguments; `stackFile` maps a stack name to its file (config/stackfile.ts). */
-export function parseFetchArgs(argv: string[], stackFile: (stack: string) => string): Parsed {
-    let values;
-    try {
-        ({ values } = parseArgs({
-            args: argv,
-            strict: true,
-            options: {
-                stack: { type: "string" },
-                config: { type: "string" },
-                out: { type: "string" },
-                timeout: { type: "string" },
-                help: { type: "boolean", short: "h", default: false },
-            },
-        }));
-    } catch (e) {
-        return { kind: "error", message: e instanceof Error ? e.message : String(e) };
-    }
-    if (values.help) return { kind: "help" };
-    if (!values.stack === !values.config) return { kind: "error", message: "give exactly one of --stack <name> or --config <file>" };
-    const timeoutSeconds = values.timeout === undefined ? 180 : Number(values.timeout);
-    if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) return { kind: "error", message: `--timeout must be a positive number of seconds, not ${values.timeout}` };
-    const file = values.config ?? stackFile(values.stack!);
-    const stack = values.stack ?? (/^Pulumi\.(.+)\.ya?ml$/.exec(path.basename(file))?.[1] ?? "stack");
-    return { kind: "run", args: { file, stack, out: values.out ?? path.join("results", stack), timeoutSeconds } };
+export function parseFetchArgs(argv: string[], stackFile: (stack: string) => string): Parsed<{ args: FetchArgs }> {
+    const p = parseCommand<{ stack?: string; config?: string; out?: string; timeout: number }>(fetchCommand(), argv);
+    if (p.kind !== "run") return p;
+    const o = p.opts;
+    if (!o.stack && !o.config) return { kind: "error", message: "error: give --stack <name> or --config <file>\n(--help for usage)" };
+    const file = o.config ?? stackFile(o.stack!);
+    const stack = o.stack ?? (/^Pulumi\.(.+)\.ya?ml$/.exec(path.basename(file))?.[1] ?? "stack");
+    return { kind: "run", opts: { args: { file, stack, out: o.out ?? path.join("results", stack), timeoutSeconds: o.timeout } } };
 }
 
 // ---------------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-// `npm run fetch -- --stack <name> [--out dir]`: copies the run's report, PNGs, evaluation JSONs and
+// `npm run fetch -- --stack <name> [--out dir]` (--help: options, examples, exit codes): copies the run's report, PNGs, evaluation JSONs and
 // samples from its results volume to this machine through the Kubernetes API (@kubernetes/client-node;
 // no kubectl): a short-lived, read-only reader pod in the stack's namespace, one `exec` per file, and
 // the pod deleted afterwards, also on failure or Ctrl-C. The pure half is fetch-core.ts.
@@ -9,10 +9,10 @@ import { Writable } from "stream";
 import * as k8s from "@kubernetes/client-node";
 import { ConfigError } from "../config";
 import { readStackFile, stackFilePath, stackSettings } from "../config/stackfile";
-import { unknownStack } from "./cli";
+import { runCli, unknownStack } from "./cli";
 import {
     FETCH_EXIT, FetchError, FetchTarget, fetchTarget, humanBytes, listCommand, mapError, parseFetchArgs, podProblem,
-    READER_CONTAINER, readerPod, readerPodName, reportJobSelector, selectFiles, USAGE,
+    READER_CONTAINER, readerPod, readerPodName, reportJobSelector, selectFiles,
 } from "./fetch-core";
 import { kubeConfig } from "./status";
 
@@ -115,14 +115,14 @@ export async function fetchResults(t: FetchTarget, kc: k8s.KubeConfig, o: FetchO
 export async function main(argv = process.argv.slice(2), say: Say = (l) => console.log(l), warn: Say = (l) => console.error(l)): Promise<number> {
     const parsed = parseFetchArgs(argv, stackFilePath);
     if (parsed.kind === "help") {
-        say(USAGE);
+        say(parsed.text);
         return FETCH_EXIT.ok;
     }
     if (parsed.kind === "error") {
-        warn(`fetch: ${parsed.message}\n\n${USAGE}`);
+        warn(parsed.message);
         return FETCH_EXIT.usage;
     }
-    const a = parsed.args;
+    const a = parsed.opts.args;
     if (!fs.existsSync(a.file)) {
         warn(argv.includes("--config") ? `fetch: no stack file ${a.file}` : unknownStack(a.stack).message);
         return FETCH_EXIT.usage;
@@ -166,9 +166,4 @@ export async function main(argv = process.argv.slice(2), say: Say = (l) => conso
     }
 }
 
-if (require.main === module) {
-    main().then((code) => process.exit(code), (e) => {
-        console.error(`fetch: ${e instanceof Error ? e.message : e}`);
-        process.exit(FETCH_EXIT.failed);
-    });
-}
+if (require.main === module) runCli(main);

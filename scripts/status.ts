@@ -4,8 +4,6 @@
 // GPU-hours and, with cluster.gpuHourPrice, cost. `--report` (also `npm run report`) prints the Job
 // table and the table the report Job printed. The computing is in status-core.ts; this file is the I/O.
 import * as fs from "fs";
-import * as os from "os";
-import * as path from "path";
 import * as k8s from "@kubernetes/client-node";
 import { InvalidArgumentError, Option } from "commander";
 import logUpdate from "log-update";
@@ -14,6 +12,7 @@ import { LABELS, selector } from "../contract";
 import { deriveStatus, gpuHourPrice, jobState, jobTable, renderStatus, Snapshot, Status } from "./status-core";
 import { readStackFile, stackFilePath, stackSettings } from "../config/stackfile";
 import { CLI_EXIT, CliError, command, failureMessage, runCli, unknownStack } from "./cli";
+import { loadKubeConfig } from "./kubeconfig";
 
 /** How much of a log is read: the last lines hold the last record; the byte cap bounds tqdm-style lines. */
 const LOG_TAIL = { tailLines: 300, limitBytes: 1 << 20 };
@@ -41,21 +40,7 @@ export function targetOf(file: string): Target {
 
 /** cluster.kubeconfig is a path or the file's contents; without it, the ambient kubeconfig. */
 export function kubeConfig(t: Target): k8s.KubeConfig {
-    const kc = new k8s.KubeConfig();
-    const ambient = process.env.KUBECONFIG || fs.existsSync(path.join(os.homedir(), ".kube", "config")) || process.env.KUBERNETES_SERVICE_HOST;
-    // Without any, client-node would fall back to http://localhost:8080: say what is missing instead.
-    if (!t.kubeconfig && !ambient) throw new CliError("no cluster to read: set cot-vr:cluster.kubeconfig (and cluster.context) in the stack, or KUBECONFIG", CLI_EXIT.unreachable);
-    try {
-        if (!t.kubeconfig) kc.loadFromDefault();
-        else if (fs.existsSync(t.kubeconfig)) kc.loadFromFile(t.kubeconfig);
-        else kc.loadFromString(t.kubeconfig);
-    } catch (e) {
-        const file = (e as { path?: string }).path;
-        if ((e as { code?: string }).code === "ENOENT") throw new CliError(`no kubeconfig at ${file}: fix KUBECONFIG or cot-vr:cluster.kubeconfig`, CLI_EXIT.unreachable);
-        throw e;
-    }
-    if (t.context) kc.setCurrentContext(t.context);
-    return kc;
+    return loadKubeConfig(k8s, t);
 }
 
 /** Flags that make a printed kubectl command reach the same cluster. */

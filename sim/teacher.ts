@@ -35,7 +35,7 @@ const TEACHER_SCALE = path.join(ROOT, "images", "datagen", "teacher_scale.py");
  * teacher_scale.py's API flags for calls as ServiceAccount `account` (so they go through its Role):
  * the API server's URL, its CA (written to `dir` when the kubeconfig inlines it) and a fresh token.
  */
-async function accountApiArgs(kc: k8s.KubeConfig, dir: string, namespace: string, account: string): Promise<string[]> {
+export async function accountApiArgs(kc: k8s.KubeConfig, dir: string, namespace: string, account: string): Promise<string[]> {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error("the kubeconfig has no current cluster");
     let caFile = cluster.caFile;

@@ -6,10 +6,12 @@ import * as path from "path";
 import * as YAML from "yaml";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { LABELS, STAGE_NAMES } from "../../contract";
+import { applyStageDurations } from "../../sim/stages";
 import {
-    gpuRequest, initStack, kubectl, kubectlJson, must, PodMonitor, requireCluster, ROOT, run, runAsync, Stack, ts,
+    gpuRequest, initStack, KUBECONFIG, kubectl, kubectlJson, must, PodMonitor, requireCluster, ROOT, run, runAsync, Stack, ts,
     useE2eCluster, WORK,
 } from "./helpers";
+import { writeHeadlineWhileReporting } from "./report";
 
 const NS = "cot-vr-e2e-smoke";
 // Every stage but the opt-in benchmark.
@@ -112,18 +114,30 @@ const stripAnsi = (s: string) => s.replace(/\u001b\[[0-9;]*m/g, "");
 const complete = (job: any) => (job.status?.conditions ?? []).some((c: any) => c.type === "Complete" && c.status === "True");
 const skipAwait = (o: any) => o.metadata?.annotations?.["pulumi.com/skipAwait"] === "true";
 
+/** What the report writes (report.py headline_record), with made-up numbers. */
+const HEADLINE = {
+    run: "smoke", task: "chartqa", metric: "exact_match", scores: { "base-11b": 0.1, "lora-11b": 0.23, "base-90b": 0.1 },
+    headline: { numerator: "lora-11b", denominator: "base-90b", ratio: 2.3 }, gpuHours: 1.25, cost: null, generatedAt: "2026-05-04T10:00:00Z",
+};
+const stackOutput = (st: Stack, name: string) => JSON.parse(must(st.pulumi("stack", "output", name, "--json"), `pulumi stack output ${name}`).stdout);
+
 describe("smoke stack on a real engine and API server", () => {
     let st: Stack;
     const monitor = new PodMonitor(NS);
     let nodes: any[];
 
-    beforeAll(() => {
+    beforeAll(async () => {
         requireCluster();
         nodes = kubectlJson("get", "nodes").items;
         st = initStack("smoke", { from: "smoke" });
         useE2eCluster(st, NS);
+        // The report pod runs long enough for the test to write its headline, as the real one does before it exits.
+        await applyStageDurations(KUBECONFIG, [{ stage: "report", seconds: 8 }]);
     });
-    afterAll(() => monitor.stop());
+    afterAll(async () => {
+        monitor.stop();
+        await applyStageDurations(KUBECONFIG, []);
+    });
 
     test("pulumi up with every stage: accepted, scheduled on GPU nodes, Jobs in DAG order, awaited", async () => {
         // A pod the scheduler cannot place (too many GPUs, a selector no MI300X node matches, an
@@ -144,11 +158,18 @@ describe("smoke stack on a real engine and API server", () => {
             }
         };
         monitor.start();
+        const report = writeHeadlineWhileReporting(KUBECONFIG, NS, "smoke", HEADLINE);
         const up = await st.pulumiAsync(["up", "--yes", "--skip-preview"], abort.signal);
         monitor.stop();
+        await report.stop();
         const returnedAt = Date.now();
         expect(unschedulable === "", unschedulable).toBe(true);
         must(up, "pulumi up (smoke)");
+
+        // The headline the report wrote is a stack output of this update, read after the report Job.
+        expect(report.writes.map((w) => [w.code, w.output])).toEqual([[0, ""]]);
+        const jobs = stackOutput(st, "jobs");
+        expect(stackOutput(st, "report")).toEqual({ status: "ready", job: jobs.report, ...HEADLINE });
 
         const now = stateNow();
         expect(now.jobs.length).toBeGreaterThan(0);
@@ -214,11 +235,14 @@ describe("smoke stack on a real engine and API server", () => {
         expect(edges, "Job-to-Job edges checked").toBeGreaterThan(0);
     });
 
-    test("a second pulumi up changes nothing", () => {
+    test("a second pulumi up changes nothing; neither does a refresh, which keeps the headline", () => {
         must(st.pulumi("preview", "--expect-no-changes"), "pulumi preview --expect-no-changes");
         const before = objectsInNamespace(NS);
         must(st.pulumi("up", "--yes", "--expect-no-changes", "--skip-preview"), "pulumi up --expect-no-changes");
         expect(objectsInNamespace(NS)).toEqual(before);
+        // The ConfigMap the report patched and the headline read are no drift.
+        must(st.pulumi("refresh", "--yes", "--skip-preview", "--expect-no-changes"), "pulumi refresh --expect-no-changes");
+        expect(stackOutput(st, "report")).toMatchObject({ status: "ready", scores: HEADLINE.scores });
     });
 
     test("changing a generation setting replaces only the generation Job and what depends on it", () => {

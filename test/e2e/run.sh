@@ -4,6 +4,8 @@
 #
 #   toolchain (build once, cached) -> cluster up -> vitest e2e suite -> cluster down
 #
+# Arguments go to vitest: file filters, e.g. `bash test/e2e/run.sh pipeline` runs pipeline.e2e.ts only.
+#
 # Environment:
 #   COT_E2E_KEEP=1       leave the cluster and work dirs in place after the run (prints where)
 #   COT_E2E_FILTER=re    only tests whose name matches (vitest -t)
@@ -47,7 +49,7 @@ cd "$ROOT"
 args=(run --config test/e2e/vitest.config.mts)
 [[ -n "${COT_E2E_FILTER:-}" ]] && args+=(-t "$COT_E2E_FILTER")
 set +e
-npx vitest "${args[@]}"
+npx vitest "${args[@]}" "$@"
 rc=$?
 set -e
 echo "[e2e] toolchain ${t_tool}s, cluster ${t_cluster}s, tests $((SECONDS - t0 - t_tool - t_cluster))s, total $((SECONDS - t0))s"

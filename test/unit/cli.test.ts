@@ -147,3 +147,34 @@ describe("rehearse's command line", () => {
         expect(r.stderr).toMatch(/^\[rehearse\] FAILED: a stage would be cut off by its timeout:\n {2}- cot-vr:timing\.train\.timeout is 1h00m/);
     });
 });
+
+describe("fetch's and docs' command lines", () => {
+    it("answer --help with usage, options, exit codes and examples", () => {
+        for (const [script, usage] of [["fetch.ts", /^Usage: npm run fetch -- \[options\]/], ["config-docs.ts", /^Usage: npm run docs -- \[--write \| --check\]/]] as const) {
+            const r = cli(script, ["--help"]);
+            expect(r.status, script).toBe(CLI_EXIT.ok);
+            expect(r.stdout).toMatch(usage);
+            expect(r.stdout).toContain("Exit codes:");
+            expect(r.stdout).toContain("Examples:");
+        }
+    });
+
+    it("exit 2 on bad options, 3 on a cluster out of reach (fetch), one line each and no stack trace", () => {
+        for (const [script, args] of [["fetch.ts", []], ["fetch.ts", ["--stack", "smoke", "--timeout", "-1"]], ["fetch.ts", ["--stack", "nope"]], ["config-docs.ts", ["--force"]]] as const) {
+            const r = cli(script, [...args]);
+            expect(r.status, `${script} ${args.join(" ")}`).toBe(CLI_EXIT.usage);
+            expect(r.stderr).not.toMatch(/\n\s+at /);
+        }
+        const kc = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "kc-")), "config");
+        fs.writeFileSync(kc, [
+            "apiVersion: v1", "kind: Config", "current-context: x",
+            "clusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]",
+            "users: [{name: u, user: {token: t}}]",
+            "contexts: [{name: x, context: {cluster: c, user: u}}]",
+        ].join("\n"));
+        const r = spawnSync(process.execPath, [path.join(ROOT, "node_modules", "tsx", "dist", "cli.mjs"), path.join(ROOT, "scripts", "fetch.ts"), "--stack", "smoke"],
+            { cwd: ROOT, encoding: "utf8", env: { ...process.env, KUBECONFIG: kc } });
+        expect(r.status).toBe(CLI_EXIT.unreachable);
+        expect(r.stderr.trim()).toMatch(/^fetch: cannot reach the cluster at https:\/\/127\.0\.0\.1:1 \(ECONNREFUSED\)/);
+    });
+});

@@ -123,16 +123,18 @@ describe("npm run docs", () => {
         }
         expect([README, JSON_SCHEMA].map((f) => fs.statSync(f).mtimeMs)).toEqual(before);
     });
-    it("--help prints usage, options and an example", () => {
-        const r = cli("--help");
-        expect(r.code).toBe(0);
-        expect(r.out).toMatch(/^Usage: npm run docs -- \[--write \| --check\]/);
-        for (const o of ["--write", "--check", "--help", "Example:"]) expect(r.out).toContain(o);
+    it("--help prints usage, options, exit codes and examples", () => {
+        for (const h of ["--help", "-h"]) {
+            const r = cli(h);
+            expect(r.code).toBe(0);
+            expect(r.out).toMatch(/^Usage: npm run docs -- \[--write \| --check\]/);
+            for (const o of ["-w, --write", "-c, --check", "-h, --help", "Exit codes:", "Examples:", "npm run docs -- --write"]) expect(r.out).toContain(o);
+        }
     });
-    it("refuses unknown options and --write with --check, with the usage", () => {
-        expect(cli("--force")).toMatchObject({ code: 2, err: expect.stringMatching(/^Unknown option '--force'[\s\S]*Usage:/) });
-        expect(cli("--write", "--check")).toMatchObject({ code: 2, err: expect.stringMatching(/^--write and --check exclude each other/) });
-        expect(cli("README.md").code).toBe(2);
+    it("refuses unknown options, --write with --check and arguments, with commander's one-line error (exit 2)", () => {
+        expect(cli("--force")).toMatchObject({ code: 2, err: expect.stringMatching(/^error: unknown option '--force'\n\(--help for usage\)$/) });
+        expect(cli("--write", "--check")).toMatchObject({ code: 2, err: expect.stringMatching(/^error: option '-w, --write' cannot be used with option '-c, --check'/) });
+        expect(cli("README.md")).toMatchObject({ code: 2, err: expect.stringMatching(/^error: too many arguments/) });
     });
     it("shows a stale file's changed lines, removed before added, with their line numbers", () => {
         expect(lineDiff("a\nb\nc\n", "a\nB\nc\nd\n")).toEqual(["-2: b", "+2: B", "+4: d"]);

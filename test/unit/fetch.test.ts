@@ -10,7 +10,7 @@ import * as YAML from "yaml";
 import { afterEach, describe, expect, it } from "vitest";
 import { LABELS, selector } from "../../contract";
 import {
-    FETCH_EXIT, FetchError, fetchTarget, mapError, parseFetchArgs, podProblem, readerPod, selectFiles, USAGE,
+    FETCH_EXIT, FetchError, fetchTarget, mapError, parseFetchArgs, podProblem, readerPod, selectFiles,
 } from "../../scripts/fetch-core";
 import { settings } from "./helpers";
 
@@ -21,19 +21,33 @@ const stackFile = (s: string) => `/stacks/Pulumi.${s}.yaml`;
 
 describe("arguments", () => {
     it("takes a stack or a stack file, an out dir (default ./results/<stack>) and a timeout", () => {
-        expect(parseFetchArgs(["--stack", "blog"], stackFile)).toEqual({ kind: "run", args: { file: "/stacks/Pulumi.blog.yaml", stack: "blog", out: path.join("results", "blog"), timeoutSeconds: 180 } });
+        expect(parseFetchArgs(["--stack", "blog"], stackFile)).toEqual({ kind: "run", opts: { args: { file: "/stacks/Pulumi.blog.yaml", stack: "blog", out: path.join("results", "blog"), timeoutSeconds: 180 } } });
         expect(parseFetchArgs(["--config", "/x/Pulumi.sweep.yaml", "--out", "/tmp/r", "--timeout", "30"], stackFile))
-            .toEqual({ kind: "run", args: { file: "/x/Pulumi.sweep.yaml", stack: "sweep", out: "/tmp/r", timeoutSeconds: 30 } });
-        expect(parseFetchArgs(["--help"], stackFile)).toEqual({ kind: "help" });
-        expect(parseFetchArgs(["-h"], stackFile)).toEqual({ kind: "help" });
+            .toEqual({ kind: "run", opts: { args: { file: "/x/Pulumi.sweep.yaml", stack: "sweep", out: "/tmp/r", timeoutSeconds: 30 } } });
+        for (const h of ["--help", "-h"]) expect(parseFetchArgs([h], stackFile).kind).toBe("help");
     });
-    it("refuses what it cannot use", () => {
-        for (const argv of [[], ["--stack", "a", "--config", "b"], ["--stack", "a", "--timeout", "0"], ["--stack", "a", "--bogus"], ["--stack"]]) {
-            expect(parseFetchArgs(argv, stackFile).kind, argv.join(" ")).toBe("error");
+    it("refuses what it cannot use, with commander's one-line error", () => {
+        const cases: [string[], RegExp][] = [
+            [[], /^error: give --stack <name> or --config <file>/],
+            [["--stack", "a", "--config", "b"], /^error: option '--stack <name>' cannot be used with option '--config <file>'/],
+            [["--stack", "a", "--timeout", "0"], /^error: option '--timeout <s>' argument '0' is invalid\. must be a number above 0/],
+            [["--stack", "a", "--bogus"], /^error: unknown option '--bogus'/],
+            [["--stack"], /^error: option '--stack <name>' argument missing/],
+            [["--stack", "a", "extra"], /^error: too many arguments/],
+        ];
+        for (const [argv, msg] of cases) {
+            const p = parseFetchArgs(argv, stackFile);
+            expect(p.kind, argv.join(" ")).toBe("error");
+            expect(p.kind === "error" && p.message, argv.join(" ")).toMatch(msg);
+            expect(p.kind === "error" && p.message).toMatch(/\(--help for usage\)$/);
         }
     });
-    it("prints usage, options, exit codes and an example", () => {
-        for (const s of ["usage: npm run fetch", "--stack <name>", "--out <dir>", "--timeout <s>", "exit codes:", "example:", "npm run fetch -- --stack blog"]) expect(USAGE).toContain(s);
+    it("prints usage, options, exit codes and examples", () => {
+        const p = parseFetchArgs(["--help"], stackFile);
+        // commander wraps the description at 80 columns
+        const text = (p.kind === "help" ? p.text : "").replace(/\s+/g, " ");
+        expect(text).toMatch(/^Usage: npm run fetch -- \[options\]/);
+        for (const s of ["--stack <name>", "--config <file>", "--out <dir>", "--timeout <s>", "(default: 180)", "Exit codes: 0 copied, 1 failed, 2 bad options, 3 the cluster cannot be reached, 4 no report yet", "Examples:", "npm run fetch -- --stack blog"]) expect(text).toContain(s);
     });
 });
 
@@ -301,9 +315,12 @@ describe("the copy through the API", () => {
     });
 
     it("usage errors exit 2; --help prints the usage", async () => {
-        expect((await cli([])).code).toBe(FETCH_EXIT.usage);
+        const none = await cli([]);
+        expect(none.code).toBe(FETCH_EXIT.usage);
+        expect(none.err).toEqual(["error: give --stack <name> or --config <file>\n(--help for usage)"]);
+        expect((await cli(["--stack", "nope"])).err[0]).toMatch(/^no stack "nope": the stacks are /);
         const h = await cli(["--help"]);
         expect(h.code).toBe(0);
-        expect(h.out.join("\n")).toBe(USAGE);
+        expect(h.out.join("\n")).toMatch(/^Usage: npm run fetch -- \[options\][\s\S]*Examples:/);
     });
 });

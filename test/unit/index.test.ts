@@ -1,5 +1,8 @@
 // index.ts, the entry point of `pulumi up`: config read from the Pulumi runtime, secrets kept secret,
 // and a bad stack file stops the program before any resource is registered.
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
 import * as pulumi from "@pulumi/pulumi";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { STAGE_NAMES } from "../../contract";
@@ -35,7 +38,17 @@ describe("index.ts", () => {
         expect(registered).toEqual([]);
     });
     it("builds the pipeline from a valid stack", async () => {
-        const mod = await runIndex({ "cot-vr:hfToken": "hf_ok", "cot-vr:generate": JSON.stringify({ limit: 2000 }) }, ["cot-vr:hfToken"]);
+        // The cluster the report's headline is read from: nothing listens on port 1.
+        const kubeconfig = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "kc-")), "config");
+        fs.writeFileSync(kubeconfig, [
+            "apiVersion: v1", "kind: Config", "current-context: x",
+            "clusters: [{name: c, cluster: {server: \"https://127.0.0.1:1\"}}]",
+            "users: [{name: u, user: {token: t}}]",
+            "contexts: [{name: x, context: {cluster: c, user: u}}]",
+        ].join("\n"));
+        const mod = await runIndex({
+            "cot-vr:hfToken": "hf_ok", "cot-vr:generate": JSON.stringify({ limit: 2000 }), "cot-vr:cluster": JSON.stringify({ kubeconfig }),
+        }, ["cot-vr:hfToken"]);
         expect(mod.run).toBe("blog");
         // Every stage but the opt-in benchmark, in pipeline order.
         expect(mod.stages).toEqual(STAGE_NAMES.filter((n) => n !== "benchmark"));
@@ -45,6 +58,9 @@ describe("index.ts", () => {
         expect(mod.jobs["train:lora-11b"]).toMatch(/^blog-train-lora-11b-[0-9a-f]{8}$/);
         expect(Object.keys(mod.jobs)).toContain("report");
         expect(mod.status).toBe("npm run status -- --stack blog --watch");
+        // After the report Job, `up` reads its headline from the stack's cluster; out of reach, the update goes on.
+        const report = await new Promise((r) => mod.report.apply(r));
+        expect(report).toMatchObject({ status: "pending", job: mod.jobs.report, reason: expect.stringMatching(/^could not read the report: cannot reach the cluster \(ECONNREFUSED\)/) });
         await new Promise((r) => setTimeout(r, 200));
         expect(registered).toContain("kubernetes:batch/v1:Job");
     });

@@ -13,6 +13,7 @@ import {
     FETCH_EXIT, FetchError, fetchTarget, mapError, parseFetchArgs, podProblem, readerPod, selectFiles,
 } from "../../scripts/fetch-core";
 import { settings } from "./helpers";
+import { stubKubeconfig } from "./stub-kubeconfig";
 
 // A WebSocket server for the exec stand-in: `ws` comes with @kubernetes/client-node (its own transport).
 const { WebSocketServer } = require("ws") as { WebSocketServer: new (o: object) => any };
@@ -199,20 +200,10 @@ async function standIn(files: Record<string, Buffer> | null, o: { claimMissing?:
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     const port = (server.address() as { port: number }).port;
     return {
-        kubeconfig: kubeconfigFor(`http://127.0.0.1:${port}`),
+        kubeconfig: stubKubeconfig(`http://127.0.0.1:${port}`),
         created, deleted, commands,
         close: () => new Promise<void>((r) => { wss.close(); server.closeAllConnections(); server.close(() => r()); }),
     };
-}
-
-function kubeconfigFor(server: string): string {
-    return [
-        "apiVersion: v1", "kind: Config", "current-context: stub",
-        // client-node allows plain HTTP only with insecure-skip-tls-verify
-        `clusters: [{name: stub, cluster: {server: "${server}", insecure-skip-tls-verify: true}}]`,
-        "users: [{name: stub, user: {token: t}}]",
-        "contexts: [{name: stub, context: {cluster: stub, user: stub}}]",
-    ].join("\n");
 }
 
 /** The smoke stack renamed to run "blog" and pointed at `kubeconfig`, as a stack file. */
@@ -309,7 +300,7 @@ describe("the copy through the API", () => {
         const port = (closed.address() as { port: number }).port;
         await new Promise<void>((r) => closed.close(() => r()));
         const dir = tmp();
-        const r = await cli(["--config", stackFileFor(dir, kubeconfigFor(`http://127.0.0.1:${port}`)), "--out", path.join(dir, "o")]);
+        const r = await cli(["--config", stackFileFor(dir, stubKubeconfig(`http://127.0.0.1:${port}`)), "--out", path.join(dir, "o")]);
         expect(r.code).toBe(FETCH_EXIT.unreachable);
         expect(r.err).toEqual([expect.stringMatching(new RegExp(`^fetch: cannot reach the cluster at http://127.0.0.1:${port} \\(ECONNREFUSED\\)`))]);
     });

@@ -10,6 +10,7 @@ import { HEADLINE_KEY, parseHeadline, ReportObservation, reportOutput } from "..
 import { observeReport, readFailure, ReportTarget, reportStackOutput, reportTarget } from "../../scripts/headline";
 import { ensureMocks } from "../../scripts/mockrun";
 import { argOf, container, render, settings } from "./helpers";
+import { stubKubeconfig } from "./stub-kubeconfig";
 
 const HOOK = "https://hooks.slack.example/services/T000/B000/very-secret-path";
 const SMALL = { generate: { limit: 2000 } };
@@ -142,13 +143,7 @@ describe("the stack output report", () => {
         await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
         try {
             const port = (server.address() as { port: number }).port;
-            const kubeconfig = [
-                "apiVersion: v1", "kind: Config", "current-context: stub",
-                // client-node allows plain HTTP only with insecure-skip-tls-verify
-                `clusters: [{name: stub, cluster: {server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true}}]`,
-                "users: [{name: stub, user: {token: t}}]",
-                "contexts: [{name: stub, context: {cluster: stub, user: stub}}]",
-            ].join("\n");
+            const kubeconfig = stubKubeconfig(`http://127.0.0.1:${port}`);
             expect(await observeReport({ ...WHERE, kubeconfig, context: "stub" })).toEqual({ job: "complete", data: DATA });
             expect(paths).toEqual(["GET /apis/batch/v1/namespaces/cot-vr/jobs/blog-report-0123abcd", "GET /api/v1/namespaces/cot-vr/configmaps/blog-report"]);
             (objects["/apis/batch/v1/namespaces/cot-vr/jobs/blog-report-0123abcd"] as any).status = { active: 1 };

@@ -10,6 +10,7 @@ import {
     bar, deriveStatus, DeploymentObject, failureReason, gpuHourPrice, JobObject, lastErrorLine, lastProgress,
     parseProgress, PodObject, podGpuHours, renderStatus, Snapshot,
 } from "../../scripts/status-core";
+import { stubKubeconfig } from "./stub-kubeconfig";
 
 const FIX = path.join(__dirname, "../fixtures/status");
 const log = (name: string) => fs.readFileSync(path.join(FIX, `${name}.log`), "utf8");
@@ -358,13 +359,7 @@ async function stubApi(snap: Snapshot) {
     });
     await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
     const port = (server.address() as { port: number }).port;
-    const kubeconfig = [
-        "apiVersion: v1", "kind: Config", "current-context: stub",
-        // client-node allows plain HTTP only with insecure-skip-tls-verify
-        `clusters: [{name: stub, cluster: {server: "http://127.0.0.1:${port}", insecure-skip-tls-verify: true}}]`,
-        "users: [{name: stub, user: {token: t}}]",
-        "contexts: [{name: stub, context: {cluster: stub, user: stub}}]",
-    ].join("\n");
+    const kubeconfig = stubKubeconfig(`http://127.0.0.1:${port}`);
     return { seen, kubeconfig, close: () => server.close() };
 }
 

@@ -8,9 +8,16 @@
 // kube-controller-manager then binds them. A Released PV named after the same namespace/claim is
 // handed back to a new claim of that name, the way a user re-attaches a retained volume: data kept
 // across `pulumi destroy` is found again by the next `pulumi up`.
+//
+// With COT_SIM_VOLUME_ROOT set (the pods tier's real node), each PV is a real folder under it, made
+// world-writable the way local-path-provisioner makes its folders: a hostPath volume gets no fsGroup
+// ownership change, and the pipeline's pods run as non-root.
 import fs from "node:fs";
+import path from "node:path";
 import https from "node:https";
 
+const volumeRoot = process.env.COT_SIM_VOLUME_ROOT;
+const volumePath = (namespace, name) => path.join(volumeRoot ?? "/var/lib/e2e-volumes", namespace, name);
 const kubeconfig = fs.readFileSync(process.argv[2], "utf8");
 const field = (k) => kubeconfig.match(new RegExp(`${k}: (\\S+)`))[1];
 const server = new URL(field("server"));
@@ -80,9 +87,13 @@ async function tick() {
         storageClassName: cls,
         persistentVolumeReclaimPolicy: "Retain",
         claimRef: { apiVersion: "v1", kind: "PersistentVolumeClaim", namespace, name, uid },
-        hostPath: { path: `/var/lib/e2e-volumes/${namespace}/${name}` },
+        hostPath: { path: volumePath(namespace, name) },
       },
     };
+    if (volumeRoot) {
+      fs.mkdirSync(pv.spec.hostPath.path, { recursive: true });
+      fs.chmodSync(pv.spec.hostPath.path, 0o777);
+    }
     await request("POST", "/api/v1/persistentvolumes", pv);
     log(`provisioned ${pv.metadata.name} (${pv.spec.capacity.storage}, ${pv.spec.accessModes}, ${cls}) for ${namespace}/${name}`);
   }

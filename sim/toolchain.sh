@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Toolchain for the e2e tier: the Pulumi CLI, the Node.js language host, the Kubernetes provider
-# plugin, etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok.
+# plugin, etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok; with
+# `--only node`, the pods tier's real node: kubelet, kube-proxy, crictl, CoreDNS and pause (built only).
 #
 #   bash sim/toolchain.sh            install what is missing, print where each binary is
 #   eval "$(bash sim/toolchain.sh --env)"   same, then export PATH (logs go to stderr)
@@ -35,6 +36,8 @@ source "$HERE/versions.env"
 KUBE_VERSION="${KUBE_VERSION:-$KUBE_VERSION_DEFAULT}"
 ETCD_VERSION="${ETCD_VERSION:-$ETCD_VERSION_DEFAULT}"
 KWOK_VERSION="${KWOK_VERSION:-$KWOK_VERSION_DEFAULT}"
+CRICTL_VERSION="${CRICTL_VERSION:-$CRICTL_VERSION_DEFAULT}"
+COREDNS_VERSION="${COREDNS_VERSION:-$COREDNS_VERSION_DEFAULT}"
 
 log() { printf '[toolchain] %s\n' "$*" >&2; }
 die() { printf '[toolchain] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -169,13 +172,10 @@ build_provider() {
 }
 
 # ---- Kubernetes control plane + kubectl --------------------------------------------------------
-build_kube() {
-  local dir="$1" src="$1/src" v="$KUBE_VERSION"
-  local minor="${v#v1.}"; minor="${minor%%.*}"
-  local staging="v0.${v#v1.}"
-  mkdir -p "$src" "$dir/bin"
-  cd "$src"
-  # k8s.io/kubernetes replaces its staging modules with ./staging/...: replace each with v0.x.y.
+# k8s.io/kubernetes as a dependency: a wrapper module whose go.mod replaces each staging module
+# (./staging/... upstream) with its published v0.x.y.
+kube_wrapper_mod() { # version
+  local v="$1" staging="v0.${1#v1.}"
   curl -fsSL "${GOPROXY_URL:-https://proxy.golang.org}/k8s.io/kubernetes/@v/$v.mod" -o upstream.mod \
     || GOFLAGS=-mod=mod go mod download -json "k8s.io/kubernetes@$v" >/dev/null
   [[ -s upstream.mod ]] || cp "$(go env GOMODCACHE)/cache/download/k8s.io/kubernetes/@v/$v.mod" upstream.mod
@@ -185,26 +185,64 @@ build_kube() {
       | awk -v s="$staging" '{print "\t" $1 " => " $1 " " s}'
     printf ')\n'
   } >go.mod
-  cat >tools.go <<'EOF'
-//go:build tools
+}
+kube_ldflags() { # version
+  local v="$1" minor="${1#v1.}"; minor="${minor%%.*}"
+  echo "-s -w -X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=$v -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+}
+kube_tools_go() { # cmd...
+  printf '//go:build tools\n\npackage tools\n\nimport (\n'
+  local c; for c in "$@"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$c"; done
+  printf ')\n'
+}
 
-package tools
-
-import (
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kube-controller-manager"
-	_ "k8s.io/kubernetes/cmd/kube-scheduler"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-EOF
+build_kube() {
+  local dir="$1" src="$1/src" v="$KUBE_VERSION"
+  mkdir -p "$src" "$dir/bin"
+  cd "$src"
+  kube_wrapper_mod "$v"
+  kube_tools_go kube-apiserver kube-controller-manager kube-scheduler kubectl >tools.go
   go mod tidy
-  local ld="-s -w -X k8s.io/component-base/version.gitVersion=$v -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor -X k8s.io/client-go/pkg/version.gitVersion=$v -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
-  local c
+  local ld c; ld="$(kube_ldflags "$v")"
   for c in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
     local t0=$SECONDS
     "${NICE[@]}" "${GOBUILD[@]}" -tags providerless -ldflags "$ld" -o "$dir/bin/$c" "k8s.io/kubernetes/cmd/$c"
     echo "$c $((SECONDS - t0))s"
   done
+}
+
+# ---- a real node (the pods tier only): kubelet, kube-proxy, crictl, CoreDNS, pause ---------------
+build_node() {
+  local dir="$1" src="$1/src" v="$KUBE_VERSION" t0 c ld
+  mkdir -p "$src/kube" "$src/crictl" "$src/coredns" "$dir/bin"
+  cd "$src/kube"
+  kube_wrapper_mod "$v"
+  kube_tools_go kubelet kube-proxy >tools.go
+  go mod tidy
+  ld="$(kube_ldflags "$v")"
+  for c in kubelet kube-proxy; do
+    t0=$SECONDS
+    "${NICE[@]}" "${GOBUILD[@]}" -tags providerless -ldflags "$ld" -o "$dir/bin/$c" "k8s.io/kubernetes/cmd/$c"
+    echo "$c $((SECONDS - t0))s"
+  done
+  # pause: the sandbox image's only binary, from the same Kubernetes module (build/pause/linux).
+  local kmod; kmod="$(go list -m -f '{{.Dir}}' k8s.io/kubernetes)"
+  gcc -Os -static -Wall -Werror -DVERSION="$v-cotvr" -o "$dir/bin/pause" "$kmod/build/pause/linux/pause.c"
+  strip "$dir/bin/pause"
+
+  cd "$src/crictl"
+  printf 'module cotvr.local/crictl\n\ngo 1.24\n\nrequire sigs.k8s.io/cri-tools %s\n' "$CRICTL_VERSION" >go.mod
+  printf '//go:build tools\n\npackage tools\n\nimport _ "sigs.k8s.io/cri-tools/cmd/crictl"\n' >tools.go
+  go mod tidy
+  "${NICE[@]}" "${GOBUILD[@]}" -ldflags "-s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" \
+    -o "$dir/bin/crictl" sigs.k8s.io/cri-tools/cmd/crictl
+
+  # CoreDNS with the plugins of the kubeadm Corefile only (upstream's plugin.cfg way of trimming).
+  cd "$src/coredns"
+  printf 'module cotvr.local/coredns\n\ngo 1.24\n\nrequire github.com/coredns/coredns %s\n' "$COREDNS_VERSION" >go.mod
+  cp "$HERE/node/coredns.go" main.go
+  go mod tidy
+  "${NICE[@]}" "${GOBUILD[@]}" -ldflags "-s -w" -o "$dir/bin/coredns" .
 }
 
 # ---- etcd --------------------------------------------------------------------------------------
@@ -379,6 +417,7 @@ path_fits() { # tool
           done
           b=$(command -v kubectl) || return 1; out=$("$b" version --client 2>/dev/null) || return 1; [[ "$out" == *"Client Version: $KUBE_VERSION"* ]] ;;
     etcd) b=$(command -v etcd) || return 1; out=$("$b" --version 2>/dev/null) || return 1; [[ "$out" =~ etcd\ Version:\ 3\.([5-9]|[1-9][0-9])\. ]] ;;
+    node) return 1 ;;  # always the cached build: its binaries must match one another
     kwok) b=$(command -v kwok) || return 1; out=$("$b" --version 2>/dev/null) || return 1; [[ "$out" == *"${KWOK_VERSION#v}"* ]] ;;
   esac
 }
@@ -393,6 +432,7 @@ tool_dirs() {
     provider) echo "$CACHE/pulumi-resource-kubernetes-$K8S_PROVIDER_VERSION"
               [[ "$K8S_PROVIDER_BUILD_LABEL" == "$K8S_PROVIDER_VERSION" ]] || echo "$CACHE/pulumi-resource-kubernetes-$K8S_PROVIDER_BUILD_LABEL" ;;
     kube) echo "$CACHE/kubernetes-$KUBE_VERSION" ;;
+    node) echo "$CACHE/node-$KUBE_VERSION-crictl-$CRICTL_VERSION-coredns-$COREDNS_VERSION" ;;
     etcd) echo "$CACHE/etcd-$ETCD_VERSION" ;;
     kwok) echo "$CACHE/kwok-$KWOK_VERSION" ;;
   esac
@@ -428,7 +468,7 @@ for t in "${want[@]}"; do
   d=""
   # A cached tool is used as it is: the network is only tried for a missing one.
   for c in "${dirs[@]}"; do if built_ok "$c"; then d="$c"; break; fi; done
-  if [[ -z "$d" && "$DL" != never ]]; then
+  if [[ -z "$d" && "$DL" != never && "$t" != node ]]; then  # node: no release to download, built
     [[ -n "$DLTMP" ]] || { DLTMP=$(mktemp -d "$CACHE/.download.XXXXXX"); trap 'rm -rf "$DLTMP"' EXIT; }
     if try_download "$t" "${dirs[0]}"; then
       d="${dirs[0]}"
@@ -464,7 +504,9 @@ if [[ "$mode" == env ]]; then
   printf 'export COT_E2E_CACHE=%q\n' "$CACHE"
 else
   export PATH="${newpath:+$newpath:}$PATH"
-  for b in pulumi pulumi-language-nodejs pulumi-resource-kubernetes etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok; do
+  bins=(pulumi pulumi-language-nodejs pulumi-resource-kubernetes etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
+  [[ " ${want[*]} " == *" node "* ]] && bins=(kubelet kube-proxy crictl coredns pause)
+  for b in "${bins[@]}"; do
     printf '%-28s %s\n' "$b" "$(command -v "$b" || echo MISSING)"
   done
 fi

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# The pods tier: the pipeline's real programs in real containers on a real kubelet (sim/node.sh),
+# from the project's own Dockerfiles (CPU twins, test/pods/images.sh), pulled from a local registry.
+# `npm run test:pods`, and `npm test` through test/all.sh.
+#
+#   packages (Debian) -> toolchain (built once, cached) -> images (cached by content) -> registry
+#   -> node (control plane + containerd + kubelet + kube-proxy + CoreDNS) -> vitest pods suite -> all down
+#
+# Arguments go to vitest (file filters). Needs root: containers, mounts, iptables.
+# Environment:
+#   COT_PODS_KEEP=1     leave the node, registry and work dir up after the run (prints how to stop them)
+#   COT_PODS_CACHE      images, registry storage and containerd's store (default ~/.cache/cot-vr-pods)
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+t0=$SECONDS
+export COT_SIM_DOWNLOAD="${COT_SIM_DOWNLOAD:-0}"
+export COT_PODS_CACHE="${COT_PODS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cot-vr-pods}"
+phase() { printf '[pods] %s (%ss)\n' "$*" "$((SECONDS - t0))" >&2; }
+
+[[ $EUID == 0 ]] || { echo "[pods] FAILED: the pods tier runs containers and needs root" >&2; exit 1; }
+
+phase "packages"
+bash "$HERE/packages.sh"
+
+phase "toolchain"
+env_lines="$(bash "$ROOT/sim/toolchain.sh" --env)" || { echo "[pods] FAILED: the e2e toolchain could not be built" >&2; exit 1; }
+eval "$env_lines"
+node_lines="$(bash "$ROOT/sim/toolchain.sh" --env --only node)" || { echo "[pods] FAILED: the node's binaries could not be built" >&2; exit 1; }
+eval "$node_lines"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/cot-vr-pods.XXXXXX")"
+export COT_E2E_WORK="$WORK" COT_E2E_CLUSTER="$WORK/cluster"
+cleanup() {
+  local rc=$?
+  if [[ "${COT_PODS_KEEP:-}" == 1 ]]; then
+    echo "[pods] kept: node $COT_E2E_CLUSTER (bash sim/node.sh stop $COT_E2E_CLUSTER), registry (bash test/pods/images.sh registry stop $WORK/registry), work $WORK" >&2
+  else
+    bash "$ROOT/sim/node.sh" stop "$COT_E2E_CLUSTER" || true
+    [[ -f "$HERE/images.sh" ]] && { bash "$HERE/images.sh" registry stop "$WORK/registry" || true; }
+    if [[ $rc == 0 ]]; then rm -rf "$WORK"; else echo "[pods] logs kept in $WORK" >&2; fi
+  fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+if [[ -f "$HERE/images.sh" ]]; then
+  phase "images"
+  bash "$HERE/images.sh" build
+  phase "registry"
+  eval "$(bash "$HERE/images.sh" registry start "$WORK/registry")"   # exports COT_PODS_REGISTRY
+  bash "$HERE/images.sh" push
+fi
+
+phase "node"
+bash "$ROOT/sim/node.sh" start "$COT_E2E_CLUSTER"
+source "$COT_E2E_CLUSTER/env"
+
+phase "tests"
+cd "$ROOT"
+set +e
+npx vitest run --config test/pods/vitest.config.mts "$@"
+rc=$?
+set -e
+phase "done (tests exit $rc)"
+exit $rc

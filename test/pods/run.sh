@@ -37,6 +37,15 @@ cleanup() {
     echo "[pods] kept: node $COT_E2E_CLUSTER (bash sim/node.sh stop $COT_E2E_CLUSTER), registry (bash test/pods/images.sh registry stop $WORK/registry), work $WORK" >&2
   else
     bash "$ROOT/sim/node.sh" stop "$COT_E2E_CLUSTER" || true
+    if [[ -f "$WORK/machine.before" ]]; then
+      bash "$ROOT/sim/node/machine-state.sh" >"$WORK/machine.after"
+      if ! diff -u "$WORK/machine.before" "$WORK/machine.after" >"$WORK/machine.diff"; then
+        echo "[pods] FAILED: the node's tear-down left the machine changed:" >&2; cat "$WORK/machine.diff" >&2
+        rc=1
+      else
+        echo "[pods] tear-down: the machine is as it was (sysctls, links, netns, iptables, mounts, cgroups, paths, processes)" >&2
+      fi
+    fi
     [[ -f "$HERE/images.sh" ]] && { bash "$HERE/images.sh" registry stop "$WORK/registry" || true; }
     if [[ $rc == 0 ]]; then rm -rf "$WORK"; else echo "[pods] logs kept in $WORK" >&2; fi
   fi
@@ -54,6 +63,7 @@ if [[ -f "$HERE/images.sh" ]]; then
 fi
 
 phase "node"
+bash "$ROOT/sim/node/machine-state.sh" >"$WORK/machine.before"
 bash "$ROOT/sim/node.sh" start "$COT_E2E_CLUSTER"
 source "$COT_E2E_CLUSTER/env"
 

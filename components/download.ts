@@ -24,7 +24,7 @@ export function downloadContainer(ctx: StageContext, size: ModelSize) {
             "--require", "original/tokenizer.model",
             "--shards", String(MODEL_FACTS[size].shards),
         ],
-        env: [...hfEnv(), { name: "HF_HUB_ENABLE_HF_TRANSFER", value: "1" }],
+        env: [...hfEnv(s), { name: "HF_HUB_ENABLE_HF_TRANSFER", value: "1" }],
         resources: { requests: { cpu: "2", memory: "8Gi" }, limits: { memory: "8Gi" } },
     };
 }

@@ -58,7 +58,7 @@ export function generateJobArgs(ctx: StageContext, node: RenderedNode<"generate"
             image: ctx.images.datagen,
             command: programCommand("generate_cot.py"),
             args: generateArgs(s, node.identity),
-            env: hfEnv(),
+            env: hfEnv(s),
             resources: { requests: { cpu: "4", memory: "16Gi" }, limits: { memory: "16Gi" } },
             volumeMounts,
         },

@@ -70,11 +70,12 @@ export function secretEnv(ctx: StageContext, name: string, key = name, optional 
     return { name, valueFrom: { secretKeyRef: { name: ctx.secretName, key, optional } } };
 }
 
-/** Hugging Face env: cache on the data volume, the token as a file (mount it with storageVolumes' hfToken). */
-export function hfEnv(): EnvVar[] {
+/** Hugging Face env: cache on the data volume, the token as a file (mount it with storageVolumes' hfToken), the Hub. */
+export function hfEnv(s: Settings): EnvVar[] {
     return [
         { name: "HF_HOME", value: HF_HOME },
         { name: "HF_TOKEN_PATH", value: `${MOUNTS.hfToken}/${HF_TOKEN_FILE}` },
+        ...(s.models.endpoint ? [{ name: "HF_ENDPOINT", value: s.models.endpoint }] : []),
     ];
 }
 

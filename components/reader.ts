@@ -47,7 +47,7 @@ export function readerJobArgs(ctx: StageContext, r: ReaderSpec, configMapName: p
                 "--config", configFile(r.configKey), ...r.args,
                 "--variant", ref.name, "--out", readOutputPath(s, r.stage, ref), "--config-hash", hash, "--require", checkpointOf(s, ref).marker,
             ],
-            env: hfEnv(),
+            env: hfEnv(s),
             resources: resources(s, { gpus: 1, cpu: "8", memory: ref.size === "90b" ? "256Gi" : "64Gi" }),
             volumeMounts,
         },

@@ -34,7 +34,7 @@ export function trainJobArgs(ctx: StageContext, node: RenderedNode<"train">, con
         { models: "ro", data: "ro", checkpoints: "rw" },
         { configMap: configMapName, shmSize: v.shmSize, hfToken: true },
     );
-    const env = [...hfEnv()];
+    const env = [...hfEnv(s)];
     if (v.metricLogger === "wandb") env.push(secretEnv(ctx, SECRET_DATA_KEYS.wandbApiKey));
     return jobArgs(ctx, {
         name: jobName(s.run, "train", name, hash),

@@ -184,6 +184,10 @@ const modelsSchema = z.strictObject({
     "90b": hfRepo.default("meta-llama/Llama-3.2-90B-Vision-Instruct").meta({
         description: "Hugging Face repo of the 90B model (37 safetensors shards).",
     }),
+    endpoint: z.string().regex(/^https?:\/\/[^\s/]+(\/\S*)?$/, { message: 'must be an http(s) URL, e.g. "https://hf-mirror.example.com"' }).optional().meta({
+        description: "Hugging Face Hub the models and the ChartQA dataset come from (HF_ENDPOINT of every pod that reads the " +
+            "Hub), e.g. a company mirror. Under cluster.networkPolicy only HTTPS (443) leaves the namespace. @default https://huggingface.co",
+    }),
 }).prefault({});
 
 const stagesSchema = z.strictObject({

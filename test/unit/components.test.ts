@@ -45,6 +45,15 @@ describe("secrets", async () => {
         expect(job.spec.template.spec.volumes).toContainEqual({ name: "hf-token", secret: { secretName: "blog-secrets", items: [{ key: "HF_TOKEN", path: "token" }], optional: true } });
         expect(container(job).volumeMounts).toContainEqual({ name: "hf-token", mountPath: "/var/run/secrets/cotvr/hf", readOnly: true });
     });
+    it("every pod that reads the Hub gets the configured endpoint, and none by default", async () => {
+        expect(JSON.stringify(r.objects)).not.toContain("HF_ENDPOINT");
+        const m = await render(settings({ models: { endpoint: "http://hub.mirror.local:8080" } }));
+        const readers = m.byKind("Job").filter((j: any) => /-(generate|train)-/.test(j.metadata.name));
+        expect(readers.length).toBeGreaterThanOrEqual(3); // the generation and the fine-tunes
+        for (const job of [m.job("download", "11b"), m.job("download", "90b"), ...readers]) {
+            expect(container(job).env).toContainEqual({ name: "HF_ENDPOINT", value: "http://hub.mirror.local:8080" });
+        }
+    });
     it("every pod runs hardened: non-root user >= 10000, no privilege escalation, no capabilities, read-only root with /tmp scratch", () => {
         const pods = [...r.byKind("Job"), ...r.byKind("Deployment")].map((o) => o.spec.template.spec);
         expect(pods.length).toBeGreaterThan(10);

@@ -206,6 +206,9 @@ describe("config that cannot silently run the wrong experiment", () => {
     it("rejects a model repo that is not owner/name", () => {
         expect(problems({ models: { "11b": "Llama-3.2-11B-Vision-Instruct" } })).toEqual([expect.stringMatching(/^cot-vr:models\.11b: must be a Hugging Face repo id "owner\/name"/)]);
     });
+    it("rejects a Hub endpoint that is not an http(s) URL", () => {
+        expect(problems({ models: { endpoint: "hub.local" } })).toEqual([expect.stringMatching(/^cot-vr:models\.endpoint: must be an http\(s\) URL/)]);
+    });
     it("rejects a run that makes no optimizer step or never leaves warmup", () => {
         expect(problems({ ...only, generate: { limit: 8 }, train: { variants: { a: v({ batchSize: 16 }) } } })).toEqual([
             expect.stringMatching(/^cot-vr:train\.variants\.a\.batchSize: 8 rows make no optimizer step: batchSize 16 x gradientAccumulationSteps 1/),

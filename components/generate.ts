@@ -59,7 +59,7 @@ export function generateJobArgs(ctx: StageContext, node: RenderedNode<"generate"
             command: programCommand("generate_cot.py"),
             args: generateArgs(s, node.identity),
             env: hfEnv(s),
-            resources: { requests: { cpu: "4", memory: "16Gi" }, limits: { memory: "16Gi" } },
+            resources: { requests: { cpu: s.generate.cpu, memory: s.generate.memory }, limits: { memory: s.generate.memory } },
             volumeMounts,
         },
         volumes,

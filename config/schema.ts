@@ -261,6 +261,8 @@ const generateSchema = z.strictObject({
     topP: z.number().gt(0).lte(1).default(0.95).meta({ description: "Teacher nucleus sampling." }),
     maxTokens: posInt.default(4092).meta({ description: "Longest CoT answer, in tokens (the blog's value)." }),
     batchSize: posInt.default(32).meta({ description: "Concurrent requests to the teacher." }),
+    cpu: quantity.default("4").meta({ description: "CPU request of the generation pod (it only waits on the teacher and writes Arrow files)." }),
+    memory: quantity.default("16Gi").meta({ description: "Memory request and limit of the generation pod." }),
     maxRetries: nonNegInt.default(3).meta({
         description: "Retries of a failed teacher request; a row that still fails gets an ERROR label and fails the Job.",
     }),

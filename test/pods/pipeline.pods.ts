@@ -1,0 +1,146 @@
+// The pipeline's real programs in real containers on the real node (sim/node.sh), deployed by the real
+// `pulumi up` with the shipped pod specs: non-root, read-only root, fsGroup, projected tokens, Roles.
+// Images: the CPU twins of images/trainer and images/datagen, a fake vLLM teacher and a fake Hugging
+// Face hub (test/pods/images.sh), pulled by containerd from the local registry.
+//
+// The stack has the blog's shape up to the dataset: the downloads (from the fake hub, through
+// models.endpoint), the teacher held by the generation's real teacher_scale.py through its Role,
+// synthetic-data-kit against the teacher's Service by its DNS name, the dataset check.
+import * as fs from "fs";
+import * as path from "path";
+import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { initStack, KUBECONFIG, kubectl, kubectlJson, must, ROOT, run, runAsync, Stack, WORK } from "../e2e/helpers";
+
+const NS = "cot-vr-pods";
+const RUN = "pods";
+const HUB_NS = "fake-hub";
+const VOLUMES = process.env.COT_PODS_VOLUMES ?? "";
+const image = (name: string): string => {
+    const v = process.env[`COT_PODS_IMAGE_${name.toUpperCase()}`];
+    if (!v) throw new Error(`COT_PODS_IMAGE_${name.toUpperCase()} is not set: run the tier with bash test/pods/run.sh (it builds and pushes the images)`);
+    return v;
+};
+
+/** The fake Hugging Face hub as a Deployment and Service of the cluster (tolerating the GPU taint). */
+function deployHub(): string {
+    const f = path.join(WORK, "hub.json");
+    const labels = { app: "fake-hub" };
+    fs.writeFileSync(f, JSON.stringify({
+        apiVersion: "v1", kind: "List", items: [
+            { apiVersion: "v1", kind: "Namespace", metadata: { name: HUB_NS } },
+            {
+                apiVersion: "apps/v1", kind: "Deployment", metadata: { name: "hub", namespace: HUB_NS },
+                spec: {
+                    replicas: 1, selector: { matchLabels: labels },
+                    template: {
+                        metadata: { labels },
+                        spec: {
+                            tolerations: [{ key: "amd.com/gpu", operator: "Exists", effect: "NoSchedule" }],
+                            containers: [{
+                                name: "hub", image: image("hub"), ports: [{ name: "http", containerPort: 8080 }],
+                                readinessProbe: { httpGet: { path: "/health", port: "http" }, periodSeconds: 2 },
+                            }],
+                        },
+                    },
+                },
+            },
+            { apiVersion: "v1", kind: "Service", metadata: { name: "hub", namespace: HUB_NS }, spec: { selector: labels, ports: [{ port: 80, targetPort: "http" }] } },
+        ],
+    }));
+    must(kubectl("apply", "-f", f), "deploy the fake hub");
+    must(kubectl("-n", HUB_NS, "rollout", "status", "deployment/hub", "--timeout=180s"), "fake hub ready");
+    return `http://hub.${HUB_NS}.svc.cluster.local`;
+}
+
+function stackText(hub: string): string {
+    return `config:
+  cot-vr:run: ${RUN}
+  cot-vr:cluster:
+    namespace: ${NS}
+    kubeconfig: ${KUBECONFIG}
+    context: e2e
+  cot-vr:storage:
+    models: { size: 2Gi }
+    data: { size: 1Gi }
+    checkpoints: { size: 1Gi }
+    results: { size: 1Gi }
+  cot-vr:images:
+    trainer: ${image("trainer")}
+    datagen: ${image("datagen")}
+    vllm: ${image("vllm")}
+  cot-vr:models:
+    endpoint: ${hub}
+  cot-vr:stages: { train: false, sample: false, evaluate: false, report: false }
+  cot-vr:teacher: { cpu: 250m, memory: 1Gi, shmSize: 64Mi }
+  cot-vr:generate: { datasetName: cot_chartqa_pods, limit: 8, batchSize: 4, cpu: 250m, memory: 2Gi }
+  cot-vr:timing:
+    download: { timeout: 10m }
+    teacher: { timeout: 10m }
+    generate: { timeout: 10m }
+`;
+}
+
+const volume = (claim: string, ...rest: string[]) => path.join(VOLUMES, NS, `${RUN}-${claim}`, ...rest);
+const readJson = (f: string) => JSON.parse(fs.readFileSync(f, "utf8"));
+const podUids = () => (kubectlJson("-n", NS, "get", "pods").items as any[]).map((p) => p.metadata.uid).sort();
+
+describe("the pipeline on real pods", () => {
+    let st: Stack;
+    beforeAll(() => {
+        const hub = deployHub();
+        st = initStack(RUN, { stackFileText: stackText(hub) });
+        st.setConfig("hfToken", "hf_pods_placeholder_token", { secret: true });
+    });
+    afterAll(() => {
+        if (!st) return;
+        // the data stays (Retain); the namespace's objects go
+        st.pulumi("destroy", "--yes");
+    });
+
+    test("pulumi up runs download, teacher and generation for real and leaves the teacher at 0", async () => {
+        const up = await st.pulumiAsync(["up", "--yes", "--skip-preview"]);
+        if (up.code !== 0) {
+            const pods = kubectl("-n", NS, "get", "pods", "-o", "wide").out;
+            const logs = (kubectlJson("-n", NS, "get", "pods").items as any[])
+                .map((p) => `--- ${p.metadata.name}\n${kubectl("-n", NS, "logs", p.metadata.name, "--all-containers", "--tail=40").out}`).join("\n");
+            throw new Error(`pulumi up failed:\n${up.out.slice(-5000)}\n${pods}\n${logs}`);
+        }
+        // The downloads: every shard from the hub, verified, and the marker.
+        for (const m of ["Llama-3.2-11B-Vision-Instruct", "Llama-3.2-90B-Vision-Instruct"]) {
+            const dir = volume("models", m);
+            expect(fs.existsSync(path.join(dir, ".complete.json")), dir).toBe(true);
+            expect(fs.existsSync(path.join(dir, "config.json"))).toBe(true);
+            expect(fs.existsSync(path.join(dir, "original", "tokenizer.model"))).toBe(true);
+        }
+        // The dataset: 8 rows, checked, published with its marker.
+        const marker = readJson(volume("data", "cot_chartqa_pods", ".complete.json"));
+        expect(marker.rows).toBe(8);
+        // The teacher: held by the generation through its Role, released after.
+        const d = kubectlJson("-n", NS, "get", "deployment", `${RUN}-teacher`);
+        expect(d.spec.replicas).toBe(0);
+        const events = fs.readFileSync(volume("results", RUN, "gpu-time", "teacher.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+        expect(events.filter((e) => e.event === "scaled").map((e) => e.replicas)).toEqual([1, 0]);
+    });
+
+    test("a second pulumi up changes nothing and re-runs nothing", async () => {
+        const before = podUids();
+        must(st.pulumi("preview", "--expect-no-changes"), "pulumi preview --expect-no-changes");
+        must(await st.pulumiAsync(["up", "--yes", "--skip-preview"]), "second pulumi up");
+        expect(podUids()).toEqual(before);
+    });
+
+    test("npm run status --json shows the stages complete, from the pods' real progress records", async () => {
+        const r = await runAsync(path.join(ROOT, "node_modules/.bin/tsx"), [path.join(ROOT, "scripts/status.ts"), "--config", path.join(st.dir, "stacks", `Pulumi.${RUN}.yaml`), "--json"]);
+        expect(r.code, r.out.slice(-3000)).toBe(0);
+        const s = JSON.parse(r.stdout);
+        const rows = new Map((s.rows as any[]).map((x) => [x.name, x]));
+        for (const [name, row] of rows) if (/download|generate/.test(name)) expect(row.state, name).toBe("complete");
+        expect([...rows.keys()].some((n) => /generate/.test(n))).toBe(true);
+    });
+
+    test("tear-down keeps the data", () => {
+        must(st.pulumi("destroy", "--yes"), "pulumi destroy");
+        expect(fs.existsSync(volume("data", "cot_chartqa_pods", ".complete.json"))).toBe(true);
+        run("true", []);
+    });
+});

@@ -59,7 +59,7 @@ if [[ -f "$HERE/images.sh" ]]; then
   bash "$HERE/images.sh" build
   phase "registry"
   eval "$(bash "$HERE/images.sh" registry start "$WORK/registry")"   # exports COT_PODS_REGISTRY
-  bash "$HERE/images.sh" push
+  eval "$(bash "$HERE/images.sh" push)"                                   # exports COT_PODS_IMAGE_<NAME>
 fi
 
 phase "node"

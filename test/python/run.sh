@@ -4,6 +4,7 @@
 #
 #   bash test/python/run.sh [pytest args]   run the tests (creates the venv on first use)
 #   bash test/python/run.sh --lock          re-resolve requirements.txt (+ the image locks) from *.in
+#   bash test/python/run.sh --print-python  create the venv if needed, print its python (the pods tier uses it)
 #
 # The venv lives outside the repo, keyed by the lock file, the interpreter and uv's version:
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/cot-vr-py/<hash>/   (uv's download cache beside it, uv-cache/)
@@ -55,6 +56,11 @@ VENV="$CACHE/$KEY"
         done
     fi
 ) 9>"$CACHE/.lock"
+
+if [ "${1:-}" = "--print-python" ]; then
+    echo "$VENV/bin/python"
+    exit 0
+fi
 
 if [ -z "${COTVR_RENDER_DIR:-}" ] && [ -f "$ROOT/scripts/render.ts" ]; then
     RENDER_TMP=$(mktemp -d)

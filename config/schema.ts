@@ -25,6 +25,10 @@ const quantity = z.string().refine((q) => quantityBytes(q) > 0, {
     message: 'must be a positive Kubernetes quantity such as "500Gi"',
 });
 
+// CPU: whole or decimal cores, or millicores ("500m"), as Kubernetes writes them.
+const cpuQuantity = z.string().regex(/^(?:[0-9]+(?:\.[0-9]+)?|[0-9]+m)$/, { message: 'must be a CPU quantity such as "16", "0.5" or "500m"' })
+    .refine((q) => parseFloat(q) > 0, { message: 'must be a positive CPU quantity such as "16", "0.5" or "500m"' });
+
 // Go's notation (as kubectl's --timeout), units largest first, each at most once: "2h", "90m", "1h30m15s".
 const DURATION_RE = /^(?=[0-9])(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?$/;
 /** Seconds in a duration such as "90m", "36h", "1h30m" or "600s"; NaN when it is not one. */
@@ -244,7 +248,7 @@ const teacherSchema = z.strictObject({
     }),
     gpus: posInt.default(1).meta({ description: "GPUs for the teacher (tensor parallel size)." }),
     shmSize: quantity.default("64Gi").meta({ description: "Size of the memory-backed /dev/shm." }),
-    cpu: quantity.default("16").meta({ description: "CPU request." }),
+    cpu: cpuQuantity.default("16").meta({ description: "CPU request." }),
     memory: quantity.default("256Gi").meta({ description: "Memory request (and limit)." }),
     port: z.number().int().min(1).max(65535).default(8000).meta({ description: "Service port." }),
 }).prefault({});
@@ -261,7 +265,7 @@ const generateSchema = z.strictObject({
     topP: z.number().gt(0).lte(1).default(0.95).meta({ description: "Teacher nucleus sampling." }),
     maxTokens: posInt.default(4092).meta({ description: "Longest CoT answer, in tokens (the blog's value)." }),
     batchSize: posInt.default(32).meta({ description: "Concurrent requests to the teacher." }),
-    cpu: quantity.default("4").meta({ description: "CPU request of the generation pod (it only waits on the teacher and writes Arrow files)." }),
+    cpu: cpuQuantity.default("4").meta({ description: "CPU request of the generation pod (it only waits on the teacher and writes Arrow files)." }),
     memory: quantity.default("16Gi").meta({ description: "Memory request and limit of the generation pod." }),
     maxRetries: nonNegInt.default(3).meta({
         description: "Retries of a failed teacher request; a row that still fails gets an ERROR label and fails the Job.",
@@ -320,7 +324,7 @@ const trainVariantSchema = z.strictObject({
         description: "Metric logger: disk (DiskLogger under the output dir) or wandb (key: `cot-vr:wandbApiKey` secret).",
     }),
     wandbProject: z.string().min(1).default("vision_llama_reasoning").meta({ description: "W&B project when metricLogger is wandb." }),
-    cpu: quantity.default("16").meta({ description: "CPU request of the fine-tune pod." }),
+    cpu: cpuQuantity.default("16").meta({ description: "CPU request of the fine-tune pod." }),
     memory: quantity.default("256Gi").meta({ description: "Memory request and limit of the fine-tune pod." }),
     shmSize: quantity.default("64Gi").meta({ description: "Size of the memory-backed /dev/shm (data loader workers)." }),
 });

@@ -119,10 +119,15 @@ build() {
     bud hub "$ctx" "$ctx/Dockerfile" --build-arg "BASE_IMAGE=$(ref base)"
     rm -rf "$ctx"
   fi
-  log "built in $((SECONDS - t0))s; sizes:"
-  local n; for n in base torch "${NAMES[@]}"; do
-    printf '[images]   %-60s %s\n' "$(ref "$n")" "$("${BUILDAH[@]}" inspect --type image --format '{{.Size}}' "$(ref "$n")" 2>/dev/null | awk '{printf "%.0f MB", $1/1e6}')" >&2
+  # images of older content (another tag of the same name) go: the store keeps one of each
+  local n old
+  for n in base torch "${NAMES[@]}"; do
+    for old in $("${BUILDAH[@]}" images --format '{{.Name}}:{{.Tag}}' | grep "^$(ref "$n" | cut -d: -f1):" | grep -vx "$(ref "$n")"); do
+      "${BUILDAH[@]}" rmi "$old" >/dev/null 2>&1 && log "removed older $old" || true
+    done
   done
+  log "built in $((SECONDS - t0))s; sizes:"
+  "${BUILDAH[@]}" images --format '[images]   {{.Name}}:{{.Tag}}  {{.Size}}' >&2
 }
 
 registry() {

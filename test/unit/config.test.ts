@@ -206,6 +206,10 @@ describe("config that cannot silently run the wrong experiment", () => {
     it("rejects a model repo that is not owner/name", () => {
         expect(problems({ models: { "11b": "Llama-3.2-11B-Vision-Instruct" } })).toEqual([expect.stringMatching(/^cot-vr:models\.11b: must be a Hugging Face repo id "owner\/name"/)]);
     });
+    it("takes CPU requests in cores or millicores, and names the key of a bad one", () => {
+        expect(() => settings({ teacher: { cpu: "250m" }, generate: { cpu: "0.5" } })).not.toThrow();
+        expect(problems({ generate: { cpu: "4Gi" } })).toEqual([expect.stringMatching(/^cot-vr:generate\.cpu: must be a CPU quantity such as "16", "0.5" or "500m"/)]);
+    });
     it("rejects a Hub endpoint that is not an http(s) URL", () => {
         expect(problems({ models: { endpoint: "hub.local" } })).toEqual([expect.stringMatching(/^cot-vr:models\.endpoint: must be an http\(s\) URL/)]);
     });

@@ -250,7 +250,7 @@ function checkTraining(c: RawSettings, trainings: [string, TrainVariant][], defa
         if (v.gpus > 1 && steps !== single) {
             // Not kept: torchtune's sampler repeats samples so every rank gets ceil(rows / N).
             const pad = Math.ceil(rows / v.gpus) * v.gpus - rows;
-            defaulted.push(`${at}.gpus = ${v.gpus}: ${steps} optimizer steps per epoch, the single-device recipe's ${single} (the distributed sampler repeats ${pad} of the ${rows} rows so each GPU gets ${Math.ceil(rows / v.gpus)}); every other step sees the same samples`);
+            defaulted.push(`${at}.gpus = ${v.gpus}: ${steps} optimizer steps per epoch, the single-device recipe's ${single} (the distributed sampler repeats ${pad} of the ${rows} rows so each GPU gets ${Math.ceil(rows / v.gpus)}); all the other steps see the same samples`);
         }
         if (steps === 0) {
             p(`${at}.batchSize`, `${rows} rows make no optimizer step: batchSize ${v.batchSize} x gradientAccumulationSteps ${v.gradientAccumulationSteps} must be at most the rows (torchtune drops the last partial batch)`);

@@ -9,7 +9,7 @@
 // names), or in a benchmark result passed with --bench, which comes first. A figure measured on
 // another GPU than an MI300X is converted by the ratio of the two GPUs' peak dense bf16 throughput:
 // a named assumption (MI300X_CONVERSION), printed in every plan line that uses it.
-import { CHARTQA_ROWS, MODEL_FACTS, stepsPerEpoch } from "../config/facts";
+import { CHARTQA_ROWS, distributedStepsPerEpoch, MODEL_FACTS, MULTI_GPU_SCALING_EFFICIENCY, multiGpuSpeedup, stepsPerEpoch } from "../config/facts";
 import { Levers, MEASURED, Measured, readBenchResult, sameLevers } from "../config/measured";
 import { ModelSize, Settings, StageName } from "../config";
 import { NodeId, stageGraph, StageNode } from "../components/graph";
@@ -187,14 +187,23 @@ function estimateNode(s: Settings, n: StageNode, a: Assumptions, bench: readonly
         case "train": {
             const v = n.train;
             const rows = datasetRows(s);
-            const { steps, samples } = epochSamples(rows, v);
-            const { sps, basis } = trainSamplesPerS(v, bench, target);
+            const effective = v.batchSize * v.gradientAccumulationSteps;
+            const { steps, samples } = v.gpus === 1 ? epochSamples(rows, v) : (() => {
+                const st = distributedStepsPerEpoch(rows, { batchSize: v.microBatch, gradientAccumulationSteps: v.accumulation, maxStepsPerEpoch: v.maxStepsPerEpoch }, v.gpus);
+                return { steps: st, samples: st * effective };
+            })();
+            const one = trainSamplesPerS(v, bench, target);
+            // N GPUs: one GPU's measured rate at the rank's micro-batch x the assumed speed-up.
+            const speedup = multiGpuSpeedup(v.gpus);
+            const sps = one.sps * speedup;
+            const basis = v.gpus === 1 ? one.basis
+                : `${one.basis} x ${speedup.toFixed(2)} for ${v.gpus} GPUs (assumption MULTI_GPU_SCALING_EFFICIENCY ${MULTI_GPU_SCALING_EFFICIENCY} per further GPU)`;
             // Model load once, merged weights written every epoch.
             const io = load(v.model) + v.epochs * MODEL_FACTS[v.model].bytes / a.volumeWriteBytesPerS;
             const sec = v.epochs * samples / sps + io;
             return {
-                ...base, variant: n.variant, seconds: sec, gpus: 1,
-                basis: `${v.epochs} epochs x ${steps} steps x ${v.batchSize * v.gradientAccumulationSteps} samples; ${basis}; + load/checkpoints ${Math.round(io)}s = ${h(sec)}`,
+                ...base, variant: n.variant, seconds: sec, gpus: v.gpus,
+                basis: `${v.epochs} epochs x ${steps} steps x ${effective} samples; ${basis}; + load/checkpoints ${Math.round(io)}s = ${h(sec)}`,
             };
         }
         case "sample": {
@@ -254,8 +263,12 @@ export function timeoutProblems(s: Settings, est: StageEstimate[]): string[] {
     const out: string[] = [];
     for (const e of est) {
         const timeout = s.timing[e.stage].timeout;
-        if (e.seconds > timeout) {
-            out.push(`${PROJECT}:timing.${e.stage}.timeout is ${fmtDuration(timeout)} but ${e.id} is estimated at ${fmtDuration(e.seconds)} (${e.basis}): raise it to at least ${fmtDuration(Math.ceil(e.seconds * 1.25 / 60) * 60)}`);
+        // A multi-GPU fine-tune's deadline is the timeout / its assumed speed-up (components/train.ts).
+        const speedup = e.stage === "train" && e.gpus > 1 ? multiGpuSpeedup(e.gpus) : 1;
+        const deadline = Math.ceil(timeout / speedup);
+        if (e.seconds > deadline) {
+            const scaled = speedup > 1 ? ` (its ${e.gpus}-GPU deadline: ${fmtDuration(deadline)}, the timeout / ${speedup.toFixed(2)})` : "";
+            out.push(`${PROJECT}:timing.${e.stage}.timeout is ${fmtDuration(timeout)}${scaled} but ${e.id} is estimated at ${fmtDuration(e.seconds)} (${e.basis}): raise it to at least ${fmtDuration(Math.ceil(e.seconds * speedup * 1.25 / 60) * 60)}`);
         }
     }
     return out;
@@ -333,7 +346,10 @@ export function previewNotes(s: Settings, parallel?: number): { warnings: string
     }
     const price = s.cluster.gpuHourPrice;
     const cost = price ? `, about ${(p.gpuHours * price.amount).toFixed(0)} ${price.currency} (cluster.gpuHourPrice)` : "";
-    const info = graph.length === 0 ? [] : [
+    // What a multi-GPU fine-tune cannot keep of the single-device run (config/derive.ts).
+    const gpuNotes = s.defaulted.filter((d) => /^train\.variants\.[^.]+\.gpus = /.test(d)).map((d) => `${PROJECT}:${d}`);
+    const info = graph.length === 0 ? gpuNotes : [
+        ...gpuNotes,
         `estimated makespan ${fmtDuration(p.makespan)} with a GPU for every stage, ${p.gpuHours.toFixed(1)} GPU-hours${cost}; the stack needs pulumi up --parallel >= ${need.parallel} (npm run rehearse -- --stack ${s.stack} --plan-only shows each stage's estimate and its basis)`,
     ];
     return { warnings, info };

@@ -150,3 +150,27 @@ describe("the N-GPU fine-tune pod", async () => {
         expect(two.job("train", "lora-11b").metadata.name).not.toBe(job11.metadata.name);
     });
 });
+
+describe("estimates count N GPUs", () => {
+    it("a fine-tune on N GPUs: ~1/speed-up of the time, N x its hours in GPU-hours, the deadline checked against the scaled one", async () => {
+        const { DEFAULT_ASSUMPTIONS: a, estimateStages, previewNotes, trainSamplesPerS } = await import("../../scripts/estimate");
+        const { MODEL_FACTS } = await import("../../config");
+        const s = settings({ train: blogVariants(8, 4) });
+        const many = estimateStages(s).filter((e) => e.stage === "train");
+        for (const [i, name, n] of [[0, "lora-11b", 8], [1, "qlora-90b", 4]] as const) {
+            const v = s.train.variants[name];
+            expect(many[i].gpus).toBe(n);
+            // One GPU's measured rate at the rank's micro-batch and levers x the assumed speed-up, over
+            // the distributed recipe's steps; loading and checkpoints do not scale.
+            const st = distributedStepsPerEpoch(CHARTQA_ROWS.train, { batchSize: v.microBatch, gradientAccumulationSteps: v.accumulation, maxStepsPerEpoch: null }, n);
+            const io = MODEL_FACTS[v.model].bytes * (1 / a.volumeReadBytesPerS + v.epochs / a.volumeWriteBytesPerS);
+            expect(many[i].seconds).toBeCloseTo(v.epochs * st * 16 / (trainSamplesPerS(v).sps * multiGpuSpeedup(n)) + io, 3);
+            expect(many[i].basis).toContain(`x ${multiGpuSpeedup(n).toFixed(2)} for ${n} GPUs (assumption MULTI_GPU_SCALING_EFFICIENCY`);
+        }
+        expect(estimateStages(settings()).filter((e) => e.stage === "train").map((e) => e.gpus)).toEqual([1, 1]);
+        // A timeout that fits one GPU's run but not the N-GPU deadline it implies is flagged.
+        const tight = settings({ train: blogVariants(8, 1), timing: { train: { timeout: "9h" } } });
+        expect(previewNotes(tight).warnings).toContainEqual(expect.stringMatching(/^cot-vr:timing\.train\.timeout is 9h00m \(its 8-GPU deadline: 1h18m, the timeout \/ 6\.95\) but train:lora-11b is estimated at/));
+        expect(previewNotes(settings({ train: blogVariants(8, 1) })).info[0]).toMatch(/^cot-vr:train\.variants\.lora-11b\.gpus = 8: 1769 optimizer steps per epoch/);
+    });
+});

@@ -152,7 +152,9 @@ export function sdkConfig(s: Settings): string {
         "generation.temperature": g.temperature,
         "generation.top_p": g.topP,
         "generation.max_tokens": g.maxTokens,
-        "generation.batch_size": g.batchSize,
+        // Concurrent requests: generate.batchSize for each teacher replica (each request opens its own
+        // connection, which the Service spreads over the replicas).
+        "generation.batch_size": g.batchSize * s.teacher.replicas,
         input_split: g.inputSplit,
         output_split: g.outputSplit,
         ...(g.prompt ? { prompt: g.prompt } : {}),

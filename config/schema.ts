@@ -243,6 +243,10 @@ const teacherSchema = z.strictObject({
         description: "Further `vllm serve` arguments.",
     }),
     gpus: posInt.default(1).meta({ description: "GPUs for the teacher (tensor parallel size)." }),
+    replicas: posInt.default(1).meta({
+        description: "Teacher pods, each on its own `gpus` GPUs: the generation scales the Deployment to this many and back to " +
+            "0, and sends generate.batchSize concurrent requests per replica (the Service spreads the connections).",
+    }),
     shmSize: quantity.default("64Gi").meta({ description: "Size of the memory-backed /dev/shm." }),
     cpu: quantity.default("16").meta({ description: "CPU request." }),
     memory: quantity.default("256Gi").meta({ description: "Memory request (and limit)." }),

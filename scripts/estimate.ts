@@ -167,21 +167,22 @@ function estimateNode(s: Settings, n: StageNode, a: Assumptions, bench: readonly
         case "teacher": {
             // keep=false: a Deployment at 0 replicas is ready at once; the generation pays its start.
             const sec = s.teacher.keep ? teacherLoadSeconds(a) : 0;
-            return { ...base, seconds: sec, gpus: s.teacher.keep ? s.teacher.gpus : 0, basis: s.teacher.keep ? `vLLM start ${a.teacherStartS}s + 90B weights at ${a.volumeReadBytesPerS / 1e9} GB/s` : "0 replicas: started by the generation" };
+            return { ...base, seconds: sec, gpus: s.teacher.keep ? s.teacher.gpus * s.teacher.replicas : 0, basis: s.teacher.keep ? `vLLM start ${a.teacherStartS}s + 90B weights at ${a.volumeReadBytesPerS / 1e9} GB/s` : "0 replicas: started by the generation" };
         }
         case "generate": {
             const rows = datasetRows(s);
             const conc = Math.min(s.generate.batchSize, s.teacher.maxNumSeqs, 16);
             // Tensor parallel over more GPUs splits the weight reads; 85% efficiency beyond one GPU.
             const tp = s.teacher.gpus === 1 ? 1 : s.teacher.gpus * 0.85;
-            const tokPerS = a.teacherTokensPerS16 * (conc / 16) * tp * (1 - a.teacherPrefillShare);
+            // Each replica serves its own batchSize share of the requests (the concurrency scales with them).
+            const tokPerS = a.teacherTokensPerS16 * (conc / 16) * tp * (1 - a.teacherPrefillShare) * s.teacher.replicas;
             const tokens = Math.min(a.cotTokensPerRow, s.generate.maxTokens);
             const rowsPerS = tokPerS / tokens;
             const start = s.teacher.keep ? 0 : teacherLoadSeconds(a);
             const sec = start + rows / rowsPerS;
             return {
-                ...base, variant: "cot", seconds: sec, gpus: s.teacher.gpus,
-                basis: `${rows} rows at ${rowsPerS.toFixed(2)} rows/s (teacher ~${Math.round(tokPerS)} tok/s, ${tokens} tokens/row, assumed)${start ? ` + teacher start ${Math.round(start)}s` : ""} = ${h(sec)}`,
+                ...base, variant: "cot", seconds: sec, gpus: s.teacher.gpus * s.teacher.replicas,
+                basis: `${rows} rows at ${rowsPerS.toFixed(2)} rows/s (${s.teacher.replicas > 1 ? `${s.teacher.replicas} teachers, ` : ""}teacher ~${Math.round(tokPerS)} tok/s, ${tokens} tokens/row, assumed)${start ? ` + teacher start ${Math.round(start)}s` : ""} = ${h(sec)}`,
             };
         }
         case "train": {

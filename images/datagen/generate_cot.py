@@ -394,6 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="teacher Deployment to hold: scaled to 1 while shards are generated, to 0 after (however the run ends)")
     parser.add_argument("--teacher-namespace", default=None, help="its namespace")
     parser.add_argument("--teacher-record", type=Path, default=None, help="append the teacher's scale events here (its GPU time)")
+    parser.add_argument("--teacher-replicas", type=int, default=1, help="teacher pods to scale to while generating (each on its own GPUs)")
     parser.add_argument("--kube-api", default=None, help="API server URL (default: in-cluster)")
     parser.add_argument("--kube-token-file", default=None, help="bearer token file (with --kube-api)")
     return parser
@@ -531,6 +532,8 @@ def holding_teacher(args: argparse.Namespace) -> Any:
     """Hold the teacher Deployment while generating, when the Job names one (else it is kept by the stack)."""
     if not args.teacher_deployment:
         return contextlib.nullcontext()
+    if args.teacher_replicas < 1:
+        raise CotvrError("--teacher-replicas must be >= 1", EXIT_BAD_ARGS)
     if args.kube_api:
         token = Path(args.kube_token_file).read_text(encoding="utf-8").strip() if args.kube_token_file else None
         kube = KubeApi(args.kube_api, token)
@@ -539,7 +542,8 @@ def holding_teacher(args: argparse.Namespace) -> Any:
         if found is None:
             raise CotvrError("--teacher-deployment needs the Kubernetes API: not in a pod and no --kube-api", EXIT_MISSING_INPUT)
         kube = found
-    return hold_teacher(TeacherScaler(kube, args.teacher_namespace or "default", args.teacher_deployment, args.teacher_record))
+    return hold_teacher(TeacherScaler(kube, args.teacher_namespace or "default", args.teacher_deployment, args.teacher_record),
+                        args.teacher_replicas)
 
 
 def read_marker_file(path: Path) -> dict[str, Any] | None:

@@ -110,8 +110,8 @@ class _Terminated(Exception):
 
 
 @contextlib.contextmanager
-def hold_teacher(scaler: TeacherScaler) -> Iterator[None]:
-    """Teacher at 1 replica inside the block, back at 0 after it, however the block ends."""
+def hold_teacher(scaler: TeacherScaler, replicas: int = 1) -> Iterator[None]:
+    """Teacher at `replicas` pods inside the block, back at 0 after it, however the block ends."""
 
     def on_term(signum: int, frame: Any) -> None:  # noqa: ARG001
         raise _Terminated()
@@ -119,7 +119,7 @@ def hold_teacher(scaler: TeacherScaler) -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, on_term)
     failure: BaseException | None = None
     try:
-        scaler.scale(1)
+        scaler.scale(replicas)
         yield
     except _Terminated:
         log("terminated: releasing the teacher")

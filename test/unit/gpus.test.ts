@@ -174,3 +174,35 @@ describe("estimates count N GPUs", () => {
         expect(previewNotes(settings({ train: blogVariants(8, 1) })).info[0]).toMatch(/^cot-vr:train\.variants\.lora-11b\.gpus = 8: 1769 optimizer steps per epoch/);
     });
 });
+
+describe("teacher.replicas: the generation on N teachers", async () => {
+    const one = await render(settings());
+    const many = await render(settings({ teacher: { replicas: 4 } }));
+    const kept = await render(settings({ teacher: { replicas: 4, keep: true } }));
+    const deployment = (r: Awaited<ReturnType<typeof render>>) => r.byKind("Deployment")[0];
+    const sdk = (r: Awaited<ReturnType<typeof render>>) => YAML.parse(r.configOf(r.job("generate"))["sdk.yaml"]);
+
+    it("the generation scales the Deployment to N (from 0) and sends batchSize requests per replica", () => {
+        const args = container(many.job("generate")).args;
+        expect(argOf(args, "--teacher-replicas")).toBe("4");
+        expect(container(one.job("generate")).args).not.toContain("--teacher-replicas");
+        expect(deployment(many).spec.replicas).toBe(0);
+        expect(sdk(many).generation.batch_size).toBe(4 * sdk(one).generation.batch_size);
+        // Each pod its own GPUs, as with one.
+        expect(container(deployment(many)).resources.limits["amd.com/gpu"]).toBe("1");
+    });
+    it("a kept teacher serves N replicas from the stack", () => {
+        expect(deployment(kept).spec.replicas).toBe(4);
+        expect(deployment(one).spec.replicas).toBe(0);
+    });
+    it("the estimate: ~1/N of the generation time, N x the teacher's GPUs", async () => {
+        const { estimateStages } = await import("../../scripts/estimate");
+        const gen = (s: ReturnType<typeof settings>) => estimateStages(s).find((e) => e.stage === "generate")!;
+        const g1 = gen(settings()), g4 = gen(settings({ teacher: { replicas: 4 } }));
+        expect(g4.gpus).toBe(4 * g1.gpus);
+        expect(g4.basis).toContain("4 teachers");
+        // The teacher's load happens once per replica, in parallel: only the rows part divides by N.
+        expect(g4.seconds).toBeLessThan(g1.seconds / 3);
+        expect(g4.seconds).toBeGreaterThan(g1.seconds / 4);
+    });
+});

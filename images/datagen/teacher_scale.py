@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Hold the vLLM teacher's GPU only while the CoT generation needs it.
 
-The teacher is a Deployment created by `pulumi up` with 0 replicas. The generation scales it to 1
-before it calls the teacher and back to 0 when it is done -- also when it fails, is interrupted
+The teacher is a Deployment created by `pulumi up` with 0 replicas. The generation scales it to its
+replicas (teacher.replicas, 1 by default) before it calls the teacher and back to 0 when it is done -- also when it fails, is interrupted
 (SIGTERM on pod deletion or eviction) or its check fails -- through the Deployment's `scale`
 subresource, which a Role limited to that one Deployment allows. The GPU is released by the program
 that used it, so it goes back even if the `pulumi up` that started the run has died.

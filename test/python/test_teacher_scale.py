@@ -310,3 +310,93 @@ def test_a_failed_generation_gives_the_teacher_back(tmp_path: Path, tiny_chartqa
                         "--teacher-deployment", "blog-teacher", "--teacher-namespace", "cot-vr", "--kube-api", api.url)
     assert proc.returncode == EXIT_MISSING_INPUT, proc.stderr[-3000:]
     assert api.replicas_set() == [1, 0]
+
+
+class RoundRobinService:
+    """The teacher's Service in front of N pods: each new TCP connection goes to the next backend,
+    as kube-proxy spreads connections (never single requests) over a Service's endpoints."""
+
+    def __init__(self, backends: list[int]) -> None:
+        import socket
+
+        self.backends, self.next = backends, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            port = self.backends[self.next % len(self.backends)]
+            self.next += 1
+            upstream = socket.create_connection(("127.0.0.1", port))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: Any, dst: Any) -> None:
+        import socket
+
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_generation_on_n_teachers(tmp_path: Path, tiny_chartqa: Path, fake_teacher, api: FakeApi) -> None:
+    """teacher.replicas 3: the generation scales the Deployment to 3 and back to 0, its concurrent
+    requests (batch_size = 3 x the per-replica batch, each on its own connection) reach every teacher
+    pod through the Service, and the record lets the report count 3 teachers' GPU time."""
+    import yaml
+
+    from report import teacher_rows
+    from test_generate_cot import MODEL_90B, run_generate, sdk_config_for
+
+    teachers = [fake_teacher(MODEL_90B) for _ in range(3)]
+    service = RoundRobinService([t.server.server_address[1] for t in teachers])
+    try:
+        config = sdk_config_for(tmp_path, f"http://127.0.0.1:{service.port}/v1", MODEL_90B)
+        cfg = yaml.safe_load(config.read_text())
+        cfg["generation"]["batch_size"] = 3 * 2  # what the program renders: generate.batchSize x teacher.replicas
+        config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        (tmp_path / "token").write_text("sa-token")
+        record = tmp_path / "teacher.jsonl"
+        proc = run_generate(config, tmp_path / "cot_chartqa", tiny_chartqa, "--limit", "6",
+                            "--teacher-deployment", "blog-teacher", "--teacher-namespace", "cot-vr", "--teacher-record", str(record),
+                            "--teacher-replicas", "3", "--kube-api", api.url, "--kube-token-file", str(tmp_path / "token"))
+    finally:
+        service.close()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert api.replicas_set() == [3, 0]
+    answered = [sum(1 for r in t.requests if r.get("model") == MODEL_90B) for t in teachers]
+    assert sum(answered) == 6 and all(n > 0 for n in answered), answered
+    assert [json.loads(line)["replicas"] for line in record.read_text().splitlines()] == [3, 0]
+    (row,) = teacher_rows(record, gpus=1.0)
+    assert row["gpus"] == 3 and row["status"] == "complete"
+    assert row["gpu_hours"] == pytest.approx(3 * row["seconds"] / 3600, abs=1e-3)
+
+
+def test_teacher_replicas_must_be_positive(tmp_path: Path, tiny_chartqa: Path, fake_teacher, api: FakeApi) -> None:
+    from test_generate_cot import MODEL_90B, run_generate, sdk_config_for
+
+    teacher = fake_teacher(MODEL_90B)
+    config = sdk_config_for(tmp_path, teacher.api_base, MODEL_90B)
+    proc = run_generate(config, tmp_path / "cot_chartqa", tiny_chartqa, "--limit", "4", "--teacher-deployment", "blog-teacher",
+                        "--teacher-namespace", "cot-vr", "--teacher-replicas", "0", "--kube-api", api.url)
+    assert proc.returncode == EXIT_BAD_ARGS and "--teacher-replicas must be >= 1" in proc.stderr
+    assert api.replicas_set() == []

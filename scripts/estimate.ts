@@ -251,12 +251,22 @@ export interface PlannedStage extends StageEstimate {
  * stage it waits for ends. The makespan is a lower bound of the real one; the critical path is the
  * chain of stages that decides it.
  */
-export function plan(graph: StageNode[], est: StageEstimate[]): { stages: PlannedStage[]; makespan: number; criticalPath: NodeId[]; gpuHours: number } {
+export function plan(graph: StageNode[], est: StageEstimate[]): { stages: PlannedStage[]; makespan: number; criticalPath: NodeId[]; gpuHours: number; peakGpus: number } {
     const byId = new Map(est.map((e) => [e.id, e]));
     const cp = criticalPath(graph, (n) => byId.get(n.id)!.seconds);
     const stages: PlannedStage[] = graph.map((n) => ({ ...byId.get(n.id)!, ...cp.times.get(n.id)! }));
     const gpuHours = stages.reduce((h, p) => h + p.gpus * p.seconds / 3600, 0);
-    return { stages, makespan: cp.seconds, criticalPath: cp.path.map((p) => p.id), gpuHours };
+    return { stages, makespan: cp.seconds, criticalPath: cp.path.map((p) => p.id), gpuHours, peakGpus: peakGpus(stages) };
+}
+
+/** The most GPUs the schedule holds at once: the DAG's width in GPUs, an N-GPU stage counting N. */
+export function peakGpus(stages: readonly PlannedStage[]): number {
+    const edges = stages.filter((p) => p.gpus > 0 && p.end > p.start).flatMap((p) => [{ t: p.start, d: p.gpus }, { t: p.end, d: -p.gpus }]);
+    // Ends before starts at the same instant: a stage that follows another does not overlap it.
+    edges.sort((a, b) => a.t - b.t || a.d - b.d);
+    let now = 0, peak = 0;
+    for (const e of edges) peak = Math.max(peak, (now += e.d));
+    return peak;
 }
 
 /** `timing.<stage>.timeout` shorter than the stage's estimate: the real run would be cut off. */

@@ -198,6 +198,10 @@ function tolerates(tolerations: Obj[], t: { key: string; value?: string; effect:
 
 /** Why a pod could never run on a node, even empty: the stack keys to change. Empty: it fits. */
 export function whyNot(pod: Obj, node: NodeShape, gpuResource: string, isTeacher: boolean): string[] {
+    const labels = pod.metadata?.labels ?? {};
+    const gpuKey = isTeacher ? `${PROJECT}:teacher.gpus`
+        : labels[LABELS.stage] === "train" && labels[LABELS.variant] ? `${PROJECT}:train.variants.${labels[LABELS.variant]}.gpus`
+        : `${PROJECT}:cluster.gpuResource`;
     const out: string[] = [];
     const sel = pod.spec?.nodeSelector ?? {};
     const miss = Object.entries(sel).filter(([k, v]) => node.labels[k] !== v);
@@ -207,7 +211,7 @@ export function whyNot(pod: Obj, node: NodeShape, gpuResource: string, isTeacher
     if (untol.length) out.push(`untolerated taint ${untol.map((t) => `${t.key}${t.value ? `=${t.value}` : ""}:${t.effect}`).join(",")} [${PROJECT}:cluster.tolerations]`);
     const gpus = requestOf(pod, gpuResource);
     const have = Number(node.allocatable[gpuResource] ?? 0);
-    if (gpus > have) out.push(`${gpus} ${gpuResource} > ${have} [${isTeacher ? `${PROJECT}:teacher.gpus` : `${PROJECT}:cluster.gpuResource`}]`);
+    if (gpus > have) out.push(`${gpus} ${gpuResource} > ${have} [${gpuKey}]`);
     for (const r of ["cpu", "memory"]) {
         const want = requestOf(pod, r);
         const cap = r === "cpu" ? cpuUnits(node.allocatable.cpu ?? "0") : quantityBytes(node.allocatable.memory ?? "0");

@@ -206,3 +206,33 @@ describe("teacher.replicas: the generation on N teachers", async () => {
         expect(g4.seconds).toBeGreaterThan(g1.seconds / 4);
     });
 });
+
+describe("the rehearsal and the plan know N", () => {
+    it("an 8-GPU fine-tune fits an MI300X node; on a 4-GPU node it never schedules and names train.variants.<v>.gpus", async () => {
+        const { defaultNodes, keysToChange, neverSchedulable } = await import("../../scripts/rehearse-core");
+        const r = await render(settings({ train: blogVariants(8, 1) }));
+        const pod = { metadata: { labels: r.job("train", "lora-11b").spec.template.metadata.labels }, spec: r.job("train", "lora-11b").spec.template.spec };
+        expect(neverSchedulable(pod, defaultNodes(8), "amd.com/gpu")).toBeUndefined();
+        const never = neverSchedulable(pod, defaultNodes(4), "amd.com/gpu")!;
+        expect(keysToChange(never)).toEqual(["cot-vr:train.variants.lora-11b.gpus"]);
+    });
+    it("the plan's GPUs at once count an N-GPU stage N times", async () => {
+        const { estimateStages, peakGpus, plan, stageGraph } = await import("../../scripts/estimate");
+        const at = (s: ReturnType<typeof settings>) => plan(stageGraph(s), estimateStages(s)).peakGpus;
+        const stages = [{ gpus: 8, start: 0, end: 2 }, { gpus: 8, start: 0, end: 3 }, { gpus: 1, start: 2, end: 4 }, { gpus: 0, start: 0, end: 9 }] as any;
+        expect(peakGpus(stages)).toBe(16);
+        expect(at(settings({ train: blogVariants(8, 8), teacher: { replicas: 8 } }))).toBeGreaterThanOrEqual(16);
+        expect(at(settings())).toBe(4); // the blog: two fine-tunes, then four evaluations at once
+    });
+    it("the blog-node stack's estimate is printed next to the blog stack's", async () => {
+        const { blogComparison } = await import("../../scripts/rehearse");
+        const { readStackFile, stackFilePath, stackSettings } = await import("../../config/stackfile");
+        const node = stackSettings(readStackFile(stackFilePath("blog-node")), { placeholderSecrets: true }).settings;
+        const line = blogComparison(node)!;
+        expect(line).toMatch(/^next to the blog stack \(one GPU per fine-tune, one teacher\): makespan \S+ vs 31h56m \(0\.\d\dx\), [\d.]+ vs 51\.9 GPU-hours/);
+        const blog = stackSettings(readStackFile(stackFilePath("blog")), { placeholderSecrets: true }).settings;
+        expect(blogComparison(blog)).toBeUndefined();
+        expect(node.train.variants["lora-11b"].gpus).toBe(8);
+        expect(node.teacher.replicas).toBe(8);
+    });
+});

@@ -21,7 +21,8 @@ or Running for `--grace` seconds, longer than a Job waits between retries.
 
 CLI (the e2e tier runs it against a real API server while the simulated generation pod runs):
   python teacher_scale.py --namespace NS --deployment NAME [--api URL --token-file F --ca-file F]
-      [--record FILE] hold -- COMMAND...    scale to 1, run COMMAND, scale to 0 (always)
+      [--record FILE] hold [--replicas N] -- COMMAND...
+                                            scale to N (1), run COMMAND, scale to 0 (always)
       scale --replicas N                    set the replicas once
       watch --holders SELECTOR [--grace S] [--interval S]
                                             scale to 0 once no holder pod is alive for S seconds
@@ -197,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--deployment", required=True)
     add_api_args(parser)
     sub = parser.add_subparsers(dest="command", required=True)
-    hold = sub.add_parser("hold", help="scale to 1, run a command, scale to 0")
+    hold = sub.add_parser("hold", help="scale to --replicas (1), run a command, scale to 0")
+    hold.add_argument("--replicas", type=int, default=1, help="teacher pods while the command runs (teacher.replicas)")
     hold.add_argument("cmd", nargs=argparse.REMAINDER)
     once = sub.add_parser("scale", help="set the replicas once")
     once.add_argument("--replicas", type=int, required=True)
@@ -223,7 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         raise CotvrError("hold needs a command after --", EXIT_BAD_ARGS)
-    with hold_teacher(scaler):
+    if args.replicas < 1:
+        raise CotvrError("hold: --replicas must be >= 1", EXIT_BAD_ARGS)
+    with hold_teacher(scaler, args.replicas):
         return run_child(cmd)
 
 

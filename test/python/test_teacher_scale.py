@@ -96,6 +96,15 @@ def test_hold_scales_up_runs_then_releases(api: FakeApi, tmp_path: Path) -> None
     assert all(e["deployment"] == "blog-teacher" and e["at"].endswith("Z") for e in events)
 
 
+def test_hold_n_replicas(api: FakeApi, tmp_path: Path) -> None:
+    """teacher.replicas: `hold --replicas N` (what the simulated cluster runs for the generation)."""
+    proc = run_program(PROGRAM, *args(api, tmp_path, "hold", "--replicas", "3", "--", sys.executable, "-c", "print('generating')"))
+    assert proc.returncode == 0, proc.stderr
+    assert api.replicas_set() == [3, 0]
+    bad = run_program(PROGRAM, *args(api, tmp_path, "hold", "--replicas", "0", "--", sys.executable, "-c", "pass"))
+    assert bad.returncode == EXIT_BAD_ARGS and "--replicas must be >= 1" in bad.stderr
+
+
 def test_a_failed_generation_releases_the_teacher_and_keeps_its_exit_code(api: FakeApi, tmp_path: Path) -> None:
     proc = run_program(PROGRAM, *args(api, tmp_path, "hold", "--", sys.executable, "-c", "raise SystemExit(6)"))
     assert proc.returncode == EXIT_CHECK_FAILED

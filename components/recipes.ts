@@ -152,9 +152,9 @@ export function sdkConfig(s: Settings): string {
         "generation.temperature": g.temperature,
         "generation.top_p": g.topP,
         "generation.max_tokens": g.maxTokens,
-        // Concurrent requests: generate.batchSize for each teacher replica (each request opens its own
-        // connection, which the Service spreads over the replicas).
-        "generation.batch_size": g.batchSize * s.teacher.replicas,
+        // Per teacher replica: generate_cot.py --teacher-replicas multiplies it, so the dataset's identity
+        // (this config) does not change with the number of teachers.
+        "generation.batch_size": g.batchSize,
         input_split: g.inputSplit,
         output_split: g.outputSplit,
         ...(g.prompt ? { prompt: g.prompt } : {}),

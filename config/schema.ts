@@ -264,7 +264,7 @@ const generateSchema = z.strictObject({
     temperature: z.number().min(0).max(2).default(0.2).meta({ description: "Teacher sampling temperature (low: consistent reasoning)." }),
     topP: z.number().gt(0).lte(1).default(0.95).meta({ description: "Teacher nucleus sampling." }),
     maxTokens: posInt.default(4092).meta({ description: "Longest CoT answer, in tokens (the blog's value)." }),
-    batchSize: posInt.default(32).meta({ description: "Concurrent requests to the teacher." }),
+    batchSize: posInt.default(32).meta({ description: "Concurrent requests to the teacher, per teacher replica (teacher.replicas)." }),
     maxRetries: nonNegInt.default(3).meta({
         description: "Retries of a failed teacher request; a row that still fails gets an ERROR label and fails the Job.",
     }),

@@ -309,7 +309,12 @@ class Generator:
             raise CotvrError(f"synthetic-data-kit is not importable: {err}", EXIT_FAILED) from err
         # create.process_file(..., content_type="vqa_add_reasoning") builds exactly these two.
         self.vqa = VQAGenerator(LLMClient(config_path=config), config)
-        self.batch_size = int(self.vqa.generation_config.get("batch_size", 32))
+        # generation.batch_size requests in flight per teacher replica: each request opens its own
+        # connection (synthetic-data-kit makes an AsyncOpenAI client per message), and the teacher's
+        # Service spreads connections over its pods. transform() reads the batch from generation_config.
+        replicas = max(1, int(getattr(args, "teacher_replicas", 1) or 1))
+        self.batch_size = int(self.vqa.generation_config.get("batch_size", 32)) * replicas
+        self.vqa.generation_config["batch_size"] = self.batch_size
         self.teacher = teacher
         self.args = args
 

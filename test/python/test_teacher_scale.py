@@ -369,7 +369,7 @@ class RoundRobinService:
 
 def test_generation_on_n_teachers(tmp_path: Path, tiny_chartqa: Path, fake_teacher, api: FakeApi) -> None:
     """teacher.replicas 3: the generation scales the Deployment to 3 and back to 0, its concurrent
-    requests (batch_size = 3 x the per-replica batch, each on its own connection) reach every teacher
+    requests (3 x the config's per-replica batch_size, each on its own connection) reach every teacher
     pod through the Service, and the record lets the report count 3 teachers' GPU time."""
     import yaml
 
@@ -381,7 +381,7 @@ def test_generation_on_n_teachers(tmp_path: Path, tiny_chartqa: Path, fake_teach
     try:
         config = sdk_config_for(tmp_path, f"http://127.0.0.1:{service.port}/v1", MODEL_90B)
         cfg = yaml.safe_load(config.read_text())
-        cfg["generation"]["batch_size"] = 3 * 2  # what the program renders: generate.batchSize x teacher.replicas
+        cfg["generation"]["batch_size"] = 2  # per replica: 6 requests in flight
         config.write_text(yaml.safe_dump(cfg, sort_keys=False))
         (tmp_path / "token").write_text("sa-token")
         record = tmp_path / "teacher.jsonl"

@@ -182,12 +182,14 @@ describe("teacher.replicas: the generation on N teachers", async () => {
     const deployment = (r: Awaited<ReturnType<typeof render>>) => r.byKind("Deployment")[0];
     const sdk = (r: Awaited<ReturnType<typeof render>>) => YAML.parse(r.configOf(r.job("generate"))["sdk.yaml"]);
 
-    it("the generation scales the Deployment to N (from 0) and sends batchSize requests per replica", () => {
+    it("the generation scales the Deployment to N (from 0), and N teachers are not another dataset", () => {
         const args = container(many.job("generate")).args;
         expect(argOf(args, "--teacher-replicas")).toBe("4");
         expect(container(one.job("generate")).args).not.toContain("--teacher-replicas");
         expect(deployment(many).spec.replicas).toBe(0);
-        expect(sdk(many).generation.batch_size).toBe(4 * sdk(one).generation.batch_size);
+        // The per-replica batch stays in the config (the dataset's identity): the program multiplies it.
+        expect(sdk(many)).toEqual(sdk(one));
+        expect(many.job("generate").metadata.labels).toEqual(one.job("generate").metadata.labels);
         // Each pod its own GPUs, as with one.
         expect(container(deployment(many)).resources.limits["amd.com/gpu"]).toBe("1");
     });

@@ -12,7 +12,7 @@ import pytest
 
 from conftest import HERE, TRAINER, run_program
 from cotvr_configs import REPO, template_configs
-from cotvr_contract import EXIT_FAILED, EXIT_MISSING_INPUT
+from cotvr_contract import EXIT_BAD_ARGS, EXIT_FAILED, EXIT_MISSING_INPUT
 
 TRAIN = TRAINER / "train.py"
 FAKE_TUNE = HERE / "fakes" / "tune"
@@ -357,7 +357,7 @@ def test_distributed_recipe_on_two_processes_then_resume(real_distributed_train)
 def test_nproc_needs_a_distributed_recipe(real_distributed_train) -> None:
     train, out = real_distributed_train
     proc = train(recipe="lora_finetune_single_device")
-    assert proc.returncode == 2 and "--nproc 2 needs a distributed recipe" in proc.stderr
+    assert proc.returncode == EXIT_BAD_ARGS and "--nproc 2 needs a distributed recipe" in proc.stderr
     assert not out.exists()
 
 

@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from conftest import HERE, TRAINER, run_program
-from cotvr_contract import EXIT_MISSING_INPUT
+from cotvr_contract import EXIT_BAD_ARGS, EXIT_MISSING_INPUT
 from cotvr_configs import torchtune_configs
 
 PATCH = TRAINER / "lora_finetune_single_device.patch"
@@ -315,4 +315,4 @@ def test_bench_nproc_2_on_cpu(tmp_path: Path) -> None:
     (single,) = parse_bench(one.stdout)["results"]
     assert single["nproc"] == 1 and blog["loss_last"] == pytest.approx(single["loss_last"], rel=1e-2)
     bad = run_program(BENCH, "--config", str(config), "--nproc", "0", env={"PYTHONPATH": str(HERE)})
-    assert bad.returncode == 2 and "--nproc must be >= 1" in bad.stderr
+    assert bad.returncode == EXIT_BAD_ARGS and "--nproc must be >= 1" in bad.stderr

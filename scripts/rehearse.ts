@@ -27,7 +27,7 @@ import {
     timeoutProblems,
 } from "./estimate";
 import {
-    ClassShape, classManifest, classShape, claimProblems, defaultNodes, Interval, keysToChange, neverSchedulable, nodeManifest, NodeShape,
+    ClassShape, classManifest, classShape, claimProblems, defaultNodes, gpusPerNodeProblems, Interval, keysToChange, neverSchedulable, nodeManifest, NodeShape,
     nodeShape, textTimeline,
 } from "./rehearse-core";
 import { readStackFile, StackFile, stackFilePath, stackSettings } from "../config/stackfile";
@@ -353,6 +353,8 @@ async function preflight(argv: string[]): Promise<Rehearsal> {
         nodes = like.nodes;
         classes = like.classes;
     }
+    const gp = gpusPerNodeProblems(s, nodes);
+    if (gp.length) throw new Failure(`a fine-tune asks for more GPUs than any node has:\n${gp.map((x) => `  - ${x}`).join("\n")}`);
     const cp = claimProblems(s, classes);
     if (cp.length) throw new Failure(`a volume claim would never bind:\n${cp.map((x) => `  - ${x}`).join("\n")}`);
     return { a, sf, s, est, scale, need, given, parallelNote, nodes, classes, bench };

@@ -238,3 +238,14 @@ describe("the rehearsal and the plan know N", () => {
         expect(node.teacher.replicas).toBe(8);
     });
 });
+
+describe("the rehearsal reads the nodes' GPUs (--like)", () => {
+    it("a fine-tune on more GPUs than the biggest node has fails before anything starts, naming the keys", async () => {
+        const { defaultNodes, gpusPerNodeProblems } = await import("../../scripts/rehearse-core");
+        const s = settings({ train: blogVariants(8, 4) });
+        expect(gpusPerNodeProblems(s, defaultNodes(8))).toEqual([]);
+        expect(gpusPerNodeProblems(s, defaultNodes(4))).toEqual([
+            "cot-vr:train.variants.lora-11b.gpus is 8 but the cluster's biggest node has 4 amd.com/gpu: use at most 4 (and set cot-vr:cluster.gpusPerNode: 4)",
+        ]);
+    });
+});

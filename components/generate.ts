@@ -1,6 +1,7 @@
 // Chain-of-thought dataset generation: synthetic-data-kit's `vqa_add_reasoning` over ChartQA, asking
 // the teacher. The wrapper publishes the dataset only when every row passed the check. Unless the
-// stack keeps the teacher, the generation holds it: it scales the teacher Deployment to 1 before its
+// stack keeps the teacher, the generation holds it: it scales the teacher Deployment to teacher.replicas
+// (1 by default) before its
 // first request and back to 0 when it ends, however it ends, through a Role limited to that
 // Deployment's scale subresource.
 import * as pulumi from "@pulumi/pulumi";
@@ -28,6 +29,7 @@ export function generateArgs(s: Settings, datasetHash: string): string[] {
             "--teacher-deployment", teacherName(s.run),
             "--teacher-namespace", s.cluster.namespace,
             "--teacher-record", teacherRecord(s),
+            ...(s.teacher.replicas > 1 ? ["--teacher-replicas", String(s.teacher.replicas)] : []),
         ];
     return [
         "--config", configFile(CONFIG_KEY),

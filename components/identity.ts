@@ -24,7 +24,9 @@ export interface Identities {
 export function stageIdentities(s: Settings, recipes: Recipes, images: ImageIds): Identities {
     const g = s.generate;
     const dataset = shortHash("dataset", g.source, g.inputSplit, g.outputSplit, g.limit ?? null, g.datasetName, recipes.sdk, s.teacher.servedModelName, s.models["90b"]);
-    const train = Object.fromEntries(Object.keys(s.train.variants).map((n) => [n, shortHash("train", n, recipes.train[n], dataset, images.trainer)]));
+    // The GPU count joins a fine-tune's hash only when it is not the blog's one, so one-GPU runs keep theirs.
+    const gpus = (n: string) => (s.train.variants[n].gpus > 1 ? [`gpus=${s.train.variants[n].gpus}`] : []);
+    const train = Object.fromEntries(Object.keys(s.train.variants).map((n) => [n, shortHash("train", n, recipes.train[n], dataset, images.trainer, ...gpus(n))]));
     return {
         dataset,
         train,

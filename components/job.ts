@@ -21,6 +21,8 @@ export interface JobSpecInput {
     /** GPU pods get the ROCm pod fields. */
     readonly gpu: boolean;
     readonly serviceAccountName?: pulumi.Input<string>;
+    /** activeDeadlineSeconds when not the stage's timeout (a multi-GPU fine-tune's, scaled by its speed-up). */
+    readonly deadlineSeconds?: number;
 }
 
 /**
@@ -48,7 +50,7 @@ export function jobArgs(ctx: StageContext, j: JobSpecInput): k8s.batch.v1.JobArg
         metadata: { name: j.name, namespace: ctx.namespace, labels: j.labels, annotations },
         spec: {
             backoffLimit: timing.retries,
-            activeDeadlineSeconds: timing.timeout,
+            activeDeadlineSeconds: j.deadlineSeconds ?? timing.timeout,
             podFailurePolicy: {
                 rules: [
                     { action: "FailJob", onExitCodes: { containerName: "main", operator: "In", values: [...FATAL_EXIT_CODES] } },

@@ -21,15 +21,18 @@ export function baseModelComponent(size: ModelSize): string {
     return `torchtune.models.llama3_2_vision.llama3_2_vision_${size}`;
 }
 
-/** Upstream template and recipe of a fine-tune. */
+/** Upstream template and recipe of a fine-tune: on one GPU the blog's single-device recipe, on
+ * several torchtune's FSDP2 recipe from the packaged multi-device config of the same model. */
 export function trainTemplate(v: TrainVariant): { template: string; recipe: string; component: string } {
-    const recipe = "lora_finetune_single_device";
+    const distributed = v.gpus > 1;
+    const recipe = distributed ? "lora_finetune_distributed" : "lora_finetune_single_device";
     if (v.model === "90b") {
-        // 90B_qlora is registered for the distributed recipe, but runs on one device with this one.
+        // 90B_qlora is registered for the distributed recipe; the single-device one runs it on one GPU too.
         return { template: "torchtune/90B_qlora.yaml", recipe, component: "torchtune.models.llama3_2_vision.qlora_llama3_2_vision_90b" };
     }
     return {
-        template: "torchtune/11B_lora_single_device.yaml",
+        // 11B_lora is 11B_lora_single_device for lora_finetune_distributed (11B_qlora differs only in its component).
+        template: distributed ? "torchtune/11B_lora.yaml" : "torchtune/11B_lora_single_device.yaml",
         recipe,
         component: `torchtune.models.llama3_2_vision.${v.method}_llama3_2_vision_11b`,
     };
@@ -75,14 +78,15 @@ export function trainConfig(s: Settings, name: string, v: TrainVariant): string 
         collate_fn: "torchtune.data.padded_collate_tiled_images_and_mask",
         epochs: v.epochs,
         max_steps_per_epoch: v.maxStepsPerEpoch,
-        // The micro-batch and the accumulation that keeps the effective batch (config/derive.ts planMicroBatch).
+        // The micro-batch (of each rank) and the accumulation that keeps the effective batch (config/derive.ts).
         batch_size: v.microBatch,
         gradient_accumulation_steps: v.accumulation,
         "optimizer.lr": v.learningRate,
         "lr_scheduler.num_warmup_steps": v.warmupSteps,
         compile: v.compile,
-        // Read by the image's patched recipe only (images/trainer/lora_finetune_single_device.patch).
-        compile_encoder: v.compileEncoder,
+        // Read by the image's patched single-device recipe only (images/trainer/lora_finetune_single_device.patch);
+        // the distributed recipe has no such key (config/derive.ts refuses compileEncoder with gpus > 1).
+        compile_encoder: v.gpus > 1 ? undefined : v.compileEncoder,
         enable_activation_checkpointing: v.activationCheckpointing,
         enable_activation_offloading: v.activationOffloading,
         metric_logger: metricLogger(v),
@@ -148,6 +152,8 @@ export function sdkConfig(s: Settings): string {
         "generation.temperature": g.temperature,
         "generation.top_p": g.topP,
         "generation.max_tokens": g.maxTokens,
+        // Per teacher replica: generate_cot.py --teacher-replicas multiplies it, so the dataset's identity
+        // (this config) does not change with the number of teachers.
         "generation.batch_size": g.batchSize,
         input_split: g.inputSplit,
         output_split: g.outputSplit,

@@ -1,5 +1,6 @@
-// The vLLM teacher: Llama 3.2 90B Vision served from the models volume on one MI300X. The Deployment
-// is created with 0 replicas: the generation scales it to 1 while it calls the teacher and back to 0
+// The vLLM teacher: Llama 3.2 90B Vision served from the models volume on one MI300X (teacher.gpus),
+// teacher.replicas times. The Deployment is created with 0 replicas: the generation scales it to
+// teacher.replicas while it calls the teacher and back to 0
 // when the dataset is published or the generation fails (images/datagen/teacher_scale.py), so the GPU
 // is held only while generation needs it. A watchdog beside vLLM releases it if the generation dies
 // without doing so (killed on its Job's last try). `teacher.keep` serves it from the stack instead.
@@ -111,7 +112,7 @@ export function teacherDeploymentArgs(ctx: StageContext, serviceAccountName?: pu
         metadata: { name, namespace: ctx.namespace, labels: lbl },
         spec: {
             // Owned by the generation's scaler unless the stack keeps the teacher (ignoreChanges below).
-            replicas: t.keep ? 1 : 0,
+            replicas: t.keep ? t.replicas : 0,
             // Never two teachers on GPUs at once: the old pod goes before the new one starts.
             strategy: { type: "Recreate" },
             selector: { matchLabels: teacherSelector(s.run) },

@@ -1,8 +1,10 @@
-// One torchtune fine-tune per enabled train variant, each on one GPU. A pod that restarts (eviction,
-// node loss) resumes from the newest complete epoch; a finished variant is a no-op.
+// One torchtune fine-tune per enabled train variant, each in one pod: on one GPU (the blog's), or on
+// `gpus` GPUs of one node through torchrun. A pod that restarts (eviction, node loss) resumes from the
+// newest complete epoch; a finished variant is a no-op.
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings, TrainVariant } from "../config";
+import { multiGpuSpeedup, RCCL_ONE_NODE_ENV } from "../config/facts";
 import { SECRET_DATA_KEYS } from "../contract";
 import { RenderedNode } from "./graph";
 import { jobArgs, StageArgs, StageJob } from "./job";
@@ -20,6 +22,8 @@ export function trainArgs(s: Settings, name: string, v: TrainVariant, hash: stri
         "--output-dir", trainOutputDir(s, name),
         "--epochs", String(v.epochs),
         "--config-hash", hash,
+        // torchrun's processes, one per GPU (train.py launches `tune run --nproc_per_node`).
+        ...(v.gpus > 1 ? ["--nproc", String(v.gpus)] : []),
         // Inputs produced by earlier stages, maybe by an earlier update: fail at once if absent.
         "--require", datasetMarker(s),
         "--require", modelMarker(s, v.model),
@@ -36,6 +40,7 @@ export function trainJobArgs(ctx: StageContext, node: RenderedNode<"train">, con
     );
     const env = [...hfEnv(s)];
     if (v.metricLogger === "wandb") env.push(secretEnv(ctx, SECRET_DATA_KEYS.wandbApiKey));
+    if (v.gpus > 1) env.push(...Object.entries(RCCL_ONE_NODE_ENV).map(([name, value]) => ({ name, value })));
     return jobArgs(ctx, {
         name: jobName(s.run, "train", name, hash),
         stage: "train",
@@ -45,11 +50,13 @@ export function trainJobArgs(ctx: StageContext, node: RenderedNode<"train">, con
             command: programCommand("train.py"),
             args: trainArgs(s, name, v, hash),
             env,
-            resources: resources(s, { gpus: 1, cpu: v.cpu, memory: v.memory }),
+            resources: resources(s, { gpus: v.gpus, cpu: v.cpu, memory: v.memory }),
             volumeMounts,
         },
         volumes,
         gpu: true,
+        // N GPUs finish in ~1/speed-up of the time (config/facts.ts MULTI_GPU_SCALING_EFFICIENCY, an assumption).
+        deadlineSeconds: v.gpus > 1 ? Math.ceil(s.timing.train.timeout / multiGpuSpeedup(v.gpus)) : undefined,
     });
 }
 

@@ -4,18 +4,22 @@ import * as fs from "fs";
 import * as path from "path";
 import * as YAML from "yaml";
 import { PROJECT, SECRET_KEYS, SecretKey, STAGE_NAMES, StageName, STAGES } from "../contract";
-import { BLOG_MICRO_BATCH, CHARTQA_ROWS, DATA_BYTES, MODEL_DEFAULTS, MODEL_FACTS, peakGiB, stepsPerEpoch } from "./facts";
+import { BLOG_MICRO_BATCH, CHARTQA_ROWS, DATA_BYTES, distributedStepsPerEpoch, MODEL_DEFAULTS, MODEL_FACTS, peakGiB, trainPodSize, stepsPerEpoch } from "./facts";
 import { BLOG_LEVERS, blogMeasurement, Levers, MEASURED, Measured } from "./measured";
 import { configSchema, MODEL_SIZES, ModelSize, quantityBytes, RawSettings, RawTrainVariant } from "./schema";
 
 /** A train variant with its model-dependent defaults resolved and its micro-batch planned. */
-export type TrainVariant = Omit<RawTrainVariant, "loraRank" | "loraAlpha" | "compile" | "compileEncoder" | "activationCheckpointing"> & {
+export type TrainVariant = Omit<RawTrainVariant, "loraRank" | "loraAlpha" | "compile" | "compileEncoder" | "activationCheckpointing" | "memory" | "shmSize"> & {
+    /** Memory request and limit, and /dev/shm, sized for the variant's ranks. */
+    readonly memory: string;
+    readonly shmSize: string;
     readonly loraRank: number;
     readonly loraAlpha: number;
     readonly compile: boolean;
     readonly compileEncoder: boolean;
     readonly activationCheckpointing: boolean;
-    /** Samples per micro-batch (the recipe's batch_size) and the accumulation that keeps the effective batch. */
+    /** Samples per micro-batch of one rank (the recipe's batch_size) and the accumulation that keeps the
+     * effective batch: microBatch x accumulation x gpus = batchSize x gradientAccumulationSteps. */
     readonly microBatch: number;
     readonly accumulation: number;
 };
@@ -161,34 +165,62 @@ export function planSpeed(model: ModelSize, batchSize: number, gpuGiB: number, f
 function resolveVariants(raw: Record<string, RawTrainVariant>, gpuGiB: number, defaulted: string[], p: Problem): Record<string, TrainVariant> {
     return Object.fromEntries(Object.entries(raw).map(([name, v]) => {
         const d = MODEL_DEFAULTS[v.model];
+        const n = v.gpus;
         for (const k of ["loraRank", "loraAlpha"] as const) {
             if (v[k] === undefined) defaulted.push(`train.variants.${name}.${k} = ${d[k]} (default for ${v.model}: ${d.why})`);
         }
         const fixed: Partial<Levers> = Object.fromEntries(LEVER_KEYS.filter((k) => v[k] !== undefined).map((k) => [k, v[k]]));
-        const plan = planSpeed(v.model, v.batchSize, gpuGiB, fixed, v.microBatchSize);
+        if (n > 1 && v.compileEncoder === undefined) {
+            // The image patches only the single-device recipe to compile the encoder.
+            fixed.compileEncoder = false;
+        }
+        // What one rank's micro-batches and accumulation must make: the whole effective batch on one
+        // GPU (the blog's path, unchanged), 1/N of it on each of N ranks.
+        const share = n === 1 ? v.batchSize : rankShare(name, v, p);
+        const plan = planSpeed(v.model, share, gpuGiB, fixed, v.microBatchSize);
         for (const k of LEVER_KEYS) {
-            if (v[k] === undefined) defaulted.push(`train.variants.${name}.${k} = ${plan[k]} (${plan.why})`);
+            if (v[k] === undefined) {
+                const why = n > 1 && k === "compileEncoder" ? "the distributed recipe compiles the decoder only" : plan.why;
+                defaulted.push(`train.variants.${name}.${k} = ${plan[k]} (${why})`);
+            }
         }
         const resolved = { loraRank: v.loraRank ?? d.loraRank, loraAlpha: v.loraAlpha ?? d.loraAlpha, compile: plan.compile, compileEncoder: plan.compileEncoder, activationCheckpointing: plan.activationCheckpointing };
-        const microBatch = checkMicroBatch(name, v, resolved, plan, gpuGiB, p);
-        if (v.microBatchSize === "auto" && microBatch !== v.batchSize) {
-            defaulted.push(`train.variants.${name}: micro-batch ${microBatch} x accumulation ${(v.batchSize / microBatch) * v.gradientAccumulationSteps} (effective batch ${v.batchSize * v.gradientAccumulationSteps}, ~${peakGiB(v.model, microBatch, resolved).toFixed(0)} GiB of ${gpuGiB.toFixed(0)}; ${plan.why})`);
+        const microBatch = checkMicroBatch(name, v, share, resolved, plan, gpuGiB, p);
+        const accumulation = n === 1 ? (v.batchSize / microBatch) * v.gradientAccumulationSteps : Math.max(1, Math.floor(share / microBatch));
+        if (v.microBatchSize === "auto" && (n > 1 || microBatch !== v.batchSize)) {
+            const ranks = n > 1 ? ` x ${n} GPUs` : "";
+            defaulted.push(`train.variants.${name}: micro-batch ${microBatch} x accumulation ${accumulation}${ranks} (effective batch ${v.batchSize * v.gradientAccumulationSteps}, ~${peakGiB(v.model, microBatch, resolved).toFixed(0)} GiB of ${gpuGiB.toFixed(0)}; ${plan.why})`);
         }
-        return [name, { ...v, ...resolved, microBatch, accumulation: (v.batchSize / microBatch) * v.gradientAccumulationSteps }];
+        const pod = trainPodSize(v.model, n);
+        return [name, { ...v, ...resolved, microBatch, accumulation, memory: v.memory ?? pod.memory, shmSize: v.shmSize ?? pod.shmSize }];
     }));
 }
 
-/** The planned micro-batch, or the configured one if it divides batchSize and fits. Out of memory by
- * the model is a config error, naming the fix. */
-function checkMicroBatch(name: string, v: RawTrainVariant, levers: Levers, plan: SpeedPlan, gpuGiB: number, p: Problem): number {
+/** The samples each of N ranks contributes to one optimizer step: the effective batch / N, which must
+ * be whole (a config error naming the keys otherwise). */
+function rankShare(name: string, v: RawTrainVariant, p: Problem): number {
+    const effective = v.batchSize * v.gradientAccumulationSteps;
+    if (effective % v.gpus !== 0) {
+        p(`train.variants.${name}.gpus`, `${v.gpus} GPUs cannot share the effective batch batchSize ${v.batchSize} x gradientAccumulationSteps ${v.gradientAccumulationSteps} = ${effective} evenly (micro-batch x accumulation x gpus must equal it): use gpus that divide ${effective}, or change batchSize/gradientAccumulationSteps`);
+        return 1;
+    }
+    return effective / v.gpus;
+}
+
+/** The planned micro-batch, or the configured one if it divides the rank's share (batchSize on one
+ * GPU) and fits. Out of memory by the model is a config error, naming the fix. */
+function checkMicroBatch(name: string, v: RawTrainVariant, share: number, levers: Levers, plan: SpeedPlan, gpuGiB: number, p: Problem): number {
     const at = `train.variants.${name}`;
-    const divisors = Array.from({ length: v.batchSize }, (_, i) => i + 1).filter((m) => v.batchSize % m === 0);
+    const divisors = Array.from({ length: share }, (_, i) => i + 1).filter((m) => share % m === 0);
     const need = (m: number) => `~${peakGiB(v.model, m, levers).toFixed(0)} GiB`;
     const checkpointing = levers.activationCheckpointing;
     if (v.microBatchSize !== "auto") {
         const m = v.microBatchSize;
-        if (v.batchSize % m !== 0) {
-            p(`${at}.microBatchSize`, `${m} does not divide batchSize ${v.batchSize}: use one of ${divisors.join(", ")} or "auto"`);
+        if (share % m !== 0) {
+            const what = v.gpus === 1
+                ? `batchSize ${v.batchSize}`
+                : `each GPU's share of the effective batch (batchSize ${v.batchSize} x gradientAccumulationSteps ${v.gradientAccumulationSteps} / gpus ${v.gpus} = ${share})`;
+            p(`${at}.microBatchSize`, `${m} does not divide ${what}: use one of ${divisors.join(", ")} or "auto"`);
         } else if (peakGiB(v.model, m, levers) > gpuGiB) {
             p(`${at}.microBatchSize`, `${m} samples need ${need(m)} by the memory model, more than cluster.gpuMemory (${gpuGiB.toFixed(0)} GiB): use "auto"${checkpointing ? "" : " or activationCheckpointing: true"}`);
         }
@@ -202,7 +234,7 @@ function checkMicroBatch(name: string, v: RawTrainVariant, levers: Levers, plan:
 }
 
 /** Contradictions torchtune would only raise on the GPU, or that would silently train nothing. */
-function checkTraining(c: RawSettings, trainings: [string, TrainVariant][], p: Problem): void {
+function checkTraining(c: RawSettings, trainings: [string, TrainVariant][], defaulted: string[], p: Problem): void {
     const rows = trainingRows(c);
     for (const [name, v] of trainings) {
         const at = `train.variants.${name}`;
@@ -211,7 +243,15 @@ function checkTraining(c: RawSettings, trainings: [string, TrainVariant][], p: P
         }
         if (rows === undefined) continue;
         // As the recipe counts them: micro-batches (drop_last) // accumulation.
-        const steps = stepsPerEpoch(rows, { batchSize: v.microBatch, gradientAccumulationSteps: v.accumulation, maxStepsPerEpoch: v.maxStepsPerEpoch });
+        const steps = v.gpus === 1
+            ? stepsPerEpoch(rows, { batchSize: v.microBatch, gradientAccumulationSteps: v.accumulation, maxStepsPerEpoch: v.maxStepsPerEpoch })
+            : distributedStepsPerEpoch(rows, { batchSize: v.microBatch, gradientAccumulationSteps: v.accumulation, maxStepsPerEpoch: v.maxStepsPerEpoch }, v.gpus);
+        const single = stepsPerEpoch(rows, { batchSize: v.batchSize, gradientAccumulationSteps: v.gradientAccumulationSteps, maxStepsPerEpoch: v.maxStepsPerEpoch });
+        if (v.gpus > 1 && steps !== single) {
+            // Not kept: torchtune's sampler repeats samples so every rank gets ceil(rows / N).
+            const pad = Math.ceil(rows / v.gpus) * v.gpus - rows;
+            defaulted.push(`${at}.gpus = ${v.gpus}: ${steps} optimizer steps per epoch, the single-device recipe's ${single} (the distributed sampler repeats ${pad} of the ${rows} rows so each GPU gets ${Math.ceil(rows / v.gpus)}); all the other steps see the same samples`);
+        }
         if (steps === 0) {
             p(`${at}.batchSize`, `${rows} rows make no optimizer step: batchSize ${v.batchSize} x gradientAccumulationSteps ${v.gradientAccumulationSteps} must be at most the rows (torchtune drops the last partial batch)`);
         } else if (v.warmupSteps >= steps * v.epochs) {
@@ -268,6 +308,12 @@ function checkVariants(c: RawSettings, st: Record<StageName, boolean>, p: Proble
     for (const [name, v] of Object.entries(c.train.variants)) {
         if (v.method === "lora" && v.model === "90b") {
             p(`train.variants.${name}.method`, 'the 90B model fits one GPU only with "qlora"');
+        }
+        if (v.gpus > c.cluster.gpusPerNode) {
+            p(`train.variants.${name}.gpus`, `${v.gpus} is more than cluster.gpusPerNode (${c.cluster.gpusPerNode}): one pod cannot span nodes; use at most ${c.cluster.gpusPerNode} (docs/multi-node.md says how more would run)`);
+        }
+        if (v.gpus > 1 && v.compileEncoder === true) {
+            p(`train.variants.${name}.compileEncoder`, `true needs the single-device recipe the image patches (gpus: 1); torchtune's lora_finetune_distributed compiles the decoder only: leave it unset or false with gpus ${v.gpus}`);
         }
         if (v.metricLogger === "wandb" && v.enabled && st.train && !c.wandbApiKey) {
             p("wandbApiKey", `required by train.variants.${name}.metricLogger "wandb": pulumi config set --secret ${PROJECT}:wandbApiKey <key>`);
@@ -381,7 +427,7 @@ export function parseSettings(
     const variants = resolveVariants(c.train.variants, quantityBytes(c.cluster.gpuMemory) / 2 ** 30, defaulted, p);
     const trainings = stages.train ? Object.entries(variants).filter(([, v]) => v.enabled) : [];
     checkVariants(c, stages, p);
-    checkTraining(c, trainings, p);
+    checkTraining(c, trainings, defaulted, p);
     checkTeacher(c, stages, p);
     const evaluations = stages.evaluate ? modelRefs(c.evaluate.variants, "evaluate", variants, p) : [];
     const samples = stages.sample ? modelRefs(c.sample.variants, "sample", variants, p) : [];

@@ -79,3 +79,53 @@ export function peakGiB(model: ModelSize, m: number, levers: Levers | boolean, f
     const f = memoryFigures(model, levers, from);
     return f.staticGiB + m * f.actGiB * (1 + ACT_MARGIN) + RESERVE_GIB;
 }
+
+/**
+ * Optimizer steps per epoch of torchtune 0.6.1's lora_finetune_distributed on `ranks` processes: its
+ * StatefulDistributedSampler (drop_last False) pads the dataset by repeating samples to a multiple of
+ * the ranks and gives each ceil(rows / ranks); each rank's DataLoader drops its last partial batch;
+ * steps = batches // accumulation, capped. With the same seed (the sampler's 0) every optimizer step
+ * sees the same samples as on one GPU (rank r takes every N-th of the same permutation); only the
+ * padding can add a step at the end of an epoch.
+ */
+export function distributedStepsPerEpoch(rows: number, v: { batchSize: number; gradientAccumulationSteps: number; maxStepsPerEpoch: number | null }, ranks: number): number {
+    return stepsPerEpoch(Math.ceil(rows / ranks), v);
+}
+
+/**
+ * Host memory and /dev/shm of a fine-tune pod with `gpus` ranks. One rank: the shipped 256Gi and 64Gi.
+ * Each further rank: the model's size in host memory (every rank of lora_finetune_distributed loads the
+ * full checkpoint on CPU before sharding it: its `load_checkpoint` runs on all ranks, safetensors read
+ * with get_tensor, which copies) and 8Gi more /dev/shm (RCCL's shared-memory transport and proxy
+ * buffers between ranks; the DataLoader runs in the rank's process).
+ */
+export function trainPodSize(model: ModelSize, gpus: number): { memory: string; shmSize: string } {
+    const extra = gpus - 1;
+    const perRankGi = Math.ceil(MODEL_FACTS[model].bytes / 2 ** 30);
+    return { memory: `${256 + extra * perRankGi}Gi`, shmSize: `${64 + extra * 8}Gi` };
+}
+
+/**
+ * ASSUMPTION until a multi-GPU measurement replaces it: each GPU beyond the first adds this fraction
+ * of one GPU's throughput (FSDP2 all-gathers and reduce-scatters over the node's xGMI links). The
+ * estimator's speed-up and a multi-GPU fine-tune's activeDeadlineSeconds divide by multiGpuSpeedup.
+ */
+export const MULTI_GPU_SCALING_EFFICIENCY = 0.85;
+
+/** Throughput of `gpus` GPUs in units of one GPU's, by MULTI_GPU_SCALING_EFFICIENCY. */
+export function multiGpuSpeedup(gpus: number, efficiency = MULTI_GPU_SCALING_EFFICIENCY): number {
+    return 1 + (gpus - 1) * efficiency;
+}
+
+/**
+ * The RCCL environment of a multi-GPU fine-tune on one MI300X node (docs/FACTS.md, "Several GPUs of
+ * one node"). RCCL reads the NCCL_* names. Only set where ranks > 1.
+ */
+export const RCCL_ONE_NODE_ENV: Readonly<Record<string, string>> = {
+    // More channels than RCCL's default on MI300X's fully connected xGMI mesh.
+    NCCL_MIN_NCHANNELS: "112",
+    // PyTorch's NCCL (RCCL) process group on a high-priority HIP stream, so collectives overlap compute.
+    TORCH_NCCL_HIGH_PRIORITY: "1",
+    // Fewer hardware queues per process, as the same guide advises beside the two above.
+    GPU_MAX_HW_QUEUES: "2",
+};

@@ -111,6 +111,10 @@ const clusterSchema = z.strictObject({
     gpuMemory: quantity.default("192Gi").meta({
         description: "Memory of one GPU, for the fine-tunes' memory model (micro-batch choice, out-of-memory check at preview).",
     }),
+    gpusPerNode: posInt.default(8).meta({
+        description: "GPUs of one node (an MI300X platform has 8): the most one pod may request, so the most a fine-tune's " +
+            "`train.variants.<v>.gpus` may be.",
+    }),
     networkPolicy: z.boolean().default(false).meta({
         description: "NetworkPolicies for the run's pods: the teacher accepts traffic only from the generation; every pod may " +
             "reach DNS, and only the pods that need it HTTPS (Hugging Face, W&B) or the API server (generation, report). " +
@@ -247,6 +251,10 @@ const teacherSchema = z.strictObject({
         description: "Further `vllm serve` arguments.",
     }),
     gpus: posInt.default(1).meta({ description: "GPUs for the teacher (tensor parallel size)." }),
+    replicas: posInt.default(1).meta({
+        description: "Teacher pods, each on its own `gpus` GPUs: the generation scales the Deployment to this many and back to " +
+            "0, and sends generate.batchSize concurrent requests per replica (the Service spreads the connections).",
+    }),
     shmSize: quantity.default("64Gi").meta({ description: "Size of the memory-backed /dev/shm." }),
     cpu: cpuQuantity.default("16").meta({ description: "CPU request." }),
     memory: quantity.default("256Gi").meta({ description: "Memory request (and limit)." }),
@@ -264,7 +272,7 @@ const generateSchema = z.strictObject({
     temperature: z.number().min(0).max(2).default(0.2).meta({ description: "Teacher sampling temperature (low: consistent reasoning)." }),
     topP: z.number().gt(0).lte(1).default(0.95).meta({ description: "Teacher nucleus sampling." }),
     maxTokens: posInt.default(4092).meta({ description: "Longest CoT answer, in tokens (the blog's value)." }),
-    batchSize: posInt.default(32).meta({ description: "Concurrent requests to the teacher." }),
+    batchSize: posInt.default(32).meta({ description: "Concurrent requests to the teacher, per teacher replica (teacher.replicas)." }),
     cpu: cpuQuantity.default("4").meta({ description: "CPU request of the generation pod (it only waits on the teacher and writes Arrow files)." }),
     memory: quantity.default("16Gi").meta({ description: "Memory request and limit of the generation pod." }),
     maxRetries: nonNegInt.default(3).meta({
@@ -275,6 +283,10 @@ const generateSchema = z.strictObject({
         description: "System prompt; default: the blog's CoT prompt (manifests/synthetic-data-kit/config.yaml).",
     }),
 }).prefault({});
+
+/** GPUs a fine-tune may use: torchtune's FSDP2 recipe on one node; powers of two divide the blog's
+ * effective batch of 16. */
+export const TRAIN_GPUS = [1, 2, 4, 8];
 
 const trainVariantSchema = z.strictObject({
     enabled: z.boolean().default(true).meta({
@@ -324,9 +336,20 @@ const trainVariantSchema = z.strictObject({
         description: "Metric logger: disk (DiskLogger under the output dir) or wandb (key: `cot-vr:wandbApiKey` secret).",
     }),
     wandbProject: z.string().min(1).default("vision_llama_reasoning").meta({ description: "W&B project when metricLogger is wandb." }),
+    gpus: posInt.refine((n) => TRAIN_GPUS.includes(n), { message: "must be 1, 2, 4 or 8" }).default(1).meta({
+        description: "GPUs of the fine-tune's one pod. 1: the blog's single-device recipe. 2, 4 or 8 (at most " +
+            "cluster.gpusPerNode): torchtune's lora_finetune_distributed (FSDP2) through torchrun, from the packaged " +
+            "multi-device config, with the same effective batch (micro-batch x accumulation x gpus), epochs and schedule.",
+    }),
     cpu: cpuQuantity.default("16").meta({ description: "CPU request of the fine-tune pod." }),
-    memory: quantity.default("256Gi").meta({ description: "Memory request and limit of the fine-tune pod." }),
-    shmSize: quantity.default("64Gi").meta({ description: "Size of the memory-backed /dev/shm (data loader workers)." }),
+    memory: quantity.optional().meta({
+        description: "Memory request and limit of the fine-tune pod. @default 256Gi for one GPU; with N GPUs 256Gi plus " +
+            "the model's size for each further rank (every rank loads the full checkpoint into host memory)",
+    }),
+    shmSize: quantity.optional().meta({
+        description: "Size of the memory-backed /dev/shm (data loader workers; RCCL's shared-memory buffers between ranks). " +
+            "@default 64Gi, plus 8Gi for each further rank",
+    }),
 });
 export type RawTrainVariant = z.infer<typeof trainVariantSchema>;
 

@@ -9,7 +9,7 @@
 // names), or in a benchmark result passed with --bench, which comes first. A figure measured on
 // another GPU than an MI300X is converted by the ratio of the two GPUs' peak dense bf16 throughput:
 // a named assumption (MI300X_CONVERSION), printed in every plan line that uses it.
-import { CHARTQA_ROWS, MODEL_FACTS, stepsPerEpoch } from "../config/facts";
+import { CHARTQA_ROWS, distributedStepsPerEpoch, MODEL_FACTS, MULTI_GPU_SCALING_EFFICIENCY, multiGpuSpeedup, stepsPerEpoch } from "../config/facts";
 import { Levers, MEASURED, Measured, readBenchResult, sameLevers } from "../config/measured";
 import { ModelSize, Settings, StageName } from "../config";
 import { NodeId, stageGraph, StageNode } from "../components/graph";
@@ -167,34 +167,44 @@ function estimateNode(s: Settings, n: StageNode, a: Assumptions, bench: readonly
         case "teacher": {
             // keep=false: a Deployment at 0 replicas is ready at once; the generation pays its start.
             const sec = s.teacher.keep ? teacherLoadSeconds(a) : 0;
-            return { ...base, seconds: sec, gpus: s.teacher.keep ? s.teacher.gpus : 0, basis: s.teacher.keep ? `vLLM start ${a.teacherStartS}s + 90B weights at ${a.volumeReadBytesPerS / 1e9} GB/s` : "0 replicas: started by the generation" };
+            return { ...base, seconds: sec, gpus: s.teacher.keep ? s.teacher.gpus * s.teacher.replicas : 0, basis: s.teacher.keep ? `vLLM start ${a.teacherStartS}s + 90B weights at ${a.volumeReadBytesPerS / 1e9} GB/s` : "0 replicas: started by the generation" };
         }
         case "generate": {
             const rows = datasetRows(s);
             const conc = Math.min(s.generate.batchSize, s.teacher.maxNumSeqs, 16);
             // Tensor parallel over more GPUs splits the weight reads; 85% efficiency beyond one GPU.
             const tp = s.teacher.gpus === 1 ? 1 : s.teacher.gpus * 0.85;
-            const tokPerS = a.teacherTokensPerS16 * (conc / 16) * tp * (1 - a.teacherPrefillShare);
+            // Each replica serves its own batchSize share of the requests (the concurrency scales with them).
+            const tokPerS = a.teacherTokensPerS16 * (conc / 16) * tp * (1 - a.teacherPrefillShare) * s.teacher.replicas;
             const tokens = Math.min(a.cotTokensPerRow, s.generate.maxTokens);
             const rowsPerS = tokPerS / tokens;
             const start = s.teacher.keep ? 0 : teacherLoadSeconds(a);
             const sec = start + rows / rowsPerS;
             return {
-                ...base, variant: "cot", seconds: sec, gpus: s.teacher.gpus,
-                basis: `${rows} rows at ${rowsPerS.toFixed(2)} rows/s (teacher ~${Math.round(tokPerS)} tok/s, ${tokens} tokens/row, assumed)${start ? ` + teacher start ${Math.round(start)}s` : ""} = ${h(sec)}`,
+                ...base, variant: "cot", seconds: sec, gpus: s.teacher.gpus * s.teacher.replicas,
+                basis: `${rows} rows at ${rowsPerS.toFixed(2)} rows/s (${s.teacher.replicas > 1 ? `${s.teacher.replicas} teachers, ` : ""}teacher ~${Math.round(tokPerS)} tok/s, ${tokens} tokens/row, assumed)${start ? ` + teacher start ${Math.round(start)}s` : ""} = ${h(sec)}`,
             };
         }
         case "train": {
             const v = n.train;
             const rows = datasetRows(s);
-            const { steps, samples } = epochSamples(rows, v);
-            const { sps, basis } = trainSamplesPerS(v, bench, target);
+            const effective = v.batchSize * v.gradientAccumulationSteps;
+            const { steps, samples } = v.gpus === 1 ? epochSamples(rows, v) : (() => {
+                const st = distributedStepsPerEpoch(rows, { batchSize: v.microBatch, gradientAccumulationSteps: v.accumulation, maxStepsPerEpoch: v.maxStepsPerEpoch }, v.gpus);
+                return { steps: st, samples: st * effective };
+            })();
+            const one = trainSamplesPerS(v, bench, target);
+            // N GPUs: one GPU's measured rate at the rank's micro-batch x the assumed speed-up.
+            const speedup = multiGpuSpeedup(v.gpus);
+            const sps = one.sps * speedup;
+            const basis = v.gpus === 1 ? one.basis
+                : `${one.basis} x ${speedup.toFixed(2)} for ${v.gpus} GPUs (assumption MULTI_GPU_SCALING_EFFICIENCY ${MULTI_GPU_SCALING_EFFICIENCY} per further GPU)`;
             // Model load once, merged weights written every epoch.
             const io = load(v.model) + v.epochs * MODEL_FACTS[v.model].bytes / a.volumeWriteBytesPerS;
             const sec = v.epochs * samples / sps + io;
             return {
-                ...base, variant: n.variant, seconds: sec, gpus: 1,
-                basis: `${v.epochs} epochs x ${steps} steps x ${v.batchSize * v.gradientAccumulationSteps} samples; ${basis}; + load/checkpoints ${Math.round(io)}s = ${h(sec)}`,
+                ...base, variant: n.variant, seconds: sec, gpus: v.gpus,
+                basis: `${v.epochs} epochs x ${steps} steps x ${effective} samples; ${basis}; + load/checkpoints ${Math.round(io)}s = ${h(sec)}`,
             };
         }
         case "sample": {
@@ -241,12 +251,22 @@ export interface PlannedStage extends StageEstimate {
  * stage it waits for ends. The makespan is a lower bound of the real one; the critical path is the
  * chain of stages that decides it.
  */
-export function plan(graph: StageNode[], est: StageEstimate[]): { stages: PlannedStage[]; makespan: number; criticalPath: NodeId[]; gpuHours: number } {
+export function plan(graph: StageNode[], est: StageEstimate[]): { stages: PlannedStage[]; makespan: number; criticalPath: NodeId[]; gpuHours: number; peakGpus: number } {
     const byId = new Map(est.map((e) => [e.id, e]));
     const cp = criticalPath(graph, (n) => byId.get(n.id)!.seconds);
     const stages: PlannedStage[] = graph.map((n) => ({ ...byId.get(n.id)!, ...cp.times.get(n.id)! }));
     const gpuHours = stages.reduce((h, p) => h + p.gpus * p.seconds / 3600, 0);
-    return { stages, makespan: cp.seconds, criticalPath: cp.path.map((p) => p.id), gpuHours };
+    return { stages, makespan: cp.seconds, criticalPath: cp.path.map((p) => p.id), gpuHours, peakGpus: peakGpus(stages) };
+}
+
+/** The most GPUs the schedule holds at once: the DAG's width in GPUs, an N-GPU stage counting N. */
+export function peakGpus(stages: readonly PlannedStage[]): number {
+    const edges = stages.filter((p) => p.gpus > 0 && p.end > p.start).flatMap((p) => [{ t: p.start, d: p.gpus }, { t: p.end, d: -p.gpus }]);
+    // Ends before starts at the same instant: a stage that follows another does not overlap it.
+    edges.sort((a, b) => a.t - b.t || a.d - b.d);
+    let now = 0, peak = 0;
+    for (const e of edges) peak = Math.max(peak, (now += e.d));
+    return peak;
 }
 
 /** `timing.<stage>.timeout` shorter than the stage's estimate: the real run would be cut off. */
@@ -254,8 +274,12 @@ export function timeoutProblems(s: Settings, est: StageEstimate[]): string[] {
     const out: string[] = [];
     for (const e of est) {
         const timeout = s.timing[e.stage].timeout;
-        if (e.seconds > timeout) {
-            out.push(`${PROJECT}:timing.${e.stage}.timeout is ${fmtDuration(timeout)} but ${e.id} is estimated at ${fmtDuration(e.seconds)} (${e.basis}): raise it to at least ${fmtDuration(Math.ceil(e.seconds * 1.25 / 60) * 60)}`);
+        // A multi-GPU fine-tune's deadline is the timeout / its assumed speed-up (components/train.ts).
+        const speedup = e.stage === "train" && e.gpus > 1 ? multiGpuSpeedup(e.gpus) : 1;
+        const deadline = Math.ceil(timeout / speedup);
+        if (e.seconds > deadline) {
+            const scaled = speedup > 1 ? ` (its ${e.gpus}-GPU deadline: ${fmtDuration(deadline)}, the timeout / ${speedup.toFixed(2)})` : "";
+            out.push(`${PROJECT}:timing.${e.stage}.timeout is ${fmtDuration(timeout)}${scaled} but ${e.id} is estimated at ${fmtDuration(e.seconds)} (${e.basis}): raise it to at least ${fmtDuration(Math.ceil(e.seconds * speedup * 1.25 / 60) * 60)}`);
         }
     }
     return out;
@@ -333,7 +357,10 @@ export function previewNotes(s: Settings, parallel?: number): { warnings: string
     }
     const price = s.cluster.gpuHourPrice;
     const cost = price ? `, about ${(p.gpuHours * price.amount).toFixed(0)} ${price.currency} (cluster.gpuHourPrice)` : "";
-    const info = graph.length === 0 ? [] : [
+    // What a multi-GPU fine-tune cannot keep of the single-device run (config/derive.ts).
+    const gpuNotes = s.defaulted.filter((d) => /^train\.variants\.[^.]+\.gpus = /.test(d)).map((d) => `${PROJECT}:${d}`);
+    const info = graph.length === 0 ? gpuNotes : [
+        ...gpuNotes,
         `estimated makespan ${fmtDuration(p.makespan)} with a GPU for every stage, ${p.gpuHours.toFixed(1)} GPU-hours${cost}; the stack needs pulumi up --parallel >= ${need.parallel} (npm run rehearse -- --stack ${s.stack} --plan-only shows each stage's estimate and its basis)`,
     ];
     return { warnings, info };

@@ -196,8 +196,21 @@ function tolerates(tolerations: Obj[], t: { key: string; value?: string; effect:
     });
 }
 
+/** The GPUs of the biggest node (--like's, or the default MI300X node) against the fine-tunes' `gpus`:
+ * one pod cannot span nodes, so a variant asking for more never schedules. cluster.gpusPerNode says
+ * the same at preview; this reads the real cluster's nodes. */
+export function gpusPerNodeProblems(s: Settings, nodes: NodeShape[]): string[] {
+    const most = Math.max(0, ...nodes.map((n) => Number(n.allocatable[s.cluster.gpuResource] ?? 0)));
+    return s.trainings.filter(([, v]) => v.gpus > most).map(([name, v]) =>
+        `${PROJECT}:train.variants.${name}.gpus is ${v.gpus} but the cluster's biggest node has ${most} ${s.cluster.gpuResource}: use at most ${most} (and set ${PROJECT}:cluster.gpusPerNode: ${most})`);
+}
+
 /** Why a pod could never run on a node, even empty: the stack keys to change. Empty: it fits. */
 export function whyNot(pod: Obj, node: NodeShape, gpuResource: string, isTeacher: boolean): string[] {
+    const labels = pod.metadata?.labels ?? {};
+    const gpuKey = isTeacher ? `${PROJECT}:teacher.gpus`
+        : labels[LABELS.stage] === "train" && labels[LABELS.variant] ? `${PROJECT}:train.variants.${labels[LABELS.variant]}.gpus`
+        : `${PROJECT}:cluster.gpuResource`;
     const out: string[] = [];
     const sel = pod.spec?.nodeSelector ?? {};
     const miss = Object.entries(sel).filter(([k, v]) => node.labels[k] !== v);
@@ -207,7 +220,7 @@ export function whyNot(pod: Obj, node: NodeShape, gpuResource: string, isTeacher
     if (untol.length) out.push(`untolerated taint ${untol.map((t) => `${t.key}${t.value ? `=${t.value}` : ""}:${t.effect}`).join(",")} [${PROJECT}:cluster.tolerations]`);
     const gpus = requestOf(pod, gpuResource);
     const have = Number(node.allocatable[gpuResource] ?? 0);
-    if (gpus > have) out.push(`${gpus} ${gpuResource} > ${have} [${isTeacher ? `${PROJECT}:teacher.gpus` : `${PROJECT}:cluster.gpuResource`}]`);
+    if (gpus > have) out.push(`${gpus} ${gpuResource} > ${have} [${gpuKey}]`);
     for (const r of ["cpu", "memory"]) {
         const want = requestOf(pod, r);
         const cap = r === "cpu" ? cpuUnits(node.allocatable.cpu ?? "0") : quantityBytes(node.allocatable.memory ?? "0");

@@ -15,6 +15,7 @@ import * as os from "os";
 import * as path from "path";
 import * as YAML from "yaml";
 import { Settings } from "../config";
+import type { Measured } from "../config/measured";
 import { LABELS, PROJECT, VOLUME_NAMES } from "../contract";
 import { gpuFigures, PodTimeline } from "../sim/gpu";
 import { applyStageDurations } from "../sim/stages";
@@ -26,7 +27,7 @@ import {
     timeoutProblems,
 } from "./estimate";
 import {
-    ClassShape, classManifest, classShape, claimProblems, defaultNodes, Interval, keysToChange, neverSchedulable, nodeManifest, NodeShape,
+    ClassShape, classManifest, classShape, claimProblems, defaultNodes, gpusPerNodeProblems, Interval, keysToChange, neverSchedulable, nodeManifest, NodeShape,
     nodeShape, textTimeline,
 } from "./rehearse-core";
 import { readStackFile, StackFile, stackFilePath, stackSettings } from "../config/stackfile";
@@ -291,16 +292,33 @@ interface Rehearsal {
     /** The cluster to simulate: the default one, or the shape of --like's. */
     nodes: NodeShape[];
     classes: ClassShape[];
+    /** Measurements given with --bench. */
+    bench: Measured[];
 }
 
-function printPlan(s: Settings, est: StageEstimate[], scale: number, target: EstimateTarget): void {
+/** The blog stack's estimate beside this stack's, for a stack that is not the blog's (e.g. blog-node:
+ * the same math on one node's GPUs): the same estimator, the same measurements. */
+export function blogComparison(s: Settings, bench: readonly Measured[] = []): string | undefined {
+    const file = stackFilePath("blog");
+    if (s.stack === "blog" || !fs.existsSync(file)) return undefined;
+    const { settings: blog } = stackSettings(readStackFile(file), { placeholderSecrets: true });
+    const mine = plan(stageGraph(s), estimateStages(s, { bench }));
+    const theirs = plan(stageGraph(blog), estimateStages(blog, { bench }));
+    const ratio = (a: number, b: number) => (b > 0 ? `${(a / b).toFixed(2)}x` : "-");
+    return `next to the blog stack (one GPU per fine-tune, one teacher): makespan ${fmtDuration(mine.makespan)} vs ${fmtDuration(theirs.makespan)} (${ratio(mine.makespan, theirs.makespan)}), ` +
+        `${mine.gpuHours.toFixed(1)} vs ${theirs.gpuHours.toFixed(1)} GPU-hours (${ratio(mine.gpuHours, theirs.gpuHours)}), at most ${mine.peakGpus} vs ${theirs.peakGpus} GPUs at once (estimates)`;
+}
+
+function printPlan(s: Settings, est: StageEstimate[], scale: number, target: EstimateTarget, bench: readonly Measured[] = []): void {
     const p = plan(stageGraph(s), est);
     const where = target === "mi300x" ? "on MI300X" : "on MI300X, fine-tunes on the GPU each was measured on (--on-measured-gpu)";
     say(`estimated durations ${where} (estimates: see scripts/estimate.ts; fine-tunes from bench/results/, --bench comes first):`);
     for (const e of p.stages) {
         console.log(`  ${e.id.padEnd(28)} ${fmtDuration(e.seconds).padStart(6)}  ${e.gpus ? `${e.gpus} GPU` : "     "}  ${e.basis}`);
     }
-    say(`estimate with unlimited GPUs: makespan ${fmtDuration(p.makespan)}, ${p.gpuHours.toFixed(1)} GPU-hours; critical path ${p.criticalPath.join(" -> ")}`);
+    say(`estimate with unlimited GPUs: makespan ${fmtDuration(p.makespan)}, ${p.gpuHours.toFixed(1)} GPU-hours, at most ${p.peakGpus} GPUs at once; critical path ${p.criticalPath.join(" -> ")}`);
+    const blog = blogComparison(s, bench);
+    if (blog) say(blog);
     say(`simulated at ${scale.toPrecision(3)} s per real hour (--scale): about ${Math.round(p.makespan / 3600 * scale)} s`);
 }
 
@@ -314,7 +332,7 @@ async function preflight(argv: string[]): Promise<Rehearsal> {
     const est = estimateStages(s, { bench, target: a.target });
     const scale = a.scale ?? defaultScale(plan(graph, est).makespan);
     say(`stack ${sf.stack} (${path.relative(process.cwd(), a.stackFile) || a.stackFile}), run ${s.run}, namespace ${s.cluster.namespace}`);
-    printPlan(s, est, scale, a.target);
+    printPlan(s, est, scale, a.target, bench);
 
     const tp = timeoutProblems(s, est);
     if (tp.length) throw new Failure(`a stage would be cut off by its timeout:\n${tp.map((x) => `  - ${x}`).join("\n")}`);
@@ -335,9 +353,11 @@ async function preflight(argv: string[]): Promise<Rehearsal> {
         nodes = like.nodes;
         classes = like.classes;
     }
+    const gp = gpusPerNodeProblems(s, nodes);
+    if (gp.length) throw new Failure(`a fine-tune asks for more GPUs than any node has:\n${gp.map((x) => `  - ${x}`).join("\n")}`);
     const cp = claimProblems(s, classes);
     if (cp.length) throw new Failure(`a volume claim would never bind:\n${cp.map((x) => `  - ${x}`).join("\n")}`);
-    return { a, sf, s, est, scale, need, given, parallelNote, nodes, classes };
+    return { a, sf, s, est, scale, need, given, parallelNote, nodes, classes, bench };
 }
 
 /** The throw-away local cluster, its work dir and the environment of every command run against it. */
@@ -510,6 +530,8 @@ function summary(r: Rehearsal, d: Deployed): void {
     const gh = gpuFigures(pods, { now: t1, secondsPerHour: scale }).held;
     console.log(`\nmakespan ${makespan.toFixed(digits)} h (first pod to the end of pulumi up, simulated; the scheduler's and engine's latency between stages counts x${(3600 / scale).toFixed(0)})`);
     console.log(`GPU-hours ${gh.toFixed(digits)}`);
+    const blog = blogComparison(s, r.bench);
+    if (blog) console.log(blog);
     const price = s.cluster.gpuHourPrice;
     console.log(price ? `cost ${(gh * price.amount).toFixed(2)} ${price.currency} at ${price.amount} ${price.currency} per GPU-hour` : `cost: set ${PROJECT}:cluster.gpuHourPrice to see it`);
     console.log(parallelNote);

@@ -521,7 +521,9 @@ export function renderStatus(st: Status, opts: ScreenOptions = {}): string {
     const lines: string[][] = [head];
     const under = new Map<number, string[]>();
     for (const r of st.rows) {
-        const name = r.variant && r.stage !== "generate" ? `${r.stage} ${r.variant}` : r.stage;
+        // A pod on several GPUs (a multi-GPU fine-tune, whose records are rank 0's) says how many.
+        const podGpus = Math.max(0, ...r.pods.map((p) => p.gpus));
+        const name = (r.variant && r.stage !== "generate" ? `${r.stage} ${r.variant}` : r.stage) + (podGpus > 1 ? ` (${podGpus} GPUs)` : "");
         const eta = r.state === "running" || r.state === "ready" ? (r.etaSeconds === null ? "?" : fmtDuration(r.etaSeconds)) : "-";
         const gpuh = r.pods.some((p) => p.gpus > 0) ? r.gpuHours.toFixed(2) : "-";
         const cost = r.cost && r.pods.some((p) => p.gpus > 0) ? money(r.cost.amount, r.cost.currency) : "-";

@@ -106,6 +106,10 @@ export function holdTeacherWhileGenerating(kubeconfig: string, namespace: string
 
     const begin = (pod: any) => {
         const uid = pod.metadata.uid as string;
+        // teacher.replicas, as the generation's own args say (generate_cot.py --teacher-replicas).
+        const gargs: string[] = pod.spec?.containers?.[0]?.args ?? [];
+        const at = gargs.indexOf("--teacher-replicas");
+        const replicas = at >= 0 ? gargs[at + 1] : "1";
         const rec: HoldRun = { pod: pod.metadata.name, started: Date.now(), output: "" };
         runs.push(rec);
         let released = false;
@@ -119,7 +123,7 @@ export function holdTeacherWhileGenerating(kubeconfig: string, namespace: string
                 TEACHER_SCALE, "--namespace", namespace, "--deployment", `${run}-teacher`,
                 ...await accountApiArgs(kc, tmp, namespace, `${run}-generate`),
                 "--record", path.join(tmp, "teacher-record.jsonl"),
-                "hold", "--", "cat",
+                "hold", "--replicas", replicas, "--", "cat",
             ];
             const child = spawn("python3", args, { stdio: ["pipe", "pipe", "pipe"] });
             entry.child = child;

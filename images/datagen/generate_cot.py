@@ -309,7 +309,12 @@ class Generator:
             raise CotvrError(f"synthetic-data-kit is not importable: {err}", EXIT_FAILED) from err
         # create.process_file(..., content_type="vqa_add_reasoning") builds exactly these two.
         self.vqa = VQAGenerator(LLMClient(config_path=config), config)
-        self.batch_size = int(self.vqa.generation_config.get("batch_size", 32))
+        # generation.batch_size requests in flight per teacher replica: each request opens its own
+        # connection (synthetic-data-kit makes an AsyncOpenAI client per message), and the teacher's
+        # Service spreads connections over its pods. transform() reads the batch from generation_config.
+        replicas = max(1, int(getattr(args, "teacher_replicas", 1) or 1))
+        self.batch_size = int(self.vqa.generation_config.get("batch_size", 32)) * replicas
+        self.vqa.generation_config["batch_size"] = self.batch_size
         self.teacher = teacher
         self.args = args
 
@@ -394,6 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="teacher Deployment to hold: scaled to 1 while shards are generated, to 0 after (however the run ends)")
     parser.add_argument("--teacher-namespace", default=None, help="its namespace")
     parser.add_argument("--teacher-record", type=Path, default=None, help="append the teacher's scale events here (its GPU time)")
+    parser.add_argument("--teacher-replicas", type=int, default=1, help="teacher pods to scale to while generating (each on its own GPUs)")
     parser.add_argument("--kube-api", default=None, help="API server URL (default: in-cluster)")
     parser.add_argument("--kube-token-file", default=None, help="bearer token file (with --kube-api)")
     return parser
@@ -531,6 +537,8 @@ def holding_teacher(args: argparse.Namespace) -> Any:
     """Hold the teacher Deployment while generating, when the Job names one (else it is kept by the stack)."""
     if not args.teacher_deployment:
         return contextlib.nullcontext()
+    if args.teacher_replicas < 1:
+        raise CotvrError("--teacher-replicas must be >= 1", EXIT_BAD_ARGS)
     if args.kube_api:
         token = Path(args.kube_token_file).read_text(encoding="utf-8").strip() if args.kube_token_file else None
         kube = KubeApi(args.kube_api, token)
@@ -539,7 +547,8 @@ def holding_teacher(args: argparse.Namespace) -> Any:
         if found is None:
             raise CotvrError("--teacher-deployment needs the Kubernetes API: not in a pod and no --kube-api", EXIT_MISSING_INPUT)
         kube = found
-    return hold_teacher(TeacherScaler(kube, args.teacher_namespace or "default", args.teacher_deployment, args.teacher_record))
+    return hold_teacher(TeacherScaler(kube, args.teacher_namespace or "default", args.teacher_deployment, args.teacher_record),
+                        args.teacher_replicas)
 
 
 def read_marker_file(path: Path) -> dict[str, Any] | None:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Hold the vLLM teacher's GPU only while the CoT generation needs it.
 
-The teacher is a Deployment created by `pulumi up` with 0 replicas. The generation scales it to 1
-before it calls the teacher and back to 0 when it is done -- also when it fails, is interrupted
+The teacher is a Deployment created by `pulumi up` with 0 replicas. The generation scales it to its
+replicas (teacher.replicas, 1 by default) before it calls the teacher and back to 0 when it is done -- also when it fails, is interrupted
 (SIGTERM on pod deletion or eviction) or its check fails -- through the Deployment's `scale`
 subresource, which a Role limited to that one Deployment allows. The GPU is released by the program
 that used it, so it goes back even if the `pulumi up` that started the run has died.
@@ -21,7 +21,8 @@ or Running for `--grace` seconds, longer than a Job waits between retries.
 
 CLI (the e2e tier runs it against a real API server while the simulated generation pod runs):
   python teacher_scale.py --namespace NS --deployment NAME [--api URL --token-file F --ca-file F]
-      [--record FILE] hold -- COMMAND...    scale to 1, run COMMAND, scale to 0 (always)
+      [--record FILE] hold [--replicas N] -- COMMAND...
+                                            scale to N (1), run COMMAND, scale to 0 (always)
       scale --replicas N                    set the replicas once
       watch --holders SELECTOR [--grace S] [--interval S]
                                             scale to 0 once no holder pod is alive for S seconds
@@ -110,8 +111,8 @@ class _Terminated(Exception):
 
 
 @contextlib.contextmanager
-def hold_teacher(scaler: TeacherScaler) -> Iterator[None]:
-    """Teacher at 1 replica inside the block, back at 0 after it, however the block ends."""
+def hold_teacher(scaler: TeacherScaler, replicas: int = 1) -> Iterator[None]:
+    """Teacher at `replicas` pods inside the block, back at 0 after it, however the block ends."""
 
     def on_term(signum: int, frame: Any) -> None:  # noqa: ARG001
         raise _Terminated()
@@ -119,7 +120,7 @@ def hold_teacher(scaler: TeacherScaler) -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, on_term)
     failure: BaseException | None = None
     try:
-        scaler.scale(1)
+        scaler.scale(replicas)
         yield
     except _Terminated:
         log("terminated: releasing the teacher")
@@ -197,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--deployment", required=True)
     add_api_args(parser)
     sub = parser.add_subparsers(dest="command", required=True)
-    hold = sub.add_parser("hold", help="scale to 1, run a command, scale to 0")
+    hold = sub.add_parser("hold", help="scale to --replicas (1), run a command, scale to 0")
+    hold.add_argument("--replicas", type=int, default=1, help="teacher pods while the command runs (teacher.replicas)")
     hold.add_argument("cmd", nargs=argparse.REMAINDER)
     once = sub.add_parser("scale", help="set the replicas once")
     once.add_argument("--replicas", type=int, required=True)
@@ -223,7 +225,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         raise CotvrError("hold needs a command after --", EXIT_BAD_ARGS)
-    with hold_teacher(scaler):
+    if args.replicas < 1:
+        raise CotvrError("hold: --replicas must be >= 1", EXIT_BAD_ARGS)
+    with hold_teacher(scaler, args.replicas):
         return run_child(cmd)
 
 

@@ -50,6 +50,15 @@ volumes); `--data synthetic` (default when those files are absent) draws shapes 
 `--image-sizes` (tiles from torchtune's own CLIPImageTransform with the config's image_size and
 max 4 tiles) and `--text-tokens` (see the option help for where the defaults come from).
 
+Several GPUs (`--nproc N`): the program starts itself again under torchrun (`python -m
+torch.distributed.run --standalone --nproc_per_node N`), one process per GPU, as lora_finetune_distributed
+runs: the model sharded with torchtune's `training.shard_model` (FSDP2), each rank fed every N-th
+sample of each optimizer step (the same samples per step as on one GPU), micro-batch x accumulation
+x N = the effective batch, tokens summed over the ranks before the gradient is scaled (the recipe's
+`all_reduce(num_tokens)`, `scale_grads(world_size / num_tokens)`). samples/s count the whole
+effective batch; memory is rank 0's. No probe (no FLOP count, no MFU; `--micro-batch auto` takes the
+config's batch_size per rank). Rank 0 prints the table and the JSON (`"nproc": N`).
+
 Output: a table on stdout, then one line `COTVR_BENCH {json}` (device, versions, settings, shapes,
 results); COTVR_PROGRESS records per setting.
 Exit codes: 0 ok (settings that run out of memory are reported as "oom", not failures),
@@ -125,8 +134,30 @@ DEFAULT_IMAGE_SIZES = "800x557:0.80,310x420:0.08,850x600:0.12"
 DEFAULT_TEXT_TOKENS = "200:600"
 
 
+#: This process's rank and the number of ranks (torchrun's, with --nproc N; else 0 and 1).
+RANK, WORLD = 0, 1
+
+
 def log(msg: str) -> None:
-    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+    if RANK == 0:
+        print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def launch_torchrun(nproc: int, argv: list[str]) -> int:
+    """Run this program again as N processes of one node under torchrun, --nproc left out."""
+    rest: list[str] = []
+    skip = False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            rest.append(a)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1", "--nproc_per_node", str(nproc),
+           str(Path(__file__).resolve()), *rest]
+    log("running: " + " ".join(cmd))
+    return subprocess.call(cmd)
 
 
 # --------------------------------------------------------------------------- config
@@ -253,6 +284,12 @@ def build(cfg, device, dtype, *, ac: bool, compile_dec: bool, compile_enc: bool,
         recipe.compile_vision_encoder(model)
     if ac:
         training.set_activation_checkpointing(model, auto_wrap_policy={modules.TransformerSelfAttentionLayer})
+    if WORLD > 1:
+        # As lora_finetune_distributed: FSDP2 over every layer torchtune's shard conditions pick.
+        from functools import partial
+
+        training.shard_model(model=model, shard_conditions=[partial(training.get_shard_conditions, names_to_match=None)],
+                             cpu_offload=False, reshard_after_forward=True)
     optimizer = config.instantiate(cfg.optimizer, model.parameters())
     loss_fn = config.instantiate(cfg.loss)
     if compile_dec:
@@ -389,7 +426,15 @@ def optimizer_step(b: Built, micro_batches: list[dict], device, clip: float | No
         current = loss_step(b, batch) * n
         running += current.detach()
         current.backward()
-    training.scale_grads(b.model, 1 / num_tokens)
+    if WORLD > 1:
+        # The distributed recipe: tokens of all ranks; x world_size undoes FSDP2's gradient averaging.
+        torch.distributed.all_reduce(num_tokens)
+        training.scale_grads(b.model, WORLD / num_tokens)
+        # The loss of the whole step (the recipe logs rank 0's share over all tokens): every rank's sum.
+        running = running.clone()
+        torch.distributed.all_reduce(running)
+    else:
+        training.scale_grads(b.model, 1 / num_tokens)
     if clip is not None:
         torch.nn.utils.clip_grad_norm_(b.model.parameters(), max_norm=float(clip))
     b.optimizer.step()
@@ -601,17 +646,19 @@ def choose_micro_batch(eff: int, static_gb: float | None, act_gb: float | None, 
 def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, recipe, stream, worst, eff: int,
                 steps_total: int, auto_m: int, progress, watch: CompileWatch | None = None) -> dict:
     ac, compile_dec, compile_enc, uses_m = SETTINGS[name.split(":")[0]]
+    share = eff // WORLD  # each rank's samples per optimizer step
     if uses_m:
         m = m_override or auto_m
     else:
-        m = m_override or int(cfg.batch_size)
-    if eff % m:
-        return {"setting": name, "error": f"micro-batch {m} does not divide the effective batch {eff}"}
-    accum = eff // m
+        # As configured; on N ranks at most the rank's share (a one-GPU config's batch_size may exceed it).
+        m = m_override or math.gcd(int(cfg.batch_size), share or 1)
+    if eff % WORLD or share % m:
+        return {"setting": name, "nproc": WORLD, "error": f"micro-batch {m} x {WORLD} ranks does not divide the effective batch {eff}"}
+    accum = share // m
     group = grouped(name)
     compiled = compile_dec or compile_enc
     watch = watch or CompileWatch()
-    res: dict[str, Any] = {"setting": name, "activation_checkpointing": ac, "compile": compile_dec,
+    res: dict[str, Any] = {"setting": name, "nproc": WORLD, "activation_checkpointing": ac, "compile": compile_dec,
                            "compile_encoder": compile_enc, "micro_batch": m, "grad_accum": accum,
                            "group_tiles": group, "text_bucket": args.text_bucket,
                            "static_shapes": bool(getattr(args, "static_shapes", False))}
@@ -626,7 +673,8 @@ def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, rec
         clip = cfg.get("clip_grad_norm", None)
         # The timed steps' micro-batches, collated up front: collation is the dataloader's work (its
         # workers, in the recipe), outside the timer.
-        batches = [split(st, m, b.ignore_index, args.text_bucket, group) for st in stream[: args.steps]]
+        # On N ranks each takes every N-th sample of the step (the distributed sampler's split).
+        batches = [split(st[RANK::WORLD], m, b.ignore_index, args.text_bucket, group) for st in stream[: args.steps]]
         classes = coverage(batches)
         res["shape_classes"] = len(classes)
         # Warm-up, untimed: one micro-batch of worst-case samples (the peak memory, the largest
@@ -736,6 +784,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--recipe", type=Path, default=None, help="the patched recipe file (default: the image's, else patch torchtune's)")
     p.add_argument("--json-out", type=Path, default=None, help="also write the JSON result here")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--nproc", type=int, default=1,
+                   help="processes (GPUs) of one node: N > 1 runs under torchrun, FSDP2 as lora_finetune_distributed")
     args = p.parse_args(argv)
     if args.merge:
         return merge(args.merge, args.json_out)
@@ -745,11 +795,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_finetune: error: config {args.config} not found", file=sys.stderr)
         return EXIT_MISSING_INPUT
 
+    if args.nproc < 1:
+        print("bench_finetune: error: --nproc must be >= 1", file=sys.stderr)
+        return EXIT_BAD_ARGS
+    if args.nproc > 1 and "LOCAL_RANK" not in os.environ:
+        return launch_torchrun(args.nproc, list(sys.argv[1:] if argv is None else argv))
+
     import torch
     from torchtune import training
 
     cfg = load_train_config(args.config)
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    global RANK, WORLD
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        import torch.distributed as dist
+
+        if device.type == "cuda":
+            device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        RANK, WORLD = dist.get_rank(), dist.get_world_size()
+        # No probe on N ranks (it builds the whole model on each GPU): no FLOPs, auto = the config's batch.
+        args.no_flops = True
+        if args.micro_batch == "auto":
+            args.micro_batch = str(int(cfg.batch_size))
     dtype = training.get_dtype(cfg.get("dtype", "bf16"), device=device)
     recipe = load_patched_recipe(args.recipe)
     if args.layers_scale != 1.0:
@@ -792,7 +861,7 @@ def main(argv: list[str] | None = None) -> int:
         Progress = None  # type: ignore[assignment]
 
     count_flops = not args.no_flops
-    need_probe = not args.settings or count_flops or any(SETTINGS[n.split(":")[0]][3] and m is None for n, m in args.settings)
+    need_probe = WORLD == 1 and (not args.settings or count_flops or any(SETTINGS[n.split(":")[0]][3] and m is None for n, m in args.settings))
     flop_samples = stream[0][: args.flop_samples] if args.flop_samples > 0 else stream[0]
     pr = probe(cfg, device, dtype, recipe, steps_total, worst, flop_samples, count_flops) if need_probe else {}
     watch = CompileWatch()
@@ -811,7 +880,7 @@ def main(argv: list[str] | None = None) -> int:
             auto_m = choose_micro_batch(eff, static, pr.get("act_per_sample_gb"), total_gb, args.memory_margin)
             log(f"{name}: micro-batch auto -> {auto_m} (static {static and round(static, 1)} GB + m x "
                 f"{pr.get('act_per_sample_gb') and round(pr['act_per_sample_gb'], 2)} GB x {1 + args.memory_margin:g} <= {total_gb and round(total_gb, 1)} GB - {RESERVE_GIB} reserve)")
-        progress = Progress("benchmark", name, "steps", total=args.steps) if Progress else None
+        progress = Progress("benchmark", name, "steps", total=args.steps) if Progress and RANK == 0 else None
         log(f"setting {name} ...")
         res = run_setting(name, m_override, cfg, args, device, dtype, recipe, stream, worst, eff, steps_total, auto_m, progress, watch)
         if res.get("static_gb") and not static_guess:
@@ -819,8 +888,14 @@ def main(argv: list[str] | None = None) -> int:
         results.append(res)
         log(json.dumps(res))
 
+    if WORLD > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+        if RANK != 0:
+            return 0
     out = {
-        "device": dev_name, "device_memory_gb": total_gb, "peak_tflops": peak, "torch": torch.__version__,
+        "nproc": WORLD, "device": dev_name, "device_memory_gb": total_gb, "peak_tflops": peak, "torch": torch.__version__,
         "versions": versions(), "config_model": str(cfg.model._component_), "layers_scale": args.layers_scale,
         "lora_rank": cfg.model.get("lora_rank"), "batch_size": int(cfg.batch_size),
         "gradient_accumulation_steps": int(cfg.get("gradient_accumulation_steps", 1)),

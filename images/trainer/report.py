@@ -176,20 +176,22 @@ def job_timings(jobs: Sequence[Mapping[str, Any]], gpu_resource: str, now: dt.da
 
 def teacher_rows(record: Path, gpus: float, now: dt.datetime | None = None) -> list[dict[str, Any]]:
     """The teacher's serving intervals from the generation's scale events (teacher_scale.py): each
-    scale to >= 1 replica opens one, the next scale to 0 closes it; one still open runs to now."""
+    scale to >= 1 replica opens one, the next scale to 0 closes it; one still open runs to now.
+    `gpus` is one pod's: an interval holds gpus x the replicas it was scaled to."""
     now = now or dt.datetime.now(dt.timezone.utc)
     if not record.is_file():
         return []
     rows: list[dict[str, Any]] = []
     opened: str | None = None
+    replicas = 1
 
     def close(start: str, end: str | None) -> None:
         t0, t1 = _parse_time(start), _parse_time(end) if end else now
         seconds = max(0.0, (t1 - t0).total_seconds()) if t0 and t1 else None
         rows.append({
             "job": "teacher", "stage": "teacher", "variant": None, "status": "complete" if end else "running",
-            "start": start, "completion": end, "seconds": seconds, "gpus": gpus,
-            "gpu_hours": round(seconds * gpus / 3600.0, 3) if seconds is not None else None,
+            "start": start, "completion": end, "seconds": seconds, "gpus": gpus * replicas,
+            "gpu_hours": round(seconds * gpus * replicas / 3600.0, 3) if seconds is not None else None,
         })
 
     for line in record.read_text(encoding="utf-8").splitlines():
@@ -200,7 +202,7 @@ def teacher_rows(record: Path, gpus: float, now: dt.datetime | None = None) -> l
         if not isinstance(event, dict) or event.get("event") != "scaled":
             continue
         if int(event.get("replicas") or 0) >= 1 and opened is None:
-            opened = str(event.get("at"))
+            opened, replicas = str(event.get("at")), int(event.get("replicas"))
         elif int(event.get("replicas") or 0) == 0 and opened is not None:
             close(opened, str(event.get("at")))
             opened = None

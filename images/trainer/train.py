@@ -31,6 +31,12 @@ steps per epoch + the bar's n, total = epochs x the bar's total, plus epoch, epo
 tokens_per_second. The recipe's global step is not used for `done`: after a resume without
 max_steps_per_epoch torchtune 0.6.1 restarts it at 0.
 
+Several GPUs (`--nproc N`, N > 1): `tune run --nnodes 1 --nproc_per_node N lora_finetune_distributed`
+(torchrun's N processes, one per GPU). Resume, the identity file, the marker and the no-overwrite rules
+are the same: the distributed recipe writes the same `epoch_k/` and `recipe_state/recipe_state.pt`
+(from rank 0), and only rank 0 draws the bar and writes the DiskLogger, so the progress is rank 0's.
+The config hash the Job passes includes N (a run on other GPUs is another run).
+
 Exit codes: 0 ok (also: already complete), 1 recipe failed, 2 bad arguments, 3 missing input
 or the output dir belongs to another config hash.
 """
@@ -390,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--recipe-file", type=Path, default=os.environ.get("COTVR_TRAIN_RECIPE") or None,
                         help="run this recipe file instead of `tune run <recipe>` (the image sets the patched recipe)")
     parser.add_argument("--variant", default=None, help="name in progress records (default: the output dir's name)")
+    parser.add_argument("--nproc", type=int, default=1,
+                        help="processes (GPUs) of one node: N > 1 runs the recipe through torchrun (`tune run --nproc_per_node N`)")
     parser.add_argument("overrides", nargs="*", help="extra torchtune key=value overrides")
     return parser
 
@@ -398,6 +406,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.epochs < 1:
         raise CotvrError("--epochs must be >= 1", EXIT_BAD_ARGS)
+    if args.nproc < 1:
+        raise CotvrError("--nproc must be >= 1", EXIT_BAD_ARGS)
+    if args.nproc > 1 and not args.recipe.endswith("_distributed"):
+        raise CotvrError(f"--nproc {args.nproc} needs a distributed recipe, not {args.recipe}", EXIT_BAD_ARGS)
     require_paths(args.require)
     require_paths([args.config], "train config")
     out: Path = args.output_dir
@@ -433,7 +445,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         {"config_hash": args.config_hash, "config_sha256": sha256_file(args.config), "epochs": args.epochs, "started_at": utc_now()},
     )
     recipe_args = ["--config", str(args.config), *overrides, f"resume_from_checkpoint={plan.resume}"]
-    if args.recipe_file:
+    if args.nproc > 1:
+        # torchrun on this node only (standalone rendezvous); the packaged distributed recipe. The
+        # image's patched recipe file is the single-device one, so it does not apply here.
+        cmd = [args.tune, "run", "--nnodes", "1", "--nproc_per_node", str(args.nproc), args.recipe, *recipe_args]
+    elif args.recipe_file:
         # The image's patched copy (compile_encoder). `tune run <file>` would import it as a module
         # path relative to the cwd; a single-device `tune run` is exactly `python <recipe> args`.
         cmd = [sys.executable, str(args.recipe_file), *recipe_args]

@@ -29,6 +29,7 @@ class RenderedConfig:
     key: str  # train.yaml | generate.yaml | eval.yaml | sdk.yaml
     text: str
     variant: str | None = None
+    recipe: str | None = None  # train: the recipe its Job runs (--recipe), e.g. lora_finetune_distributed
 
     def load(self) -> dict[str, Any]:
         data = yaml.safe_load(self.text)
@@ -48,26 +49,47 @@ def _iter_docs(path: Path) -> Iterator[dict[str, Any]]:
                 yield doc
 
 
+def _job_recipes(docs: list[tuple[str, dict[str, Any]]]) -> dict[tuple[str, str], str]:
+    """(stack, ConfigMap name) -> the `--recipe` of the Job that mounts it."""
+    found: dict[tuple[str, str], str] = {}
+    for stack, doc in docs:
+        if doc.get("kind") != "Job":
+            continue
+        pod = ((doc.get("spec") or {}).get("template") or {}).get("spec") or {}
+        args = [str(a) for c in pod.get("containers") or [] for a in c.get("args") or []]
+        if "--recipe" not in args:
+            continue
+        recipe = args[args.index("--recipe") + 1]
+        for volume in pod.get("volumes") or []:
+            name = (volume.get("configMap") or {}).get("name")
+            if name:
+                found[(stack, name)] = recipe
+    return found
+
+
 def rendered_configs(root: Path) -> list[RenderedConfig]:
     found: list[RenderedConfig] = []
     files = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml", ".json") and p.is_file())
+    all_docs: list[tuple[str, dict[str, Any]]] = []
     for path in files:
         stack = path.relative_to(root).parts[0]
         try:
-            docs = list(_iter_docs(path))
+            all_docs.extend((stack, doc) for doc in _iter_docs(path))
         except yaml.YAMLError:
             continue
-        for doc in docs:
-            if doc.get("kind") != "ConfigMap":
-                continue
-            labels = (doc.get("metadata") or {}).get("labels") or {}
-            stage = labels.get(LABEL_STAGE)
-            key = STAGE_KEYS.get(stage or "")
-            data = doc.get("data") or {}
-            if key and key in data:
-                variant = labels.get(LABEL_VARIANT)
-                name = (doc.get("metadata") or {}).get("name") or variant or stage
-                found.append(RenderedConfig(f"{stack}/{stage}/{variant or name}", stage, key, data[key], variant))
+    recipes = _job_recipes(all_docs)
+    for stack, doc in all_docs:
+        if doc.get("kind") != "ConfigMap":
+            continue
+        labels = (doc.get("metadata") or {}).get("labels") or {}
+        stage = labels.get(LABEL_STAGE)
+        key = STAGE_KEYS.get(stage or "")
+        data = doc.get("data") or {}
+        if key and key in data:
+            variant = labels.get(LABEL_VARIANT)
+            name = (doc.get("metadata") or {}).get("name") or variant or stage
+            recipe = recipes.get((stack, name)) if stage == "train" else None
+            found.append(RenderedConfig(f"{stack}/{stage}/{variant or name}", stage, key, data[key], variant, recipe))
     return found
 
 
@@ -117,6 +139,12 @@ def template_configs() -> list[RenderedConfig]:
             "dataset": BLOG_DATASET, "seed": 42, "shuffle": True,
             "epochs": 3, "batch_size": 2, "gradient_accumulation_steps": 8,
         }), "qlora-90b"),
+        # On 8 GPUs: the packaged multi-device config, micro-batch 2 x accumulation 1 x 8 ranks.
+        RenderedConfig("template/train/lora-11b-8gpus", "train", "train.yaml", _with(_template("11B_lora.yaml"), {
+            "output_dir": ck11, "checkpointer.checkpoint_dir": m11, "tokenizer.path": f"{m11}/original/tokenizer.model",
+            "model.lora_rank": 16, "model.lora_alpha": 32, "dataset": BLOG_DATASET,
+            "epochs": 10, "batch_size": 2, "gradient_accumulation_steps": 1,
+        }), "lora-11b", "lora_finetune_distributed"),
     ]
     gen = _template("11B_generation_v2.yaml")
     gen_common = {"prompt.system": system, "prompt.user.image": "/results/blog/samples/x.png",

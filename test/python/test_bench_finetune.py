@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from conftest import HERE, TRAINER, run_program
-from cotvr_contract import EXIT_MISSING_INPUT
+from cotvr_contract import EXIT_BAD_ARGS, EXIT_MISSING_INPUT
 from cotvr_configs import torchtune_configs
 
 PATCH = TRAINER / "lora_finetune_single_device.patch"
@@ -285,3 +285,34 @@ def test_compile_watch_counts_limit_hits_and_recompiles() -> None:
 def test_bench_bad_config(tmp_path: Path) -> None:
     proc = run_program(BENCH, "--config", str(tmp_path / "none.yaml"))
     assert proc.returncode == EXIT_MISSING_INPUT and "not found" in proc.stderr
+
+
+def test_bench_nproc_2_on_cpu(tmp_path: Path) -> None:
+    """--nproc 2: torchrun's 2 processes (gloo on CPU), the model sharded with FSDP2 as
+    lora_finetune_distributed does, each rank half of every step's samples; rank 0 reports the whole
+    effective batch's samples/s."""
+    config = bench_config(tmp_path, "lora-11b")
+    out = tmp_path / "bench.json"
+    proc = run_program(BENCH, "--config", str(config), "--device", "cpu", "--settings", "blog,no_ac:m1", "--steps", "2", "--nproc", "2",
+                       "--image-sizes", "100x100:1,200x100:1", "--text-tokens", "40:64", "--text-bucket", "32", "--layers-scale", "0.5",
+                       "--json-out", str(out), env={"PYTHONPATH": str(HERE), "OMP_NUM_THREADS": "1"}, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert "torch.distributed.run --standalone --nnodes 1 --nproc_per_node 2" in proc.stderr
+    data = parse_bench(proc.stdout)  # one COTVR_BENCH line: rank 0's
+    assert json.loads(out.read_text()) == data
+    assert data["nproc"] == 2 and data["effective_batch"] == 2
+    blog, no_ac = data["results"]
+    for r in (blog, no_ac):
+        assert r["nproc"] == 2 and r["micro_batch"] == 1 and r["grad_accum"] == 1  # 1 x 1 x 2 ranks = 2
+        assert r["samples_per_s"] > 0 and r["timed_steps"] == 2
+        assert r["loss_last"] == pytest.approx(11.76, abs=1.0)  # ln(128256): random init, the real loss
+    assert blog["activation_checkpointing"] and not no_ac["activation_checkpointing"]
+    # The same samples and the same math as one process: the step's loss over all its tokens.
+    one = run_program(BENCH, "--config", str(config), "--device", "cpu", "--settings", "blog", "--steps", "2", "--no-flops",
+                      "--image-sizes", "100x100:1,200x100:1", "--text-tokens", "40:64", "--text-bucket", "32", "--layers-scale", "0.5",
+                      env={"PYTHONPATH": str(HERE), "OMP_NUM_THREADS": "1"}, timeout=1200)
+    assert one.returncode == 0, one.stderr[-5000:]
+    (single,) = parse_bench(one.stdout)["results"]
+    assert single["nproc"] == 1 and blog["loss_last"] == pytest.approx(single["loss_last"], rel=1e-2)
+    bad = run_program(BENCH, "--config", str(config), "--nproc", "0", env={"PYTHONPATH": str(HERE)})
+    assert bad.returncode == EXIT_BAD_ARGS and "--nproc must be >= 1" in bad.stderr

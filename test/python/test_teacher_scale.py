@@ -96,6 +96,15 @@ def test_hold_scales_up_runs_then_releases(api: FakeApi, tmp_path: Path) -> None
     assert all(e["deployment"] == "blog-teacher" and e["at"].endswith("Z") for e in events)
 
 
+def test_hold_n_replicas(api: FakeApi, tmp_path: Path) -> None:
+    """teacher.replicas: `hold --replicas N` (what the simulated cluster runs for the generation)."""
+    proc = run_program(PROGRAM, *args(api, tmp_path, "hold", "--replicas", "3", "--", sys.executable, "-c", "print('generating')"))
+    assert proc.returncode == 0, proc.stderr
+    assert api.replicas_set() == [3, 0]
+    bad = run_program(PROGRAM, *args(api, tmp_path, "hold", "--replicas", "0", "--", sys.executable, "-c", "pass"))
+    assert bad.returncode == EXIT_BAD_ARGS and "--replicas must be >= 1" in bad.stderr
+
+
 def test_a_failed_generation_releases_the_teacher_and_keeps_its_exit_code(api: FakeApi, tmp_path: Path) -> None:
     proc = run_program(PROGRAM, *args(api, tmp_path, "hold", "--", sys.executable, "-c", "raise SystemExit(6)"))
     assert proc.returncode == EXIT_CHECK_FAILED
@@ -310,3 +319,93 @@ def test_a_failed_generation_gives_the_teacher_back(tmp_path: Path, tiny_chartqa
                         "--teacher-deployment", "blog-teacher", "--teacher-namespace", "cot-vr", "--kube-api", api.url)
     assert proc.returncode == EXIT_MISSING_INPUT, proc.stderr[-3000:]
     assert api.replicas_set() == [1, 0]
+
+
+class RoundRobinService:
+    """The teacher's Service in front of N pods: each new TCP connection goes to the next backend,
+    as kube-proxy spreads connections (never single requests) over a Service's endpoints."""
+
+    def __init__(self, backends: list[int]) -> None:
+        import socket
+
+        self.backends, self.next = backends, 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            port = self.backends[self.next % len(self.backends)]
+            self.next += 1
+            upstream = socket.create_connection(("127.0.0.1", port))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: Any, dst: Any) -> None:
+        import socket
+
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_generation_on_n_teachers(tmp_path: Path, tiny_chartqa: Path, fake_teacher, api: FakeApi) -> None:
+    """teacher.replicas 3: the generation scales the Deployment to 3 and back to 0, its concurrent
+    requests (3 x the config's per-replica batch_size, each on its own connection) reach every teacher
+    pod through the Service, and the record lets the report count 3 teachers' GPU time."""
+    import yaml
+
+    from report import teacher_rows
+    from test_generate_cot import MODEL_90B, run_generate, sdk_config_for
+
+    teachers = [fake_teacher(MODEL_90B) for _ in range(3)]
+    service = RoundRobinService([t.server.server_address[1] for t in teachers])
+    try:
+        config = sdk_config_for(tmp_path, f"http://127.0.0.1:{service.port}/v1", MODEL_90B)
+        cfg = yaml.safe_load(config.read_text())
+        cfg["generation"]["batch_size"] = 2  # per replica: 6 requests in flight
+        config.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        (tmp_path / "token").write_text("sa-token")
+        record = tmp_path / "teacher.jsonl"
+        proc = run_generate(config, tmp_path / "cot_chartqa", tiny_chartqa, "--limit", "6",
+                            "--teacher-deployment", "blog-teacher", "--teacher-namespace", "cot-vr", "--teacher-record", str(record),
+                            "--teacher-replicas", "3", "--kube-api", api.url, "--kube-token-file", str(tmp_path / "token"))
+    finally:
+        service.close()
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert api.replicas_set() == [3, 0]
+    answered = [sum(1 for r in t.requests if r.get("model") == MODEL_90B) for t in teachers]
+    assert sum(answered) == 6 and all(n > 0 for n in answered), answered
+    assert [json.loads(line)["replicas"] for line in record.read_text().splitlines()] == [3, 0]
+    (row,) = teacher_rows(record, gpus=1.0)
+    assert row["gpus"] == 3 and row["status"] == "complete"
+    assert row["gpu_hours"] == pytest.approx(3 * row["seconds"] / 3600, abs=1e-3)
+
+
+def test_teacher_replicas_must_be_positive(tmp_path: Path, tiny_chartqa: Path, fake_teacher, api: FakeApi) -> None:
+    from test_generate_cot import MODEL_90B, run_generate, sdk_config_for
+
+    teacher = fake_teacher(MODEL_90B)
+    config = sdk_config_for(tmp_path, teacher.api_base, MODEL_90B)
+    proc = run_generate(config, tmp_path / "cot_chartqa", tiny_chartqa, "--limit", "4", "--teacher-deployment", "blog-teacher",
+                        "--teacher-namespace", "cot-vr", "--teacher-replicas", "0", "--kube-api", api.url)
+    assert proc.returncode == EXIT_BAD_ARGS and "--teacher-replicas must be >= 1" in proc.stderr
+    assert api.replicas_set() == []

@@ -91,6 +91,9 @@ def test_values_torchtune_relies_on(cfg: RenderedConfig) -> None:
 def test_every_stage_is_covered() -> None:
     stages = {c.stage for c in CONFIGS}
     assert {"train", "sample", "evaluate"} <= stages, stages
+    # Both fine-tune recipes: one GPU (the blog's) and several (blog-node's 8-GPU variants).
+    recipes = {c.recipe or "lora_finetune_single_device" for c in CONFIGS if c.stage == "train"}
+    assert recipes == {"lora_finetune_single_device", "lora_finetune_distributed"}, recipes
 
 
 RECIPES = {"train": "lora_finetune_single_device.py", "evaluate": "eleuther_eval.py", "sample": "dev/generate_v2.py"}
@@ -105,11 +108,12 @@ def test_keys_the_recipe_reads_without_default_are_set(cfg: RenderedConfig) -> N
     import re
 
     spec = importlib.util.find_spec("recipes")
-    source = (Path(list(spec.submodule_search_locations)[0]) / RECIPES[cfg.stage]).read_text()
+    recipe = f"{cfg.recipe}.py" if cfg.recipe else RECIPES[cfg.stage]
+    source = (Path(list(spec.submodule_search_locations)[0]) / recipe).read_text()
     needed = set(re.findall(r"\bcfg\.([a-zA-Z_]+)\b", source)) - {"get"}
     data = cfg.load()
     missing = sorted(k for k in needed if k not in data)
-    assert not missing, f"{cfg.id}: {RECIPES[cfg.stage]} reads cfg.{missing} but the config lacks them"
+    assert not missing, f"{cfg.id}: {recipe} reads cfg.{missing} but the config lacks them"
     if cfg.stage == "train":
         model_keys = set(re.findall(r"\bcfg_model\.([a-zA-Z_]+)\b", source))
         assert not sorted(k for k in model_keys if k not in data["model"]), model_keys

@@ -453,3 +453,16 @@ describe("progress from the real tools' logs (test/fixtures/logs, captured by th
         });
     }
 });
+
+describe("a fine-tune on several GPUs", () => {
+    it("shows the pod's GPU count beside the stage and counts its GPU-hours x N", () => {
+        const j = job("train", "lora-11b", "e2e40601", { created: "09:00:00", start: "09:00:01", active: 1 });
+        const p = jobPod(j, "r8n2k", { created: "09:00:00", scheduled: "09:00:01", gpus: 8, phase: "Running" });
+        const st = deriveStatus({ namespace: NS, run: RUN, gpuResource: GPU, jobs: [j], pods: [p], deployments: [], logs: {} }, { now: Date.parse(T("10:00:01")) });
+        expect(renderStatus(st)).toMatch(/^train lora-11b \(8 GPUs\) +running/m);
+        expect(st.totals.gpuHours).toBeCloseTo(8, 6);
+        const one = jobPod(j, "r8n2k", { created: "09:00:00", scheduled: "09:00:01", gpus: 1, phase: "Running" });
+        const st1 = deriveStatus({ namespace: NS, run: RUN, gpuResource: GPU, jobs: [j], pods: [one], deployments: [], logs: {} }, { now: Date.parse(T("10:00:01")) });
+        expect(renderStatus(st1)).toMatch(/^train lora-11b +running/m);
+    });
+});

@@ -35,7 +35,8 @@ cleanup() {
 trap cleanup EXIT
 
 creds=(); [[ -n "${COT_PODS_REGISTRY_USER:-}" ]] && creds=(--creds "$COT_PODS_REGISTRY_USER:$COT_PODS_REGISTRY_PASSWORD")
-from() { local c; c=$("${B[@]}" from --quiet --tls-verify=false "${creds[@]}" "$1") || die "cannot get image $1"; containers+=("$c"); echo "$c"; }
+# from VAR REF: a working container of REF in VAR (not in a subshell: cleanup must see every container)
+from() { local c; c=$("${B[@]}" from --quiet --tls-verify=false "${creds[@]}" "$2") || die "cannot get image $2"; containers+=("$c"); printf -v "$1" %s "$c"; }
 # run CONTAINER CMD...: as the pods run it (non-root, HOME=/tmp), the work folder mounted at /work
 run() { local c="$1"; shift; "${B[@]}" run --user "$USER_ID:$USER_ID" --env HOME=/tmp --volume "$WORK:/work" "$c" -- "$@"; }
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
@@ -46,11 +47,11 @@ serve() {
     setsid "${B[@]}" run --user "$USER_ID:$USER_ID" --env HOME=/tmp --volume "$WORK:/work" "$c" -- "$@" >"$WORK/$name.log" 2>&1 &
     pgids+=($!)
 }
-t0=$SECONDS; step() { log "$1 ($((SECONDS - t0))s)"; }
+step() { log "$1 (at ${SECONDS}s)"; }
 
 step "images: getting the four images"
-trainer=$(from "$COT_PODS_IMAGE_TRAINER"); datagen=$(from "$COT_PODS_IMAGE_DATAGEN")
-vllm=$(from "$COT_PODS_IMAGE_VLLM"); hub=$(from "$COT_PODS_IMAGE_HUB")
+from trainer "$COT_PODS_IMAGE_TRAINER"; from datagen "$COT_PODS_IMAGE_DATAGEN"
+from vllm "$COT_PODS_IMAGE_VLLM"; from hub "$COT_PODS_IMAGE_HUB"
 
 step "trainer: versions and every program's --help"
 run "$trainer" python -c '

@@ -3,7 +3,7 @@
 # time-out loses that setting only), each setting started only while enough of the call's time is
 # left. Writes per-setting JSON and one log under $OUT (at most 8 files come back).
 #
-#   bash bench/run-device.sh 11b|90b|extra [seconds of budget, default 560]
+#   bash bench/run-device.sh 11b|90b|extra|fast [seconds of budget, default 560]
 #
 # Needs torchtune 0.6.1 + torchao 0.11.0 and their import-time deps as wheels in .whl/ (the
 # device has no registry); see bench/README.md.
@@ -47,6 +47,13 @@ case $MODEL in
     run blog 200 --config $C --settings blog:m2 --steps 3 --flop-samples 2
     run nf4-compile-m2 200 --config $C --settings no_ac_compile:m2 --steps 3 --no-flops
     run no-ac-m2 150 --config $C --settings no_ac:m2 --steps 3 --no-flops
+    ;;
+fast)  # the recipe's own text (no bucketing, dynamic lengths) against the blog's exact setting, micro-batch 1/2/4
+    C=bench/configs/lora-11b.yaml
+    run blog 60 --config $C --settings blog:m16 --text-bucket 1
+    run best-m1 150 --config $C --settings best:m1 --text-bucket 1 --no-flops --profile
+    run best-m4 130 --config $C --settings best:m4 --text-bucket 1 --no-flops --profile
+    run best-m2 120 --config $C --settings best:m2 --text-bucket 1 --no-flops
     ;;
 extra)  # the second look: 90B compile with checkpointing (NF4 + compile without it ran out of memory), 11B m8, static shapes
     run 90b-compile-m2 230 --config bench/configs/qlora-90b.yaml --settings compile:m2 --steps 3 --no-flops

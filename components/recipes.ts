@@ -83,6 +83,9 @@ export function trainConfig(s: Settings, name: string, v: TrainVariant): string 
         compile: v.compile,
         // Read by the image's patched recipe only (images/trainer/lora_finetune_single_device.patch).
         compile_encoder: v.compileEncoder,
+        // Read by the patched recipe only: pad each micro-batch's text to a multiple of this many
+        // tokens, as the benchmark measured the planned setting (1: the collate's own padding).
+        text_bucket: v.textBucket,
         enable_activation_checkpointing: v.activationCheckpointing,
         enable_activation_offloading: v.activationOffloading,
         metric_logger: metricLogger(v),

@@ -1,7 +1,7 @@
 """Throughput benchmark of the shipped torchtune 0.6.1 fine-tune (lora_finetune_single_device).
 
     python bench_finetune.py --config train.yaml [--settings blog,compile,compile_encoder,no_ac,best]
-                             [--steps 12] [--text-bucket N] [--recompile-limit 64] [--profile] [--layers-scale 0.25]
+                             [--steps 12] [--text-bucket N] [--recompile-limit 64] [--profile] [--pin-memory] [--layers-scale 0.25]
                              [--device cuda] [--device-peak-tflops 989] [--data synthetic|config|auto] [--json-out f]
     python bench_finetune.py --merge a.json b.json ... --json-out all.json   (one table from several runs)
 
@@ -359,11 +359,22 @@ def collate(samples: list[dict], ignore_index: int) -> dict:
 # --------------------------------------------------------------------------- one step, as the recipe
 
 
-def to_device(batch: dict, device) -> dict:
+def to_device(batch: dict, device, pinned: bool = False) -> dict:
+    """As the recipe: torchtune's batch_to_device, blocking copies from pageable memory (the host
+    waits for the GPU's queue to drain before each micro-batch). pinned (opt-in, --pin-memory): the
+    batch was pinned (DataLoader pin_memory=True) and is copied with non_blocking=True."""
     from torchtune import utils
 
-    utils.batch_to_device(batch, device)
-    return batch
+    if not pinned:
+        utils.batch_to_device(batch, device)
+        return batch
+    return {k: to_device(v, device, True) if isinstance(v, dict) else v.to(device, non_blocking=True) if hasattr(v, "to") else v
+            for k, v in batch.items()}
+
+
+def pin(batch: dict) -> dict:
+    """A collated batch in page-locked memory, as a DataLoader with pin_memory=True hands it over."""
+    return {k: pin(v) if isinstance(v, dict) else v.pin_memory() if hasattr(v, "pin_memory") else v for k, v in batch.items()}
 
 
 def loss_step(b: Built, batch: dict) -> Any:
@@ -381,14 +392,16 @@ def loss_step(b: Built, batch: dict) -> Any:
     return loss
 
 
-def optimizer_step(b: Built, micro_batches: list[dict], device, clip: float | None) -> float:
+def optimizer_step(b: Built, micro_batches: list[dict], device, clip: float | None, pinned: bool = False) -> float:
     import torch
     from torchtune import training
 
     num_tokens = 0
     running = 0
     for mb in micro_batches:
-        batch = to_device({k: v for k, v in mb.items()}, device)
+        # a fresh dict at every level: batch_to_device replaces tensors in place, and each use of a
+        # micro-batch copies it from host memory again, as the recipe's fresh batches do
+        batch = to_device({k: dict(v) if isinstance(v, dict) else v for k, v in mb.items()}, device, pinned)
         n = (batch["labels"] != b.ignore_index).sum()
         num_tokens += n
         current = loss_step(b, batch) * n
@@ -622,7 +635,7 @@ def kernel_kind(name: str) -> str:
     return next((kind for kind, keys in KERNEL_KINDS if any(k in low for k in keys)), "other")
 
 
-def profile_step(b: Built, micro_batches: list[dict], device, clip) -> dict:
+def profile_step(b: Built, micro_batches: list[dict], device, clip, pinned: bool = False) -> dict:
     """One more optimizer step (untimed) under torch.profiler: wall time, GPU kernel time by kind
     (how busy the GPU is, and with what), and the top kernels. Printed and returned."""
     import torch
@@ -632,7 +645,7 @@ def profile_step(b: Built, micro_batches: list[dict], device, clip) -> dict:
     sync(device)
     t0 = time.perf_counter()
     with profile(activities=acts) as prof:
-        optimizer_step(b, micro_batches, device, clip)
+        optimizer_step(b, micro_batches, device, clip, pinned)
         sync(device)
     wall_us = (time.perf_counter() - t0) * 1e6
     kinds: dict[str, float] = {}
@@ -680,7 +693,8 @@ def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, rec
     res: dict[str, Any] = {"setting": name, "activation_checkpointing": ac, "compile": compile_dec,
                            "compile_encoder": compile_enc, "micro_batch": m, "grad_accum": accum,
                            "group_tiles": group, "text_bucket": bucket,
-                           "static_shapes": bool(getattr(args, "static_shapes", False))}
+                           "static_shapes": bool(getattr(args, "static_shapes", False)),
+                           "pin_memory": bool(getattr(args, "pin_memory", False))}
     free(device)
     t_build = time.perf_counter()
     b = None
@@ -693,6 +707,9 @@ def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, rec
         # The timed steps' micro-batches, collated up front: collation is the dataloader's work (its
         # workers, in the recipe), outside the timer.
         batches = [split(st, m, b.ignore_index, bucket, group) for st in stream[: args.steps]]
+        pinned = bool(getattr(args, "pin_memory", False)) and device.type == "cuda"
+        if pinned:
+            batches = [[pin(mb) for mb in st] for st in batches]
         classes = coverage(batches, dynamic_text=bucket <= 1 and not getattr(args, "static_shapes", False))
         res["shape_classes"] = len(classes)
         # Warm-up, untimed: one micro-batch of worst-case samples (the peak memory, the largest
@@ -707,7 +724,7 @@ def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, rec
             before = watch.graphs()
             plan = classes if compiled else classes[:1]
             for i in range(0, len(plan), accum):
-                optimizer_step(b, plan[i : i + accum], device, clip)
+                optimizer_step(b, plan[i : i + accum], device, clip, pinned)
             n_warm_mb += len(plan)
             passes += 1
             if not compiled or watch.graphs() == before or passes >= args.max_warmup_passes:
@@ -726,7 +743,7 @@ def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, rec
         t0 = time.perf_counter()
         losses = []
         for i, mbs in enumerate(batches):
-            losses.append(optimizer_step(b, mbs, device, clip))
+            losses.append(optimizer_step(b, mbs, device, clip, pinned))
             if progress:
                 progress.update(i + 1, total=len(batches), setting=name)
         sync(device)
@@ -744,7 +761,7 @@ def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, rec
         res.update({k: v for k, v in mem(device).items() if k != "allocated_gb"})
         if getattr(args, "profile", False):
             try:
-                res["profile"] = profile_step(b, batches[0], device, clip)
+                res["profile"] = profile_step(b, batches[0], device, clip, pinned)
             except Exception as exc:  # noqa: BLE001 - the profile is evidence, the timing stands without it
                 if is_oom(exc):
                     raise
@@ -791,6 +808,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="torch._dynamo recompile limit per function (default 64; torch's 8 is below the layer kinds x shape classes)")
     p.add_argument("--static-shapes", action="store_true",
                    help="compile one static graph per shape class (torch._dynamo automatic_dynamic_shapes off)")
+    p.add_argument("--pin-memory", action="store_true",
+                   help="opt-in: micro-batches pinned and copied non-blocking (the recipe copies from pageable memory)")
     p.add_argument("--profile", action="store_true",
                    help="after the timed steps, profile one more step: GPU kernel time by kind and the top kernels")
     p.add_argument("--max-warmup-passes", type=int, default=3, help="shape-class passes at most before the timer (default 3)")

@@ -295,6 +295,22 @@ def test_unbucketed_text_warms_two_lengths_per_tile_class() -> None:
     assert len(bench.coverage(steps)) == 4
 
 
+def test_copies_to_the_device_as_the_recipe_or_pinned() -> None:
+    """The default copy is torchtune's batch_to_device (in place, nested dicts too); the benchmark's
+    step hands it fresh dicts, so every use of a micro-batch copies from host memory again. The
+    pinned path (opt-in) returns new dicts and leaves the batch as it was."""
+    import torch
+    import bench_finetune as bench
+
+    mb = bench.split([fake_sample(1, 40), fake_sample(2, 50)], 2, -100)[0]
+    images = mb["encoder_input"]["images"]
+    out = bench.to_device({k: dict(v) if isinstance(v, dict) else v for k, v in mb.items()}, torch.device("cpu"))
+    assert mb["encoder_input"]["images"] is images and torch.equal(out["encoder_input"]["images"], images)
+    pinned = bench.to_device(mb, torch.device("cpu"), pinned=True)
+    assert pinned is not mb and pinned["encoder_input"] is not mb["encoder_input"]
+    assert all(torch.equal(pinned[k], mb[k]) for k in ("tokens", "labels", "encoder_mask"))
+
+
 def test_kernel_kinds() -> None:
     import bench_finetune as bench
 

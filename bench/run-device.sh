@@ -3,7 +3,7 @@
 # time-out loses that setting only), each setting started only while enough of the call's time is
 # left. Writes per-setting JSON and one log under $OUT (at most 8 files come back).
 #
-#   bash bench/run-device.sh 11b|90b|extra [seconds of budget, default 560]
+#   bash bench/run-device.sh 11b|90b|extra|fast|fast2 [seconds of budget, default 560]
 #
 # Needs torchtune 0.6.1 + torchao 0.11.0 and their import-time deps as wheels in .whl/ (the
 # device has no registry); see bench/README.md.
@@ -28,6 +28,7 @@ run() {  # run NAME MIN_SECONDS ARGS...: one process, killed when the call's bud
     echo "== $name (${l}s left): $*" >>"$LOG"
     local t0; t0=$(date +%s)
     local file="$OUT/$MODEL-$name.json"; [ "$MODEL" = extra ] && file="$OUT/$name.json"
+    case $MODEL in fast*) file="$OUT/11b-$MODEL-$name.json";; esac
     timeout -k 5 $(( l - 8 )) $BENCH "$@" --json-out "$file" >>"$LOG" 2>&1
     echo "== $name rc=$? in $(( $(date +%s) - t0 ))s" | tee -a "$LOG"
 }
@@ -47,6 +48,23 @@ case $MODEL in
     run blog 200 --config $C --settings blog:m2 --steps 3 --flop-samples 2
     run nf4-compile-m2 200 --config $C --settings no_ac_compile:m2 --steps 3 --no-flops
     run no-ac-m2 150 --config $C --settings no_ac:m2 --steps 3 --no-flops
+    ;;
+fast)  # 11B with the recipe's default sampler against the blog's exact setting (unbucketed, as the blog):
+        # the shipped best:m4 at text bucket 128 (what the recipe now runs), micro-batch 1 (pads nothing),
+        # and best:m4 with pinned, non-blocking copies (the recipe's pageable copies drain the GPU's queue
+        # before every micro-batch); profiles say how busy the GPU is and with what
+    C=bench/configs/lora-11b.yaml
+    run blog 60 --config $C --settings blog:m16
+    run best-m4-tb128 130 --config $C --settings best:m4 --text-bucket 128 --no-flops --profile
+    run best-m1 140 --config $C --settings best:m1 --text-bucket 1 --no-flops --profile
+    run best-m4-tb128-pin 80 --config $C --settings best:m4 --text-bucket 128 --no-flops --profile --pin-memory
+    ;;
+fast2)  # the second look: unbucketed text at micro-batch 4 and 2, micro-batch 1 at 128, the blog again
+    C=bench/configs/lora-11b.yaml
+    run blog 60 --config $C --settings blog:m16 --no-flops
+    run best-m4-tb1 140 --config $C --settings best:m4 --text-bucket 1 --no-flops --profile
+    run best-m2-tb1 120 --config $C --settings best:m2 --text-bucket 1 --no-flops
+    run best-m1-tb128 100 --config $C --settings best:m1 --text-bucket 128 --no-flops
     ;;
 extra)  # the second look: 90B compile with checkpointing (NF4 + compile without it ran out of memory), 11B m8, static shapes
     run 90b-compile-m2 230 --config bench/configs/qlora-90b.yaml --settings compile:m2 --steps 3 --no-flops

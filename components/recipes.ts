@@ -85,8 +85,11 @@ export function trainConfig(s: Settings, name: string, v: TrainVariant): string 
         "lr_scheduler.num_warmup_steps": v.warmupSteps,
         compile: v.compile,
         // Read by the image's patched single-device recipe only (images/trainer/lora_finetune_single_device.patch);
-        // the distributed recipe has no such key (config/derive.ts refuses compileEncoder with gpus > 1).
+        // the distributed recipe has no such keys (config/derive.ts refuses compileEncoder with gpus > 1).
         compile_encoder: v.gpus > 1 ? undefined : v.compileEncoder,
+        // Pad each micro-batch's text to a multiple of this many tokens, as the benchmark measured the
+        // planned setting (1: the collate's own padding).
+        text_bucket: v.gpus > 1 ? undefined : v.textBucket,
         enable_activation_checkpointing: v.activationCheckpointing,
         enable_activation_offloading: v.activationOffloading,
         metric_logger: metricLogger(v),

@@ -22,6 +22,8 @@ export type TrainVariant = Omit<RawTrainVariant, "loraRank" | "loraAlpha" | "com
      * effective batch: microBatch x accumulation x gpus = batchSize x gradientAccumulationSteps. */
     readonly microBatch: number;
     readonly accumulation: number;
+    /** The recipe's text_bucket: text padded to a multiple of this many tokens, as measured (1: none). */
+    readonly textBucket: number;
 };
 
 /** What one evaluation or sample reads. */
@@ -122,6 +124,8 @@ const LEVER_KEYS = ["compile", "compileEncoder", "activationCheckpointing"] as c
 /** The speed levers and micro-batch a fine-tune runs with, and why. */
 export interface SpeedPlan extends Levers {
     readonly microBatch: number;
+    /** The text bucket the measurement ran with, which the recipe then runs with too (1: the blog's padding). */
+    readonly textBucket: number;
     /** The measurement the plan is taken from (none: the blog's levers, nothing measured beats them here). */
     readonly measured?: Measured;
     /** The blog's exact setting measured in the same kind of run, when there is one. */
@@ -150,7 +154,7 @@ export function planSpeed(model: ModelSize, batchSize: number, gpuGiB: number, f
         const vs = blog ? `, ${(best.samplesPerS / blog.samplesPerS).toFixed(2)}x the blog's ${blog.setting} (${sps(blog)})` : "";
         return {
             compile: best.compile, compileEncoder: best.compileEncoder, activationCheckpointing: best.activationCheckpointing,
-            microBatch: best.microBatch, measured: best, blog, fits: true,
+            microBatch: best.microBatch, textBucket: best.textBucket, measured: best, blog, fits: true,
             why: `fastest measured setting that fits ${gpuGiB.toFixed(0)} GiB: ${best.setting} ${sps(best)} on ${best.device} (bench/results/${best.file})${vs}`,
         };
     }
@@ -159,7 +163,7 @@ export function planSpeed(model: ModelSize, batchSize: number, gpuGiB: number, f
     const fitting = (micro === "auto" ? divisors : [micro]).filter((m) => peakGiB(model, m, levers, from) <= gpuGiB);
     const m = fitting.pop();
     const reason = best ? `no measured setting beats the blog's (${blog!.setting}, ${sps(blog!)}) at ${gpuGiB.toFixed(0)} GiB` : `no measured setting fits ${gpuGiB.toFixed(0)} GiB and the stack's levers`;
-    return { ...levers, microBatch: m ?? (micro === "auto" ? 1 : micro), blog, fits: m !== undefined, why: `${reason}: the blog's levers, largest micro-batch that fits` };
+    return { ...levers, microBatch: m ?? (micro === "auto" ? 1 : micro), textBucket: 1, blog, fits: m !== undefined, why: `${reason}: the blog's levers, largest micro-batch that fits` };
 }
 
 function resolveVariants(raw: Record<string, RawTrainVariant>, gpuGiB: number, defaulted: string[], p: Problem): Record<string, TrainVariant> {
@@ -192,7 +196,13 @@ function resolveVariants(raw: Record<string, RawTrainVariant>, gpuGiB: number, d
             defaulted.push(`train.variants.${name}: micro-batch ${microBatch} x accumulation ${accumulation}${ranks} (effective batch ${v.batchSize * v.gradientAccumulationSteps}, ~${peakGiB(v.model, microBatch, resolved).toFixed(0)} GiB of ${gpuGiB.toFixed(0)}; ${plan.why})`);
         }
         const pod = trainPodSize(v.model, n);
-        return [name, { ...v, ...resolved, microBatch, accumulation, memory: v.memory ?? pod.memory, shmSize: v.shmSize ?? pod.shmSize }];
+        // The plan's text bucket belongs to its measured levers and micro-batch (with others, none), and
+        // bounds the shapes compiled graphs see: eager, the blog's own padding. Only the patched
+        // single-device recipe reads it.
+        const compiled = resolved.compile || resolved.compileEncoder;
+        const measured = microBatch === plan.microBatch && LEVER_KEYS.every((k) => resolved[k] === plan[k]);
+        const textBucket = n === 1 && compiled && measured ? plan.textBucket : 1;
+        return [name, { ...v, ...resolved, microBatch, accumulation, textBucket, memory: v.memory ?? pod.memory, shmSize: v.shmSize ?? pod.shmSize }];
     }));
 }
 

@@ -28,6 +28,8 @@ export interface Measured extends Levers {
     microBatch: number;
     /** Opt-in: samples grouped by tiles inside each optimizer step (never shipped by default). */
     groupTiles: boolean;
+    /** Text padded to a multiple of this many tokens (the patched recipe's text_bucket; 1: none). */
+    textBucket: number;
     samplesPerS: number;
     /** The benchmark's own projection of the configured epochs, hours on that GPU. */
     projectedHours: number | null;
@@ -66,6 +68,7 @@ export function readBenchResult(text: string, file: string): Measured[] {
         out.push({
             file, device: String(j.device ?? "unknown device"), deviceGiB: Number(j.device_memory_gb ?? 0), peakTflops: j.peak_tflops ?? null,
             model, setting: String(r.setting), microBatch: Number(r.micro_batch), groupTiles: Boolean(r.group_tiles),
+            textBucket: Number(r.text_bucket ?? j.text_bucket ?? 1),
             compile: Boolean(r.compile), compileEncoder: Boolean(r.compile_encoder), activationCheckpointing: Boolean(r.activation_checkpointing),
             samplesPerS: Number(r.samples_per_s), projectedHours: r.projected_hours ?? null,
             staticGiB: Number(r.static_gb ?? 0), actGiB: Number(r.act_per_sample_gb ?? 0), peakGiB: Number(r.peak_allocated_gb ?? 0),

@@ -1,7 +1,7 @@
 """Throughput benchmark of the shipped torchtune 0.6.1 fine-tune (lora_finetune_single_device).
 
     python bench_finetune.py --config train.yaml [--settings blog,compile,compile_encoder,no_ac,best]
-                             [--steps 12] [--text-bucket 128] [--recompile-limit 64] [--layers-scale 0.25]
+                             [--steps 12] [--text-bucket N] [--recompile-limit 64] [--profile] [--pin-memory] [--layers-scale 0.25]
                              [--device cuda] [--device-peak-tflops 989] [--data synthetic|config|auto] [--json-out f]
     python bench_finetune.py --merge a.json b.json ... --json-out all.json   (one table from several runs)
 
@@ -29,14 +29,19 @@ samples of each optimizer step by tile count before they are cut into micro-batc
 in the same optimizer step (so the same gradient up to rounding), but other samples share a
 micro-batch than under the recipe's sampler, which the default keeps.
 
-Steady state: every micro-batch's text is right-padded to a multiple of --text-bucket tokens (pad
-tokens, ignored labels, no cross-attention: what the collate already does to the shorter samples of
-a micro-batch, so no math changes), so the compiled graphs see a few text lengths; tiles are 1..4 by
-the transform. Before the timer a compiled setting runs one micro-batch of every shape class that
-its timed steps feed, again until a pass compiles nothing new; then --steps optimizer steps are
-timed. Reported per setting: warm-up seconds (compile included) and an estimate of the compile's
-share, graphs compiled, recompiles, and dynamo's recompile-limit hits (frames that fall back to
-eager: must be 0), counted in the warm-up and in the timed steps.
+Steady state: the text of every micro-batch is right-padded to a multiple of the config's
+`text_bucket` (the patched recipe's key; --text-bucket overrides; pad tokens, ignored labels, no
+cross-attention: what the collate already does to the shorter samples of a micro-batch, so no math
+changes), so the compiled graphs see a few text lengths; blog settings run as the blog does (no
+bucketing). With 1 (no bucketing) the text length is whatever the micro-batch's longest sample is,
+and dynamo turns it into a dynamic dimension once it has seen two lengths. Tiles are 1..4 by the
+transform. Before the timer a compiled setting runs one micro-batch of every shape class that its
+timed steps feed (unbucketed: two text lengths per tiles class), again until a pass compiles
+nothing new; then --steps optimizer steps are timed. Reported per setting: warm-up seconds
+(compile included) and an estimate of the compile's share, graphs compiled, recompiles, and
+dynamo's recompile-limit hits (frames that fall back to eager: must be 0), counted in the warm-up
+and in the timed steps. --profile adds one untimed step under torch.profiler: GPU kernel time by
+kind (GEMM, attention, Triton, other) against the wall time, and the top kernels.
 
 Memory model: peak ~= static + m x act_per_sample, with static = weights + LoRA/optimizer state
 (measured after the first optimizer step) and act_per_sample measured at the worst-case shape
@@ -391,11 +396,22 @@ def collate(samples: list[dict], ignore_index: int) -> dict:
 # --------------------------------------------------------------------------- one step, as the recipe
 
 
-def to_device(batch: dict, device) -> dict:
+def to_device(batch: dict, device, pinned: bool = False) -> dict:
+    """As the recipe: torchtune's batch_to_device, blocking copies from pageable memory (the host
+    waits for the GPU's queue to drain before each micro-batch). pinned (opt-in, --pin-memory): the
+    batch was pinned (DataLoader pin_memory=True) and is copied with non_blocking=True."""
     from torchtune import utils
 
-    utils.batch_to_device(batch, device)
-    return batch
+    if not pinned:
+        utils.batch_to_device(batch, device)
+        return batch
+    return {k: to_device(v, device, True) if isinstance(v, dict) else v.to(device, non_blocking=True) if hasattr(v, "to") else v
+            for k, v in batch.items()}
+
+
+def pin(batch: dict) -> dict:
+    """A collated batch in page-locked memory, as a DataLoader with pin_memory=True hands it over."""
+    return {k: pin(v) if isinstance(v, dict) else v.pin_memory() if hasattr(v, "pin_memory") else v for k, v in batch.items()}
 
 
 def loss_step(b: Built, batch: dict) -> Any:
@@ -413,14 +429,16 @@ def loss_step(b: Built, batch: dict) -> Any:
     return loss
 
 
-def optimizer_step(b: Built, micro_batches: list[dict], device, clip: float | None) -> float:
+def optimizer_step(b: Built, micro_batches: list[dict], device, clip: float | None, pinned: bool = False) -> float:
     import torch
     from torchtune import training
 
     num_tokens = 0
     running = 0
     for mb in micro_batches:
-        batch = to_device({k: v for k, v in mb.items()}, device)
+        # a fresh dict at every level: batch_to_device replaces tensors in place, and each use of a
+        # micro-batch copies it from host memory again, as the recipe's fresh batches do
+        batch = to_device({k: dict(v) if isinstance(v, dict) else v for k, v in mb.items()}, device, pinned)
         n = (batch["labels"] != b.ignore_index).sum()
         num_tokens += n
         current = loss_step(b, batch) * n
@@ -483,13 +501,28 @@ def shape_class(batch: dict) -> tuple:
     return (tuple(batch["tokens"].shape), tuple(batch["encoder_input"]["images"].shape))
 
 
-def coverage(steps: list[list[dict]]) -> list[dict]:
-    """One micro-batch of every shape class the timed steps feed, in first-seen order."""
-    seen: dict[tuple, dict] = {}
+def coverage(steps: list[list[dict]], dynamic_text: bool = False) -> list[dict]:
+    """One micro-batch of every shape class the timed steps feed, in first-seen order.
+
+    dynamic_text (text not bucketed, as the recipe feeds it): every text length would be its own
+    class, but dynamo makes a dimension dynamic once a second size of it reaches a compiled frame
+    (automatic_dynamic_shapes), so two micro-batches of distinct text lengths per batch size x
+    tiles class are what compiles every graph the timed steps use."""
+    seen: dict[tuple, list[dict]] = {}
     for mbs in steps:
         for mb in mbs:
-            seen.setdefault(shape_class(mb), mb)
-    return list(seen.values())
+            if not dynamic_text:
+                seen.setdefault(shape_class(mb), [mb])
+                continue
+            key = (batch_rows(mb), tuple(mb["encoder_input"]["images"].shape))
+            have = seen.setdefault(key, [])
+            if len(have) < 2 and all(h["tokens"].shape[1] != mb["tokens"].shape[1] for h in have):
+                have.append(mb)
+    return [mb for group in seen.values() for mb in group]
+
+
+def batch_rows(batch: dict) -> int:
+    return int(batch["tokens"].shape[0])
 
 
 class CompileWatch(logging.Handler):
@@ -633,6 +666,50 @@ def probe(cfg, device, dtype, recipe, steps_total: int, worst: dict, step_sample
     return out
 
 
+# Kernel name -> kind, first match (cuBLAS/CUTLASS GEMMs, SDPA's flash / memory-efficient kernels,
+# inductor's generated Triton kernels).
+KERNEL_KINDS = [
+    ("attention", ("flash", "fmha", "attention", "efficient")),
+    ("gemm", ("gemm", "cutlass", "nvjet", "sm90_xmma", "cublas", "matmul")),
+    ("triton", ("triton",)),
+]
+
+
+def kernel_kind(name: str) -> str:
+    low = name.lower()
+    return next((kind for kind, keys in KERNEL_KINDS if any(k in low for k in keys)), "other")
+
+
+def profile_step(b: Built, micro_batches: list[dict], device, clip, pinned: bool = False) -> dict:
+    """One more optimizer step (untimed) under torch.profiler: wall time, GPU kernel time by kind
+    (how busy the GPU is, and with what), and the top kernels. Printed and returned."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    sync(device)
+    t0 = time.perf_counter()
+    with profile(activities=acts) as prof:
+        optimizer_step(b, micro_batches, device, clip, pinned)
+        sync(device)
+    wall_us = (time.perf_counter() - t0) * 1e6
+    kinds: dict[str, float] = {}
+    top: list[tuple[float, str, int]] = []
+    for e in prof.key_averages():
+        if getattr(e, "device_type", None) != torch.autograd.DeviceType.CUDA:
+            continue
+        us = float(e.self_device_time_total)
+        kinds[kernel_kind(e.key)] = kinds.get(kernel_kind(e.key), 0.0) + us
+        top.append((us, e.key, int(e.count)))
+    top.sort(reverse=True)
+    busy = sum(kinds.values())
+    out = {"wall_ms": wall_us / 1e3, "kernel_ms": busy / 1e3, "gpu_busy": busy / wall_us if wall_us else None,
+           "kernel_ms_by_kind": {k: v / 1e3 for k, v in sorted(kinds.items(), key=lambda kv: -kv[1])},
+           "top_kernels": [{"name": n[:120], "ms": us / 1e3, "calls": c} for us, n, c in top[:12]]}
+    log(f"profile of one step: {json.dumps(out)}")
+    return out
+
+
 def choose_micro_batch(eff: int, static_gb: float | None, act_gb: float | None, total_gb: float | None, margin: float,
                        reserve_gb: float = RESERVE_GIB) -> int:
     """Largest divisor m of the effective batch with static + m x act x (1 + margin) + reserve <= total: what
@@ -656,12 +733,15 @@ def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, rec
         return {"setting": name, "nproc": WORLD, "error": f"micro-batch {m} x {WORLD} ranks does not divide the effective batch {eff}"}
     accum = share // m
     group = grouped(name)
+    # the blog's recipe pads text to the micro-batch's longest only: its settings are measured so
+    bucket = 1 if name.split(":")[0] == "blog" else args.text_bucket
     compiled = compile_dec or compile_enc
     watch = watch or CompileWatch()
     res: dict[str, Any] = {"setting": name, "nproc": WORLD, "activation_checkpointing": ac, "compile": compile_dec,
                            "compile_encoder": compile_enc, "micro_batch": m, "grad_accum": accum,
-                           "group_tiles": group, "text_bucket": args.text_bucket,
-                           "static_shapes": bool(getattr(args, "static_shapes", False))}
+                           "group_tiles": group, "text_bucket": bucket,
+                           "static_shapes": bool(getattr(args, "static_shapes", False)),
+                           "pin_memory": bool(getattr(args, "pin_memory", False))}
     free(device)
     t_build = time.perf_counter()
     b = None
@@ -674,22 +754,25 @@ def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, rec
         # The timed steps' micro-batches, collated up front: collation is the dataloader's work (its
         # workers, in the recipe), outside the timer.
         # On N ranks each takes every N-th sample of the step (the distributed sampler's split).
-        batches = [split(st[RANK::WORLD], m, b.ignore_index, args.text_bucket, group) for st in stream[: args.steps]]
-        classes = coverage(batches)
+        batches = [split(st[RANK::WORLD], m, b.ignore_index, bucket, group) for st in stream[: args.steps]]
+        pinned = bool(getattr(args, "pin_memory", False)) and device.type == "cuda"
+        if pinned:
+            batches = [[pin(mb) for mb in st] for st in batches]
+        classes = coverage(batches, dynamic_text=bucket <= 1 and not getattr(args, "static_shapes", False))
         res["shape_classes"] = len(classes)
         # Warm-up, untimed: one micro-batch of worst-case samples (the peak memory, the largest
         # shapes) and an optimizer step; then, compiled, one micro-batch of every shape class the
         # timed steps feed, again until a pass compiles nothing new (eager: one micro-batch).
         g0, r0, f0 = watch.snapshot()
         t0 = time.perf_counter()
-        optimizer_step(b, split([worst] * m, m, b.ignore_index, args.text_bucket), device, clip)
+        optimizer_step(b, split([worst] * m, m, b.ignore_index, bucket), device, clip)
         n_warm_mb = 1
         passes = 0
         while True:
             before = watch.graphs()
             plan = classes if compiled else classes[:1]
             for i in range(0, len(plan), accum):
-                optimizer_step(b, plan[i : i + accum], device, clip)
+                optimizer_step(b, plan[i : i + accum], device, clip, pinned)
             n_warm_mb += len(plan)
             passes += 1
             if not compiled or watch.graphs() == before or passes >= args.max_warmup_passes:
@@ -708,7 +791,7 @@ def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, rec
         t0 = time.perf_counter()
         losses = []
         for i, mbs in enumerate(batches):
-            losses.append(optimizer_step(b, mbs, device, clip))
+            losses.append(optimizer_step(b, mbs, device, clip, pinned))
             if progress:
                 progress.update(i + 1, total=len(batches), setting=name)
         sync(device)
@@ -724,6 +807,13 @@ def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, rec
         res["compile_s_est"] = max(0.0, res["warmup_s"] - n_warm_mb * dt / (len(batches) * accum))
         res["loss_last"] = losses[-1]
         res.update({k: v for k, v in mem(device).items() if k != "allocated_gb"})
+        if getattr(args, "profile", False):
+            try:
+                res["profile"] = profile_step(b, batches[0], device, clip, pinned)
+            except Exception as exc:  # noqa: BLE001 - the profile is evidence, the timing stands without it
+                if is_oom(exc):
+                    raise
+                res["profile"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
     except Exception as exc:  # noqa: BLE001
         if not is_oom(exc):
             raise
@@ -759,12 +849,17 @@ def main(argv: list[str] | None = None) -> int:
                    help=f"comma list of {', '.join(SETTINGS)}, each optionally :mN (default {DEFAULT_SETTINGS}); "
                         "empty: only the probe (weights, activations per sample, FLOPs)")
     p.add_argument("--steps", type=int, default=12, help="timed optimizer steps per setting, after the warm-up (default 12)")
-    p.add_argument("--text-bucket", type=int, default=128,
-                   help="pad each micro-batch's text to a multiple of this many tokens (default 128; 1: no padding)")
+    p.add_argument("--text-bucket", type=int, default=None,
+                   help="pad each micro-batch's text to a multiple of this many tokens, as the patched recipe's text_bucket "
+                        "(default: the config's text_bucket, else 1: no padding); blog settings always run as the blog: 1")
     p.add_argument("--recompile-limit", type=int, default=64,
                    help="torch._dynamo recompile limit per function (default 64; torch's 8 is below the layer kinds x shape classes)")
     p.add_argument("--static-shapes", action="store_true",
                    help="compile one static graph per shape class (torch._dynamo automatic_dynamic_shapes off)")
+    p.add_argument("--pin-memory", action="store_true",
+                   help="opt-in: micro-batches pinned and copied non-blocking (the recipe copies from pageable memory)")
+    p.add_argument("--profile", action="store_true",
+                   help="after the timed steps, profile one more step: GPU kernel time by kind and the top kernels")
     p.add_argument("--max-warmup-passes", type=int, default=3, help="shape-class passes at most before the timer (default 3)")
     p.add_argument("--flop-samples", type=int, default=0, help="samples of the first step the FLOP count runs (default 0: all)")
     p.add_argument("--micro-batch", default="auto", help="micro-batch of the no_ac settings: N or auto (memory model)")
@@ -805,6 +900,10 @@ def main(argv: list[str] | None = None) -> int:
     from torchtune import training
 
     cfg = load_train_config(args.config)
+    if args.text_bucket is None:
+        args.text_bucket = int(cfg.get("text_bucket", 1))
+    if args.text_bucket < 1:
+        p.error(f"--text-bucket {args.text_bucket}: a whole number of tokens >= 1 (1: no padding)")
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     global RANK, WORLD
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:

@@ -1,6 +1,6 @@
 """The fine-tune speed levers against the real torchtune 0.6.1:
 
-- lora_finetune_single_device.patch (adds `compile_encoder`) applies to the recipe `tune cp`
+- lora_finetune_single_device.patch (adds `compile_encoder` and `text_bucket`) applies to the recipe `tune cp`
   writes, exactly once, and the patched recipe runs one real optimizer step of the fast settings
   (compile decoder + loss + vision encoder, activation checkpointing off, micro-batch 1 x
   accumulation 2) on a tiny LoRA Llama 3.2 Vision model on CPU;
@@ -76,6 +76,32 @@ def test_patch_applies_once_and_adds_compile_encoder(patched_recipe: Path) -> No
         module.compile_vision_encoder(model.decoder)
 
 
+def test_recipe_text_bucket_pads_as_the_benchmark(patched_recipe: Path) -> None:
+    """The patched recipe's `text_bucket` collate gives the benchmark's bucketed micro-batches, tensor
+    for tensor; 1 is torchtune's own collate; bad values name the key and what is allowed."""
+    import torch
+    import bench_finetune as bench
+    from torchtune.data import padded_collate_tiled_images_and_mask as collate
+
+    spec = importlib.util.spec_from_file_location("patched_lora_recipe_bucket", patched_recipe)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    samples = [fake_sample(1, 40), fake_sample(2, 70)]
+    for bucket in (1, 32, 128):
+        got = module.bucketed_collate(collate, [dict(s) for s in samples], bucket=bucket, padding_idx=0, ignore_idx=-100)
+        want = bench.split([dict(s) for s in samples], 2, -100, text_bucket=bucket)[0]
+        assert got["tokens"].shape[1] == bench.bucket_length(70, bucket)
+        for key in ("tokens", "labels", "encoder_mask"):
+            assert torch.equal(got[key], want[key]), key
+        assert torch.equal(got["encoder_input"]["images"], want["encoder_input"]["images"])
+    plain = collate([dict(s) for s in samples], padding_idx=0, ignore_idx=-100)
+    assert torch.equal(module.bucketed_collate(collate, [dict(s) for s in samples], bucket=1, padding_idx=0, ignore_idx=-100)["tokens"], plain["tokens"])
+    assert module.check_text_bucket(128) == 128
+    for bad in (0, -1, "128", True, 1.5):
+        with pytest.raises(ValueError, match="text_bucket: .* whole number of tokens >= 1"):
+            module.check_text_bucket(bad)
+
+
 @pytest.fixture()
 def tiny_lora_checkpoint(tmp_path: Path) -> Path:
     import torch
@@ -107,6 +133,8 @@ def test_patched_recipe_trains_one_step_with_the_fast_settings(tmp_path: Path, p
         # micro-batch x accumulation = the effective batch (2 here)
         "compile": True, "compile_encoder": True, "enable_activation_checkpointing": False,
         "batch_size": 1, "gradient_accumulation_steps": 2, "log_peak_memory_stats": False,
+        # the patch's text bucketing: the collate pads each micro-batch's text to a multiple of 32
+        "text_bucket": 32,
     })
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump(cfg))
@@ -251,6 +279,46 @@ def test_text_buckets_pad_like_the_collate_and_bound_the_shapes() -> None:
     assert len({bench.shape_class(c) for c in classes}) == len(classes)
     assert {bench.shape_class(mb) for st in steps for mb in st} == {bench.shape_class(c) for c in classes}
     assert bench.shape_class(classes[0]) == bench.shape_class(steps[0][0])
+
+
+def test_unbucketed_text_warms_two_lengths_per_tile_class() -> None:
+    """Text as the recipe feeds it (no bucketing): dynamo makes the text dimension dynamic at its
+    second size, so the warm-up takes two micro-batches of distinct lengths per batch x tiles class,
+    not one per length; a class with one length seen keeps its one."""
+    import bench_finetune as bench
+
+    samples = [fake_sample(1, 40), fake_sample(1, 41), fake_sample(1, 40), fake_sample(2, 50), fake_sample(1, 60), fake_sample(2, 50)]
+    steps = [bench.split(samples, 1, -100)]
+    classes = bench.coverage(steps, dynamic_text=True)
+    assert [(mb["encoder_input"]["images"].shape[2], mb["tokens"].shape[1]) for mb in classes] == [(1, 40), (1, 41), (2, 50)]
+    # bucketed (or static) text: one micro-batch per exact shape, as before
+    assert len(bench.coverage(steps)) == 4
+
+
+def test_copies_to_the_device_as_the_recipe_or_pinned() -> None:
+    """The default copy is torchtune's batch_to_device (in place, nested dicts too); the benchmark's
+    step hands it fresh dicts, so every use of a micro-batch copies from host memory again. The
+    pinned path (opt-in) returns new dicts and leaves the batch as it was."""
+    import torch
+    import bench_finetune as bench
+
+    mb = bench.split([fake_sample(1, 40), fake_sample(2, 50)], 2, -100)[0]
+    images = mb["encoder_input"]["images"]
+    out = bench.to_device({k: dict(v) if isinstance(v, dict) else v for k, v in mb.items()}, torch.device("cpu"))
+    assert mb["encoder_input"]["images"] is images and torch.equal(out["encoder_input"]["images"], images)
+    pinned = bench.to_device(mb, torch.device("cpu"), pinned=True)
+    assert pinned is not mb and pinned["encoder_input"] is not mb["encoder_input"]
+    assert all(torch.equal(pinned[k], mb[k]) for k in ("tokens", "labels", "encoder_mask"))
+
+
+def test_kernel_kinds() -> None:
+    import bench_finetune as bench
+
+    assert bench.kernel_kind("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64") == "gemm"
+    assert bench.kernel_kind("nvjet_tst_128x256_64x4_2x1_v_bz_coopA_TNN") == "gemm"
+    assert bench.kernel_kind("void pytorch_flash::flash_fwd_kernel<Flash_fwd_kernel_traits<128>>") == "attention"
+    assert bench.kernel_kind("triton_per_fused__to_copy_add_mean_mul_pow_rsqrt_0") == "triton"
+    assert bench.kernel_kind("void at::native::vectorized_elementwise_kernel<4>") == "other"
 
 
 def test_grouping_by_tiles_is_opt_in_and_keeps_the_step() -> None:

@@ -281,6 +281,17 @@ describe("fine-tune throughput: the blog's math, faster settings chosen for the 
         const measured = MEASURED.find((x) => x.model === "90b" && x.setting === "no_ac:m2")!;
         expect(measured.peakGiB).toBeLessThanOrEqual(peakGiB("90b", 2, noAc)); // the model is not below what was measured
     });
+    it("the recipe runs the text bucket its measurement ran with; the blog's setting, and an unmeasured micro-batch, none", () => {
+        const plan = planSpeed("11b", 16, 192, {}, "auto");
+        expect(plan.textBucket).toBe(plan.measured!.textBucket);
+        const s = settings({ ...only, train: { variants: { a: v({}), b: v({ microBatchSize: 1 }), c: v({ compile: false, compileEncoder: false, activationCheckpointing: true }) } } });
+        expect(s.train.variants.a).toMatchObject({ microBatch: plan.microBatch, textBucket: plan.measured!.textBucket });
+        expect(MEASURED.some((x) => x.model === "11b" && x.microBatch === 1)).toBe(false);
+        expect(s.train.variants.b).toMatchObject({ microBatch: 1, textBucket: 1 });
+        expect(s.train.variants.c.textBucket).toBe(1);
+        const tb1 = MEASURED.map((x) => (x.model === "11b" ? { ...x, textBucket: 1 } : x));
+        expect(planSpeed("11b", 16, 192, {}, "auto", tb1).textBucket).toBe(1);
+    });
     it("a synthetic table where nothing beats the blog ships the blog's setting", () => {
         const base = MEASURED.filter((x) => x.model === "11b");
         const slow = base.map((x) => (x.activationCheckpointing && !x.compile ? x : { ...x, samplesPerS: 1 }));

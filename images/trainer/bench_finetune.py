@@ -183,7 +183,8 @@ def load_train_config(path: Path):
 
 
 def parse_settings(text: str) -> list[tuple[str, int | None]]:
-    """`name[:mN][:g]` items: the setting, its micro-batch (None: the default) and the opt-in grouping."""
+    """`name[:mN][:g][:x]` items: the setting, its micro-batch (None: the default), the opt-in grouping
+    by tiles (:g) and the exact-tiles encoder (:x)."""
     out = []
     for item in filter(None, (s.strip() for s in text.split(","))):
         name, *mods = item.split(":")
@@ -193,14 +194,19 @@ def parse_settings(text: str) -> list[tuple[str, int | None]]:
         for mod in mods:
             if mod.startswith("m") and mod[1:].isdigit():
                 m = int(mod[1:])
-            elif mod != "g":
-                raise argparse.ArgumentTypeError(f"{item}: unknown suffix :{mod} (known: :mN, :g)")
+            elif mod not in ("g", "x"):
+                raise argparse.ArgumentTypeError(f"{item}: unknown suffix :{mod} (known: :mN, :g, :x)")
         out.append((item, m))
     return out
 
 
 def grouped(name: str) -> bool:
     return "g" in name.split(":")[1:]
+
+
+def exact(name: str) -> bool:
+    """:x: the patched recipe's exact_tiles (each image's real tiles only through the encoder)."""
+    return "x" in name.split(":")[1:]
 
 
 def peak_tflops(device_name: str) -> float | None:
@@ -268,10 +274,12 @@ class Built:
     ignore_index: int
     params_total: int
     params_trainable: int
+    exact_tiles: bool = False
+    recipe: Any = None
 
 
 def build(cfg, device, dtype, *, ac: bool, compile_dec: bool, compile_enc: bool, recipe, steps_total: int,
-          before_wrap=None) -> Built:
+          before_wrap=None, exact_tiles: bool = False) -> Built:
     """Model, loss, optimizer, scheduler as recipes/lora_finetune_single_device.py sets them up."""
     import torch
     from torchtune import config, modules, training
@@ -287,6 +295,8 @@ def build(cfg, device, dtype, *, ac: bool, compile_dec: bool, compile_enc: bool,
         training.compile_model(model)
     if compile_enc:
         recipe.compile_vision_encoder(model)
+    if exact_tiles:
+        recipe.exact_tiles_encoder(model)
     if ac:
         training.set_activation_checkpointing(model, auto_wrap_policy={modules.TransformerSelfAttentionLayer})
     if WORLD > 1:
@@ -304,7 +314,7 @@ def build(cfg, device, dtype, *, ac: bool, compile_dec: bool, compile_enc: bool,
     scheduler = config.instantiate(cfg.lr_scheduler, optimizer, num_training_steps=steps_total, last_epoch=-1)
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return Built(model, loss_fn, optimizer, scheduler, loss_fn.ignore_index, total, trainable)
+    return Built(model, loss_fn, optimizer, scheduler, loss_fn.ignore_index, total, trainable, exact_tiles, recipe)
 
 
 # --------------------------------------------------------------------------- data
@@ -438,7 +448,10 @@ def optimizer_step(b: Built, micro_batches: list[dict], device, clip: float | No
     for mb in micro_batches:
         # a fresh dict at every level: batch_to_device replaces tensors in place, and each use of a
         # micro-batch copies it from host memory again, as the recipe's fresh batches do
-        batch = to_device({k: dict(v) if isinstance(v, dict) else v for k, v in mb.items()}, device, pinned)
+        batch = {k: dict(v) if isinstance(v, dict) else v for k, v in mb.items()}
+        if b.exact_tiles:  # as the patched recipe's loop: the tile counts from the host's copy
+            b.recipe.note_tiles(b.model, batch)
+        batch = to_device(batch, device, pinned)
         n = (batch["labels"] != b.ignore_index).sum()
         num_tokens += n
         current = loss_step(b, batch) * n
@@ -488,17 +501,29 @@ def pad_text(batch: dict, bucket: int, padding_idx: int, ignore_index: int) -> d
     return batch
 
 
-def split(samples: list[dict], m: int, ignore_index: int, text_bucket: int = 1, group_tiles: bool = False) -> list[dict]:
+def split(samples: list[dict], m: int, ignore_index: int, text_bucket: int = 1, group_tiles: bool = False,
+          sort_tiles: bool = False) -> list[dict]:
     """One optimizer step's samples as collated micro-batches of m. group_tiles (opt-in): ordered by
-    tile count first (stable), so micro-batches pad fewer tiles; the step holds the same samples."""
+    tile count first (stable), so micro-batches pad fewer tiles; the step holds the same samples.
+    sort_tiles (exact tiles, as the patched recipe's collate): each micro-batch's own samples ordered
+    by tile count, the micro-batches unchanged."""
     if group_tiles:
         samples = sorted(samples, key=sample_tiles)
-    return [pad_text(collate(samples[i : i + m], ignore_index), text_bucket, 0, ignore_index) for i in range(0, len(samples), m)]
+    chunks = [samples[i : i + m] for i in range(0, len(samples), m)]
+    if sort_tiles:
+        chunks = [sorted(c, key=sample_tiles) for c in chunks]
+    return [pad_text(collate(c, ignore_index), text_bucket, 0, ignore_index) for c in chunks]
 
 
 def shape_class(batch: dict) -> tuple:
-    """What a compiled graph is specialised on: the micro-batch's text and image tensor shapes."""
-    return (tuple(batch["tokens"].shape), tuple(batch["encoder_input"]["images"].shape))
+    """What a compiled graph is specialised on: the micro-batch's text and image tensor shapes, and
+    its rows' tile counts (the exact-tiles encoder's slices)."""
+    return (tuple(batch["tokens"].shape), tuple(batch["encoder_input"]["images"].shape), row_tiles(batch))
+
+
+def row_tiles(batch: dict) -> tuple:
+    ar = batch["encoder_input"].get("aspect_ratio")
+    return tuple(ar.prod(-1).amax(-1).tolist()) if ar is not None else ()
 
 
 def coverage(steps: list[list[dict]], dynamic_text: bool = False) -> list[dict]:
@@ -514,7 +539,7 @@ def coverage(steps: list[list[dict]], dynamic_text: bool = False) -> list[dict]:
             if not dynamic_text:
                 seen.setdefault(shape_class(mb), [mb])
                 continue
-            key = (batch_rows(mb), tuple(mb["encoder_input"]["images"].shape))
+            key = (batch_rows(mb), tuple(mb["encoder_input"]["images"].shape), row_tiles(mb))
             have = seen.setdefault(key, [])
             if len(have) < 2 and all(h["tokens"].shape[1] != mb["tokens"].shape[1] for h in have):
                 have.append(mb)
@@ -733,13 +758,14 @@ def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, rec
         return {"setting": name, "nproc": WORLD, "error": f"micro-batch {m} x {WORLD} ranks does not divide the effective batch {eff}"}
     accum = share // m
     group = grouped(name)
+    exact_x = exact(name)
     # the blog's recipe pads text to the micro-batch's longest only: its settings are measured so
     bucket = 1 if name.split(":")[0] == "blog" else args.text_bucket
     compiled = compile_dec or compile_enc
     watch = watch or CompileWatch()
     res: dict[str, Any] = {"setting": name, "nproc": WORLD, "activation_checkpointing": ac, "compile": compile_dec,
                            "compile_encoder": compile_enc, "micro_batch": m, "grad_accum": accum,
-                           "group_tiles": group, "text_bucket": bucket,
+                           "group_tiles": group, "exact_tiles": exact_x, "text_bucket": bucket,
                            "static_shapes": bool(getattr(args, "static_shapes", False)),
                            "pin_memory": bool(getattr(args, "pin_memory", False))}
     free(device)
@@ -747,14 +773,14 @@ def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, rec
     b = None
     try:
         b = build(cfg, device, dtype, ac=ac, compile_dec=compile_dec, compile_enc=compile_enc, recipe=recipe,
-                  steps_total=steps_total)
+                  steps_total=steps_total, exact_tiles=exact_x)
         sync(device)
         res["build_s"] = time.perf_counter() - t_build
         clip = cfg.get("clip_grad_norm", None)
         # The timed steps' micro-batches, collated up front: collation is the dataloader's work (its
         # workers, in the recipe), outside the timer.
         # On N ranks each takes every N-th sample of the step (the distributed sampler's split).
-        batches = [split(st[RANK::WORLD], m, b.ignore_index, bucket, group) for st in stream[: args.steps]]
+        batches = [split(st[RANK::WORLD], m, b.ignore_index, bucket, group, exact_x) for st in stream[: args.steps]]
         pinned = bool(getattr(args, "pin_memory", False)) and device.type == "cuda"
         if pinned:
             batches = [[pin(mb) for mb in st] for st in batches]

@@ -102,6 +102,55 @@ def test_recipe_text_bucket_pads_as_the_benchmark(patched_recipe: Path) -> None:
             module.check_text_bucket(bad)
 
 
+def test_exact_tiles_encodes_each_row_as_batch_size_1(patched_recipe: Path) -> None:
+    """exact_tiles: each row of a micro-batch gets the encoding it gets alone (its real tiles only),
+    zeros where the collate padded tiles (hidden by the cross-attention mask); the padded encoder
+    gives something else (torchtune 0.6.1 has no tile mask). Same with or without the host's tile
+    counts (note_tiles); the collate orders rows by tiles, the same samples; a whole training step's
+    loss at micro-batch 3 matches micro-batch 1's (accumulated) loss."""
+    import torch
+    import bench_finetune as bench
+    from tinyvision import TILE, tiny_llama3_2_vision
+    from torchtune.data import padded_collate_tiled_images_and_mask as collate
+
+    spec = importlib.util.spec_from_file_location("patched_lora_recipe_exact", patched_recipe)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.manual_seed(0)
+
+    def sample(tiles: int, n_text: int) -> dict:
+        s = fake_sample(tiles, n_text)
+        s["encoder_input"]["images"] = [torch.randn(tiles, 3, TILE, TILE)]
+        s["encoder_mask"] = [torch.ones(n_text, tiles * ((TILE // 14) ** 2 + 1), dtype=torch.bool)]
+        return s
+
+    samples = [sample(2, 20), sample(1, 30), sample(4, 25), sample(2, 22)]
+    batch = module.bucketed_collate(collate, [dict(s) for s in samples], bucket=1, padding_idx=0, ignore_idx=-100, sort_tiles=True)
+    order = [int(t) for t in batch["encoder_input"]["aspect_ratio"].prod(-1).amax(-1)]
+    assert order == [1, 2, 2, 4]  # sorted by tiles, stable
+    model = tiny_llama3_2_vision().eval()
+    with torch.no_grad():
+        padded = model.encoder(**batch["encoder_input"])
+        alone = [model.encoder(**collate([s], padding_idx=0, ignore_idx=-100)["encoder_input"])
+                 for s in sorted(samples, key=module.sample_tiles)]
+        module.exact_tiles_encoder(model)
+        read_back = model.encoder(**batch["encoder_input"])
+        module.note_tiles(model, batch)
+        noted = model.encoder(**batch["encoder_input"])
+    assert noted.shape == padded.shape and torch.equal(noted, read_back)
+    per_tile = padded.shape[1] // 4
+    for row, (k, want) in enumerate(zip(order, alone)):
+        assert torch.allclose(noted[row, : k * per_tile], want[0], atol=1e-5), row
+        assert not noted[row, k * per_tile :].any()
+    assert not torch.allclose(padded[0, :per_tile], alone[0][0], atol=1e-3)  # padding changed the 1-tile row
+    assert torch.allclose(noted[3], padded[3], atol=1e-5)  # the row with the most tiles is padded nowhere
+    with pytest.raises(ValueError, match="exact_tiles: True needs a vision model"):
+        module.exact_tiles_encoder(model.decoder)
+    # the benchmark's split orders each micro-batch the same way
+    mb = bench.split([dict(s) for s in samples], 4, -100, sort_tiles=True)[0]
+    assert torch.equal(mb["encoder_input"]["images"], batch["encoder_input"]["images"])
+
+
 @pytest.fixture()
 def tiny_lora_checkpoint(tmp_path: Path) -> Path:
     import torch
@@ -130,11 +179,13 @@ def test_patched_recipe_trains_one_step_with_the_fast_settings(tmp_path: Path, p
     cfg.update({
         "output_dir": str(out), "device": "cpu", "dtype": "bf16", "epochs": 1, "max_steps_per_epoch": 1,
         # the fast settings: compile (decoder + loss) + the patch's encoder compile, no checkpointing,
-        # micro-batch x accumulation = the effective batch (2 here)
+        # micro-batch x accumulation = the effective batch (2 here, one micro-batch)
         "compile": True, "compile_encoder": True, "enable_activation_checkpointing": False,
-        "batch_size": 1, "gradient_accumulation_steps": 2, "log_peak_memory_stats": False,
+        "batch_size": 2, "gradient_accumulation_steps": 1, "log_peak_memory_stats": False,
         # the patch's text bucketing: the collate pads each micro-batch's text to a multiple of 32
         "text_bucket": 32,
+        # the patch's exact tiles: rows ordered by tiles, the encoder on each row's real tiles
+        "exact_tiles": True,
     })
     config = tmp_path / "train.yaml"
     config.write_text(yaml.safe_dump(cfg))
@@ -237,10 +288,11 @@ def test_bench_unit_pieces() -> None:
     assert bench.choose_micro_batch(16, 62.6, 36.1, 141.0, 0.15, 4.0) == 1  # the former margin left it at m=1
     assert bench.parse_settings("blog,no_ac:m4") == [("blog", None), ("no_ac:m4", 4)]
     assert bench.parse_settings("best:m4:g") == [("best:m4:g", 4)] and bench.grouped("best:m4:g") and not bench.grouped("best:m4")
+    assert bench.parse_settings("best:m4:x") == [("best:m4:x", 4)] and bench.exact("best:m4:x") and not bench.exact("best:m4:g")
     with pytest.raises(Exception, match="unknown setting"):
         bench.parse_settings("fast")
     with pytest.raises(Exception, match="unknown suffix"):
-        bench.parse_settings("best:x")
+        bench.parse_settings("best:y")
     assert [bench.bucket_length(n, 128) for n in (1, 128, 129, 600)] == [128, 128, 256, 640]
     assert bench.bucket_length(77, 1) == 77
 

@@ -3,7 +3,7 @@
 # time-out loses that setting only), each setting started only while enough of the call's time is
 # left. Writes per-setting JSON and one log under $OUT (at most 8 files come back).
 #
-#   bash bench/run-device.sh 11b|90b|extra|fast|fast2 [seconds of budget, default 560]
+#   bash bench/run-device.sh 11b|90b|extra|fast|fast2|exact [seconds of budget, default 560]
 #
 # Needs torchtune 0.6.1 + torchao 0.11.0 and their import-time deps as wheels in .whl/ (the
 # device has no registry); see bench/README.md.
@@ -28,7 +28,7 @@ run() {  # run NAME MIN_SECONDS ARGS...: one process, killed when the call's bud
     echo "== $name (${l}s left): $*" >>"$LOG"
     local t0; t0=$(date +%s)
     local file="$OUT/$MODEL-$name.json"; [ "$MODEL" = extra ] && file="$OUT/$name.json"
-    case $MODEL in fast*) file="$OUT/11b-$MODEL-$name.json";; esac
+    case $MODEL in fast*|exact) file="$OUT/11b-$MODEL-$name.json";; esac
     timeout -k 5 $(( l - 8 )) $BENCH "$@" --json-out "$file" >>"$LOG" 2>&1
     echo "== $name rc=$? in $(( $(date +%s) - t0 ))s" | tee -a "$LOG"
 }
@@ -65,6 +65,15 @@ fast2)  # the second look: unbucketed text at micro-batch 4 and 2, micro-batch 1
     run best-m4-tb1 140 --config $C --settings best:m4 --text-bucket 1 --no-flops --profile
     run best-m2-tb1 120 --config $C --settings best:m2 --text-bucket 1 --no-flops
     run best-m1-tb128 100 --config $C --settings best:m1 --text-bucket 128 --no-flops
+    ;;
+exact)  # the exact-tiles encoder (each image's real tiles only, the recipe's sampler) against the
+        # shipped best:m4 and the blog's exact setting, then pinned copies on top, then m8
+    C=bench/configs/lora-11b.yaml
+    run blog 60 --config $C --settings blog:m16
+    run best-m4 130 --config $C --settings best:m4 --text-bucket 128 --no-flops
+    run best-m4-x 130 --config $C --settings best:m4:x --text-bucket 128 --no-flops --profile
+    run best-m4-x-pin 90 --config $C --settings best:m4:x --text-bucket 128 --no-flops --pin-memory
+    run best-m8-x 90 --config $C --settings best:m8:x --text-bucket 128 --no-flops
     ;;
 extra)  # the second look: 90B compile with checkpointing (NF4 + compile without it ran out of memory), 11B m8, static shapes
     run 90b-compile-m2 230 --config bench/configs/qlora-90b.yaml --settings compile:m2 --steps 3 --no-flops

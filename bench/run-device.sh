@@ -28,7 +28,7 @@ run() {  # run NAME MIN_SECONDS ARGS...: one process, killed when the call's bud
     echo "== $name (${l}s left): $*" >>"$LOG"
     local t0; t0=$(date +%s)
     local file="$OUT/$MODEL-$name.json"; [ "$MODEL" = extra ] && file="$OUT/$name.json"
-    case $MODEL in fast*|exact) file="$OUT/11b-$MODEL-$name.json";; esac
+    case $MODEL in fast*|exact*) file="$OUT/11b-$MODEL-$name.json";; esac
     timeout -k 5 $(( l - 8 )) $BENCH "$@" --json-out "$file" >>"$LOG" 2>&1
     echo "== $name rc=$? in $(( $(date +%s) - t0 ))s" | tee -a "$LOG"
 }
@@ -74,6 +74,14 @@ exact)  # the exact-tiles encoder (each image's real tiles only, the recipe's sa
     run best-m4-x 130 --config $C --settings best:m4:x --text-bucket 128 --no-flops --profile
     run best-m4-x-pin 90 --config $C --settings best:m4:x --text-bucket 128 --no-flops --pin-memory
     run best-m8-x 90 --config $C --settings best:m8:x --text-bucket 128 --no-flops
+    ;;
+exact2)  # the exact-tiles encoder at other micro-batches and a finer text bucket (pinned copies)
+    C=bench/configs/lora-11b.yaml
+    run blog 60 --config $C --settings blog:m16
+    run best-m8-x-pin 120 --config $C --settings best:m8:x --text-bucket 128 --no-flops --pin-memory
+    run best-m4-x-pin-tb64 110 --config $C --settings best:m4:x --text-bucket 64 --no-flops --pin-memory
+    run best-m4-x-tb64 80 --config $C --settings best:m4:x --text-bucket 64 --no-flops
+    run best-m2-x-pin 80 --config $C --settings best:m2:x --text-bucket 128 --no-flops --pin-memory
     ;;
 extra)  # the second look: 90B compile with checkpointing (NF4 + compile without it ran out of memory), 11B m8, static shapes
     run 90b-compile-m2 230 --config bench/configs/qlora-90b.yaml --settings compile:m2 --steps 3 --no-flops

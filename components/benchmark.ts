@@ -19,11 +19,16 @@ export function benchSetting(v: Pick<TrainVariant, "compile" | "compileEncoder" 
     return v.compile ? (v.compileEncoder ? "best" : "no_ac_compile") : "no_ac";
 }
 
+/** The shipped setting as the benchmark names it: levers, micro-batch, and :x for exact tiles. */
+export function shippedBenchSetting(v: Pick<TrainVariant, "compile" | "compileEncoder" | "activationCheckpointing" | "exactTiles" | "microBatch">): string {
+    return `${benchSetting(v)}:m${v.microBatch}${v.exactTiles ? ":x" : ""}`;
+}
+
 export function benchmarkArgs(s: Settings, name: string, v: TrainVariant): string[] {
     return [
         "--config", configFile(CONFIG_KEY),
         // The blog's exact setting and the shipped one (the config as rendered), measured in the same run.
-        "--settings", `blog:m${BLOG_MICRO_BATCH[v.model]},${benchSetting(v)}:m${v.microBatch}`,
+        "--settings", `blog:m${BLOG_MICRO_BATCH[v.model]},${shippedBenchSetting(v)}`,
         "--data", "synthetic",
         "--epochs", String(v.epochs),
         "--json-out", benchOutputPath(s, name),

@@ -90,6 +90,8 @@ export function trainConfig(s: Settings, name: string, v: TrainVariant): string 
         // Pad each micro-batch's text to a multiple of this many tokens, as the benchmark measured the
         // planned setting (1: the collate's own padding).
         text_bucket: v.gpus > 1 ? undefined : v.textBucket,
+        // Encode each image's real tiles only (the patched recipe's exact_tiles_encoder).
+        exact_tiles: v.gpus > 1 ? undefined : v.exactTiles,
         enable_activation_checkpointing: v.activationCheckpointing,
         enable_activation_offloading: v.activationOffloading,
         metric_logger: metricLogger(v),

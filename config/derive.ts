@@ -5,11 +5,11 @@ import * as path from "path";
 import * as YAML from "yaml";
 import { PROJECT, SECRET_KEYS, SecretKey, STAGE_NAMES, StageName, STAGES } from "../contract";
 import { BLOG_MICRO_BATCH, CHARTQA_ROWS, DATA_BYTES, distributedStepsPerEpoch, MODEL_DEFAULTS, MODEL_FACTS, peakGiB, trainPodSize, stepsPerEpoch } from "./facts";
-import { BLOG_LEVERS, blogMeasurement, Levers, MEASURED, Measured } from "./measured";
+import { BLOG_LEVERS, blogMeasurement, Levers, MEASURED, Measured, plannable } from "./measured";
 import { configSchema, MODEL_SIZES, ModelSize, quantityBytes, RawSettings, RawTrainVariant } from "./schema";
 
 /** A train variant with its model-dependent defaults resolved and its micro-batch planned. */
-export type TrainVariant = Omit<RawTrainVariant, "loraRank" | "loraAlpha" | "compile" | "compileEncoder" | "activationCheckpointing" | "memory" | "shmSize"> & {
+export type TrainVariant = Omit<RawTrainVariant, "loraRank" | "loraAlpha" | "compile" | "compileEncoder" | "activationCheckpointing" | "exactTiles" | "memory" | "shmSize"> & {
     /** Memory request and limit, and /dev/shm, sized for the variant's ranks. */
     readonly memory: string;
     readonly shmSize: string;
@@ -17,6 +17,7 @@ export type TrainVariant = Omit<RawTrainVariant, "loraRank" | "loraAlpha" | "com
     readonly loraAlpha: number;
     readonly compile: boolean;
     readonly compileEncoder: boolean;
+    readonly exactTiles: boolean;
     readonly activationCheckpointing: boolean;
     /** Samples per micro-batch of one rank (the recipe's batch_size) and the accumulation that keeps the
      * effective batch: microBatch x accumulation x gpus = batchSize x gradientAccumulationSteps. */
@@ -119,7 +120,7 @@ export function trainingRows(c: Pick<RawSettings, "generate">): number | undefin
     return g.limit !== undefined && full !== undefined ? Math.min(g.limit, full) : (g.limit ?? full);
 }
 
-const LEVER_KEYS = ["compile", "compileEncoder", "activationCheckpointing"] as const;
+const LEVER_KEYS = ["compile", "compileEncoder", "activationCheckpointing", "exactTiles"] as const;
 
 /** The speed levers and micro-batch a fine-tune runs with, and why. */
 export interface SpeedPlan extends Levers {
@@ -145,16 +146,18 @@ export interface SpeedPlan extends Levers {
  */
 export function planSpeed(model: ModelSize, batchSize: number, gpuGiB: number, fixed: Partial<Levers>, micro: number | "auto", from: readonly Measured[] = MEASURED): SpeedPlan {
     const agrees = (x: Levers) => LEVER_KEYS.every((k) => fixed[k] === undefined || fixed[k] === x[k]);
-    const blog = blogMeasurement(model, BLOG_MICRO_BATCH[model], from);
-    const candidates = from.filter((x) => x.model === model && !x.groupTiles && batchSize % x.microBatch === 0 && agrees(x)
+    const anyBlog = blogMeasurement(model, BLOG_MICRO_BATCH[model], from);
+    const candidates = from.filter((x) => x.model === model && plannable(x) && batchSize % x.microBatch === 0 && agrees(x)
         && (micro === "auto" || x.microBatch === micro) && peakGiB(model, x.microBatch, x, from) <= gpuGiB);
     const best = candidates.reduce<Measured | undefined>((a, x) => (!a || x.samplesPerS > a.samplesPerS ? x : a), undefined);
+    // The blog's setting measured in the same run as the best, where that run measured it.
+    const blog = (best && blogMeasurement(model, BLOG_MICRO_BATCH[model], from.filter((x) => x.file === best.file))) ?? anyBlog;
     const sps = (x: Measured) => `${x.samplesPerS.toFixed(2)} samples/s`;
     if (best && (!blog || best.samplesPerS >= blog.samplesPerS)) {
         const vs = blog ? `, ${(best.samplesPerS / blog.samplesPerS).toFixed(2)}x the blog's ${blog.setting} (${sps(blog)})` : "";
         return {
             compile: best.compile, compileEncoder: best.compileEncoder, activationCheckpointing: best.activationCheckpointing,
-            microBatch: best.microBatch, textBucket: best.textBucket, measured: best, blog, fits: true,
+            exactTiles: best.exactTiles, microBatch: best.microBatch, textBucket: best.textBucket, measured: best, blog, fits: true,
             why: `fastest measured setting that fits ${gpuGiB.toFixed(0)} GiB: ${best.setting} ${sps(best)} on ${best.device} (bench/results/${best.file})${vs}`,
         };
     }
@@ -174,21 +177,21 @@ function resolveVariants(raw: Record<string, RawTrainVariant>, gpuGiB: number, d
             if (v[k] === undefined) defaulted.push(`train.variants.${name}.${k} = ${d[k]} (default for ${v.model}: ${d.why})`);
         }
         const fixed: Partial<Levers> = Object.fromEntries(LEVER_KEYS.filter((k) => v[k] !== undefined).map((k) => [k, v[k]]));
-        if (n > 1 && v.compileEncoder === undefined) {
-            // The image patches only the single-device recipe to compile the encoder.
-            fixed.compileEncoder = false;
-        }
+        // The image patches only the single-device recipe to compile the encoder and encode exact tiles.
+        if (n > 1 && v.compileEncoder === undefined) fixed.compileEncoder = false;
+        if (n > 1 && v.exactTiles === undefined) fixed.exactTiles = false;
         // What one rank's micro-batches and accumulation must make: the whole effective batch on one
         // GPU (the blog's path, unchanged), 1/N of it on each of N ranks.
         const share = n === 1 ? v.batchSize : rankShare(name, v, p);
         const plan = planSpeed(v.model, share, gpuGiB, fixed, v.microBatchSize);
         for (const k of LEVER_KEYS) {
             if (v[k] === undefined) {
-                const why = n > 1 && k === "compileEncoder" ? "the distributed recipe compiles the decoder only" : plan.why;
+                const why = n > 1 && k === "compileEncoder" ? "the distributed recipe compiles the decoder only"
+                    : n > 1 && k === "exactTiles" ? "only the single-device recipe is patched" : plan.why;
                 defaulted.push(`train.variants.${name}.${k} = ${plan[k]} (${why})`);
             }
         }
-        const resolved = { loraRank: v.loraRank ?? d.loraRank, loraAlpha: v.loraAlpha ?? d.loraAlpha, compile: plan.compile, compileEncoder: plan.compileEncoder, activationCheckpointing: plan.activationCheckpointing };
+        const resolved = { loraRank: v.loraRank ?? d.loraRank, loraAlpha: v.loraAlpha ?? d.loraAlpha, compile: plan.compile, compileEncoder: plan.compileEncoder, activationCheckpointing: plan.activationCheckpointing, exactTiles: plan.exactTiles };
         const microBatch = checkMicroBatch(name, v, share, resolved, plan, gpuGiB, p);
         const accumulation = n === 1 ? (v.batchSize / microBatch) * v.gradientAccumulationSteps : Math.max(1, Math.floor(share / microBatch));
         if (v.microBatchSize === "auto" && (n > 1 || microBatch !== v.batchSize)) {
@@ -324,6 +327,9 @@ function checkVariants(c: RawSettings, st: Record<StageName, boolean>, p: Proble
         }
         if (v.gpus > 1 && v.compileEncoder === true) {
             p(`train.variants.${name}.compileEncoder`, `true needs the single-device recipe the image patches (gpus: 1); torchtune's lora_finetune_distributed compiles the decoder only: leave it unset or false with gpus ${v.gpus}`);
+        }
+        if (v.gpus > 1 && v.exactTiles === true) {
+            p(`train.variants.${name}.exactTiles`, `true needs the single-device recipe the image patches (gpus: 1); torchtune's lora_finetune_distributed pads tiles as the collate does: leave it unset or false with gpus ${v.gpus}`);
         }
         if (v.metricLogger === "wandb" && v.enabled && st.train && !c.wandbApiKey) {
             p("wandbApiKey", `required by train.variants.${name}.metricLogger "wandb": pulumi config set --secret ${PROJECT}:wandbApiKey <key>`);

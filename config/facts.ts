@@ -57,7 +57,7 @@ export const RESERVE_GIB = 2.5;
 
 /** Static and per-sample activation GiB of a model under some levers, and where they come from. */
 export function memoryFigures(model: ModelSize, levers: Levers | boolean, from: readonly Measured[] = MEASURED): { staticGiB: number; actGiB: number; source: string } {
-    const l: Levers = typeof levers === "boolean" ? { compile: false, compileEncoder: false, activationCheckpointing: levers } : levers;
+    const l: Levers = typeof levers === "boolean" ? { compile: false, compileEncoder: false, activationCheckpointing: levers, exactTiles: false } : levers;
     const mine = from.filter((x) => x.model === model && x.staticGiB > 0);
     if (!mine.length) {
         const f = MEMORY_FALLBACK[model];

@@ -12,6 +12,8 @@ export interface Levers {
     compile: boolean;
     compileEncoder: boolean;
     activationCheckpointing: boolean;
+    /** The vision encoder on each image's real tiles only (the patched recipe's exact_tiles). */
+    exactTiles: boolean;
 }
 
 /** One setting of one benchmark run. */
@@ -28,6 +30,8 @@ export interface Measured extends Levers {
     microBatch: number;
     /** Opt-in: samples grouped by tiles inside each optimizer step (never shipped by default). */
     groupTiles: boolean;
+    /** Opt-in: pinned, non-blocking copies (--pin-memory), which the recipe does not make (never shipped). */
+    pinMemory: boolean;
     /** Text padded to a multiple of this many tokens (the patched recipe's text_bucket; 1: none). */
     textBucket: number;
     samplesPerS: number;
@@ -68,6 +72,7 @@ export function readBenchResult(text: string, file: string): Measured[] {
         out.push({
             file, device: String(j.device ?? "unknown device"), deviceGiB: Number(j.device_memory_gb ?? 0), peakTflops: j.peak_tflops ?? null,
             model, setting: String(r.setting), microBatch: Number(r.micro_batch), groupTiles: Boolean(r.group_tiles),
+            pinMemory: Boolean(r.pin_memory), exactTiles: Boolean(r.exact_tiles),
             textBucket: Number(r.text_bucket ?? j.text_bucket ?? 1),
             compile: Boolean(r.compile), compileEncoder: Boolean(r.compile_encoder), activationCheckpointing: Boolean(r.activation_checkpointing),
             samplesPerS: Number(r.samples_per_s), projectedHours: r.projected_hours ?? null,
@@ -90,13 +95,17 @@ export function readMeasured(dir: string = BENCH_RESULTS_DIR): Measured[] {
 export const MEASURED: readonly Measured[] = readMeasured();
 
 export const sameLevers = (a: Levers, b: Levers) =>
-    a.compile === b.compile && a.compileEncoder === b.compileEncoder && a.activationCheckpointing === b.activationCheckpointing;
+    a.compile === b.compile && a.compileEncoder === b.compileEncoder && a.activationCheckpointing === b.activationCheckpointing
+    && a.exactTiles === b.exactTiles;
+
+/** What a stack can run: not the benchmark's opt-in measurements (grouping by tiles, pinned copies). */
+export const plannable = (x: Measured) => !x.groupTiles && !x.pinMemory;
 
 /** The blog's levers: activation checkpointing on, nothing compiled. */
-export const BLOG_LEVERS: Levers = { compile: false, compileEncoder: false, activationCheckpointing: true };
+export const BLOG_LEVERS: Levers = { compile: false, compileEncoder: false, activationCheckpointing: true, exactTiles: false };
 
 /** The measurement of the blog's exact setting for a model (its levers at the blog's micro-batch),
  * the one every speed-up is compared with in the same run. */
 export function blogMeasurement(model: ModelSize, blogMicroBatch: number, from: readonly Measured[] = MEASURED): Measured | undefined {
-    return from.find((x) => x.model === model && sameLevers(x, BLOG_LEVERS) && x.microBatch === blogMicroBatch && !x.groupTiles);
+    return from.find((x) => x.model === model && sameLevers(x, BLOG_LEVERS) && x.microBatch === blogMicroBatch && plannable(x));
 }

@@ -327,6 +327,13 @@ const trainVariantSchema = z.strictObject({
         description: "Also compile the vision encoder (~60% of the forward FLOPs; the image's patched recipe, key " +
             "compile_encoder). @default planned from bench/results/ (on 80-256 GiB: true for 11b, false for 90b)",
     }),
+    exactTiles: z.boolean().optional().meta({
+        description: "Encode each image's real tiles only: the collate pads a micro-batch's images to its most tiles and " +
+            "torchtune 0.6.1's vision encoder has no tile mask, so padded tiles cost encoder work and are attended to. With it each " +
+            "sample is encoded as at micro-batch 1 (as sampling and evaluation see it); the samples, their micro-batches and the " +
+            "loss are unchanged (the image's patched recipe, key exact_tiles). @default planned from bench/results/ (on 80-256 GiB: " +
+            "true for 11b)",
+    }),
     activationCheckpointing: z.boolean().optional().meta({
         description: "Activation checkpointing: recomputes activations (less memory, ~1/3 more compute). @default planned " +
             "from bench/results/ (on 80-256 GiB: false for 11b; true for 90b, whose compiled NF4 run without it ran out of memory)",

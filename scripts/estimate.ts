@@ -10,7 +10,7 @@
 // another GPU than an MI300X is converted by the ratio of the two GPUs' peak dense bf16 throughput:
 // a named assumption (MI300X_CONVERSION), printed in every plan line that uses it.
 import { CHARTQA_ROWS, distributedStepsPerEpoch, MODEL_FACTS, MULTI_GPU_SCALING_EFFICIENCY, multiGpuSpeedup, stepsPerEpoch } from "../config/facts";
-import { Levers, MEASURED, Measured, readBenchResult, sameLevers } from "../config/measured";
+import { Levers, MEASURED, Measured, plannable, readBenchResult, sameLevers } from "../config/measured";
 import { ModelSize, Settings, StageName } from "../config";
 import { NodeId, stageGraph, StageNode } from "../components/graph";
 import { PROJECT } from "../contract";
@@ -87,7 +87,7 @@ export function parseBench(text: string, source: string): Measured[] {
  * own model, levers and micro-batch, else the same levers at the nearest micro-batch. */
 export function measurementFor(v: { model: ModelSize } & Levers & { microBatch?: number }, bench: readonly Measured[] = []): { m: Measured; exact: boolean } | undefined {
     for (const pool of [bench, MEASURED]) {
-        const same = pool.filter((x) => x.model === v.model && !x.groupTiles && sameLevers(x, v));
+        const same = pool.filter((x) => x.model === v.model && plannable(x) && sameLevers(x, v));
         const exact = same.find((x) => v.microBatch === undefined || x.microBatch === v.microBatch);
         if (exact) return { m: exact, exact: true };
         if (same.length) {
@@ -132,7 +132,7 @@ export function teacherLoadSeconds(a: Assumptions = DEFAULT_ASSUMPTIONS): number
 export function trainSamplesPerS(v: { model: ModelSize; microBatch?: number } & Levers, bench: readonly Measured[] = [], target: EstimateTarget = "mi300x"): { sps: number; basis: string; measured: Measured } {
     const found = measurementFor(v, bench);
     if (!found) {
-        const levers = `compile ${v.compile}, compileEncoder ${v.compileEncoder}, activationCheckpointing ${v.activationCheckpointing}`;
+        const levers = `compile ${v.compile}, compileEncoder ${v.compileEncoder}, activationCheckpointing ${v.activationCheckpointing}, exactTiles ${v.exactTiles}`;
         throw new Error(`no fine-tune measurement of the ${v.model} with ${levers} in bench/results/: run images/trainer/bench_finetune.py with that setting and pass it with --bench`);
     }
     const { m, exact } = found;

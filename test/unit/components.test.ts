@@ -327,7 +327,7 @@ describe("throughput benchmark (stages.benchmark)", async () => {
         const args = container(j).args;
         expect(container(j).command).toEqual(["python", "/opt/cotvr/bench_finetune.py"]);
         // the blog's exact setting (16 x 1, checkpointing, eager) against the shipped one, in the same run
-        expect(argOf(args, "--settings")).toBe("blog:m16,best:m4");
+        expect(argOf(args, "--settings")).toBe("blog:m16,best:m4:x");
         expect(argOf(container(r.job("benchmark", "qlora-90b")).args, "--settings")).toBe("blog:m2,compile:m2");
         expect(argOf(args, "--json-out")).toBe("/results/blog/bench/lora-11b.json");
         expect(container(j).resources.limits["amd.com/gpu"]).toBe("1");

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { blogMeasurement, ConfigError, durationSeconds, isPinnedImage, MEASURED, parseSettings, planSpeed, quantityBytes, peakGiB, settingsFromConfigMap, stackFileProblems, stepsPerEpoch, TrainVariant } from "../../config";
+import { blogMeasurement, ConfigError, durationSeconds, isPinnedImage, MEASURED, parseSettings, plannable, planSpeed, quantityBytes, peakGiB, settingsFromConfigMap, stackFileProblems, stepsPerEpoch, TrainVariant } from "../../config";
 import { settings, TOKEN } from "./helpers";
 
 function problems(raw: Record<string, unknown>, secretKeys = ["cot-vr:hfToken"]): string[] {
@@ -252,7 +252,7 @@ describe("fine-tune throughput: the blog's math, faster settings chosen for the 
             for (const [model, batch] of [["11b", 16], ["90b", 2]] as const) {
                 const plan = planSpeed(model, batch, gib, {}, "auto");
                 const blog = blogMeasurement(model, batch)!;
-                const fast = MEASURED.filter((x) => x.model === model && !x.groupTiles && peakGiB(model, x.microBatch, x) <= gib);
+                const fast = MEASURED.filter((x) => x.model === model && plannable(x) && peakGiB(model, x.microBatch, x) <= gib);
                 if (plan.measured) {
                     // the fastest of the measured settings that fit, and at least the blog's
                     expect(plan.measured.samplesPerS).toBe(Math.max(...fast.map((x) => x.samplesPerS)));
@@ -260,7 +260,7 @@ describe("fine-tune throughput: the blog's math, faster settings chosen for the 
                     expect(peakGiB(model, plan.microBatch, plan)).toBeLessThanOrEqual(gib);
                 } else {
                     // nothing measured fits or beats the blog here: the blog's levers ship
-                    expect(plan).toMatchObject({ compile: false, compileEncoder: false, activationCheckpointing: true });
+                    expect(plan).toMatchObject({ compile: false, compileEncoder: false, activationCheckpointing: true, exactTiles: false });
                 }
                 expect(batch % plan.microBatch).toBe(0);
             }
@@ -269,13 +269,19 @@ describe("fine-tune throughput: the blog's math, faster settings chosen for the 
         const p192 = planSpeed("11b", 16, 192, {}, "auto");
         expect(peakGiB("11b", 8, p192)).toBeLessThanOrEqual(192);
         expect(p192.microBatch).toBe(4);
+        // exact tiles measured fastest (not the pinned copies, which the recipe does not make): shipped,
+        // compared with the blog's setting of the same run
+        expect(p192).toMatchObject({ exactTiles: true, compile: true, compileEncoder: true, activationCheckpointing: false });
+        expect(p192.measured!.pinMemory).toBe(false);
+        expect(p192.blog!.file).toBe(p192.measured!.file);
+        expect(MEASURED.some((x) => x.model === "11b" && x.pinMemory && x.samplesPerS > p192.measured!.samplesPerS)).toBe(true);
         // the 90B at 80 GiB: nothing measured fits; the blog's levers at the largest micro-batch that fits
         const p80 = planSpeed("90b", 2, 80, {}, "auto");
         expect(p80).toMatchObject({ compile: false, activationCheckpointing: true });
         expect(p80.measured).toBeUndefined();
     });
     it("the memory margin is calibrated: the 90B without checkpointing keeps m=2 on a 141 GiB GPU (measured to fit 139.8)", () => {
-        const noAc = { compile: false, compileEncoder: false, activationCheckpointing: false };
+        const noAc = { compile: false, compileEncoder: false, activationCheckpointing: false, exactTiles: false };
         expect(peakGiB("90b", 2, noAc)).toBeLessThanOrEqual(141);
         expect(planSpeed("90b", 2, 141, noAc, "auto")).toMatchObject({ microBatch: 2, activationCheckpointing: false });
         const measured = MEASURED.find((x) => x.model === "90b" && x.setting === "no_ac:m2")!;
@@ -284,13 +290,22 @@ describe("fine-tune throughput: the blog's math, faster settings chosen for the 
     it("the recipe runs the text bucket its measurement ran with; the blog's setting, and an unmeasured micro-batch, none", () => {
         const plan = planSpeed("11b", 16, 192, {}, "auto");
         expect(plan.textBucket).toBe(plan.measured!.textBucket);
-        const s = settings({ ...only, train: { variants: { a: v({}), b: v({ microBatchSize: 1 }), c: v({ compile: false, compileEncoder: false, activationCheckpointing: true }) } } });
+        const s = settings({ ...only, train: { variants: { a: v({}), b: v({ microBatchSize: 1 }), c: v({ compile: false, compileEncoder: false, activationCheckpointing: true, exactTiles: false }) } } });
         expect(s.train.variants.a).toMatchObject({ microBatch: plan.microBatch, textBucket: plan.measured!.textBucket });
         expect(MEASURED.some((x) => x.model === "11b" && x.microBatch === 1)).toBe(false);
         expect(s.train.variants.b).toMatchObject({ microBatch: 1, textBucket: 1 });
         expect(s.train.variants.c.textBucket).toBe(1);
         const tb1 = MEASURED.map((x) => (x.model === "11b" ? { ...x, textBucket: 1 } : x));
         expect(planSpeed("11b", 16, 192, {}, "auto", tb1).textBucket).toBe(1);
+    });
+    it("exact tiles: the single-device recipe's key, planned off and refused on N GPUs", () => {
+        const s = settings({ ...only, train: { variants: { a: v({}), b: v({ exactTiles: false }) } } });
+        expect(s.train.variants.a.exactTiles).toBe(true);
+        expect(s.train.variants.b.exactTiles).toBe(false);
+        expect(problems({ ...only, train: { variants: { a: v({ gpus: 2, exactTiles: true }) } } })).toEqual([
+            expect.stringMatching(/^cot-vr:train\.variants\.a\.exactTiles: true needs the single-device recipe/),
+        ]);
+        expect(settings({ ...only, train: { variants: { a: v({ gpus: 2 }) } } }).train.variants.a.exactTiles).toBe(false);
     });
     it("a synthetic table where nothing beats the blog ships the blog's setting", () => {
         const base = MEASURED.filter((x) => x.model === "11b");
@@ -301,7 +316,7 @@ describe("fine-tune throughput: the blog's math, faster settings chosen for the 
         const s = settings({ ...only, cluster: { gpuMemory: "80Gi" }, train: { variants: { a: v({}) } } });
         const a = s.train.variants.a;
         expect(peakGiB("11b", a.microBatch, a)).toBeLessThanOrEqual(80);
-        expect(planSpeed("11b", 16, 80, {}, "auto").why).toMatch(/bench\/results\/h200-lora-11b\.json/);
+        expect(planSpeed("11b", 16, 80, {}, "auto").why).toMatch(/bench\/results\/h200-lora-11b-exact\.json/);
     });
     it("rejects a micro-batch that cannot fit, naming the variant and the fix, before any GPU is used", () => {
         expect(problems({ ...only, train: { variants: { a: v({ microBatchSize: 16, activationCheckpointing: false }) } } })).toEqual([
@@ -315,7 +330,7 @@ describe("fine-tune throughput: the blog's math, faster settings chosen for the 
         ]);
     });
     it("keeps the blog's settings where the stack asks for them", () => {
-        const s = settings({ ...only, train: { variants: { a: v({ compile: false, compileEncoder: false, activationCheckpointing: true }) } } });
+        const s = settings({ ...only, train: { variants: { a: v({ compile: false, compileEncoder: false, activationCheckpointing: true, exactTiles: false }) } } });
         expect(s.train.variants.a).toMatchObject({ microBatch: 16, accumulation: 1, compile: false, activationCheckpointing: true });
     });
 });

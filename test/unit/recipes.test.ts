@@ -15,6 +15,8 @@ describe("torchtune configs", async () => {
         expect(train11).toMatchObject({ epochs: 10, batch_size: 4, gradient_accumulation_steps: 4, max_steps_per_epoch: null, seed: 42, compile: true, compile_encoder: true, enable_activation_checkpointing: false, enable_activation_offloading: false, resume_from_checkpoint: false });
         // text padded to a multiple of 128 tokens by the patched recipe, as the benchmark measured the setting
         expect(train11.text_bucket).toBe(128);
+        // each image's real tiles only through the encoder (the patched recipe), as measured fastest
+        expect(train11.exact_tiles).toBe(true);
         expect(train11.optimizer.lr).toBe(1e-4);
         expect(train11.lr_scheduler.num_warmup_steps).toBe(100);
         expect(train11.loss._component_).toBe("torchtune.modules.loss.CEWithChunkedOutputLoss");
@@ -24,7 +26,7 @@ describe("torchtune configs", async () => {
         expect(train90.model).toMatchObject({ _component_: "torchtune.models.llama3_2_vision.qlora_llama3_2_vision_90b", lora_rank: 8, lora_alpha: 16 });
         expect(train90).toMatchObject({ epochs: 3, batch_size: 2, gradient_accumulation_steps: 8, collate_fn: "torchtune.data.padded_collate_tiled_images_and_mask" });
         // NF4 with compile (decoder + loss) and checkpointing: the fastest measured 90B setting (without checkpointing it ran out of memory)
-        expect(train90).toMatchObject({ compile: true, compile_encoder: false, enable_activation_checkpointing: true, text_bucket: 128 });
+        expect(train90).toMatchObject({ compile: true, compile_encoder: false, enable_activation_checkpointing: true, text_bucket: 128, exact_tiles: false });
     });
     it("read the CoT dataset with vqa_dataset and the ChartQA column map, unpacked", () => {
         for (const t of [train11, train90]) {

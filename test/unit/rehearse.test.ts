@@ -6,7 +6,7 @@ import {
     previewNotes, pulumiDefaultParallel, requiredParallel, stageGraph, timeoutProblems, trainSamplesPerS,
 } from "../../scripts/estimate";
 import { claimProblems, defaultNodes, keysIn, keysToChange, neverSchedulable, nodeShape, provisionerModes, textTimeline } from "../../scripts/rehearse-core";
-import { MEASURED } from "../../config/measured";
+import { MEASURED, plannable, sameLevers } from "../../config/measured";
 import { readStackFile, stackFilePath, stackSettings } from "../../config/stackfile";
 import { settings } from "./helpers";
 import { LABELS } from "../../contract";
@@ -25,7 +25,7 @@ describe("duration estimates", () => {
         for (const name of ["lora-11b", "qlora-90b"]) {
             const v = s.train.variants[name];
             const e = est.get(`train:${name}`)!;
-            const m = MEASURED.find((x) => x.model === v.model && !x.groupTiles && x.microBatch === v.microBatch && x.compile === v.compile && x.compileEncoder === v.compileEncoder && x.activationCheckpointing === v.activationCheckpointing)!;
+            const m = MEASURED.find((x) => x.model === v.model && plannable(x) && x.microBatch === v.microBatch && sameLevers(x, v))!;
             expect(m).toBeDefined();
             const sps = m.samplesPerS * MI300X_PEAK_BF16_TFLOPS / m.peakTflops!;
             const compute = v.epochs * 1768 * 16 / sps;
@@ -54,12 +54,12 @@ describe("duration estimates", () => {
     });
 
     test("the figures move with levers, epochs and rows", () => {
-        const blog = { compile: false, compileEncoder: false, activationCheckpointing: true };
+        const blog = { compile: false, compileEncoder: false, activationCheckpointing: true, exactTiles: false };
         const a = trainSamplesPerS({ model: "11b", ...blog, microBatch: 16 });
         expect(a.measured.setting).toBe("blog:m16");
-        expect(trainSamplesPerS({ model: "11b", compile: true, compileEncoder: true, activationCheckpointing: false, microBatch: 4 }).sps).toBeGreaterThan(a.sps);
+        expect(trainSamplesPerS({ model: "11b", compile: true, compileEncoder: true, activationCheckpointing: false, exactTiles: true, microBatch: 4 }).sps).toBeGreaterThan(a.sps);
         expect(trainSamplesPerS({ model: "90b", ...blog, compile: true, microBatch: 2 }).sps).toBeGreaterThan(trainSamplesPerS({ model: "90b", ...blog, microBatch: 2 }).sps);
-        expect(() => trainSamplesPerS({ model: "11b", compile: false, compileEncoder: true, activationCheckpointing: false })).toThrow(/no fine-tune measurement/);
+        expect(() => trainSamplesPerS({ model: "11b", compile: false, compileEncoder: true, activationCheckpointing: false, exactTiles: false })).toThrow(/no fine-tune measurement/);
         const one = byId(withVariants({ x: lora({ epochs: 1 }) })).get("train:x")!.seconds;
         const two = byId(withVariants({ x: lora({ epochs: 2 }) })).get("train:x")!.seconds;
         const limited = byId(withVariants({ x: lora({ epochs: 1, warmupSteps: 1 }) }, { generate: { limit: 1000 } })).get("train:x")!.seconds;
@@ -95,7 +95,7 @@ describe("duration estimates", () => {
     test("a benchmark result (--bench) comes before bench/results/; an MI300X result needs no conversion", () => {
         const s = withVariants({ x: lora() });
         const v = s.train.variants.x;
-        const setting = { setting: "best:m4", micro_batch: v.microBatch, compile: v.compile, compile_encoder: v.compileEncoder, activation_checkpointing: v.activationCheckpointing, samples_per_s: 6 };
+        const setting = { setting: "best:m4", micro_batch: v.microBatch, compile: v.compile, compile_encoder: v.compileEncoder, activation_checkpointing: v.activationCheckpointing, exact_tiles: v.exactTiles, samples_per_s: 6 };
         const json = { device: "AMD Instinct MI300X", device_memory_gb: 191.5, peak_tflops: 1307, config_model: "torchtune.models.llama3_2_vision.lora_llama3_2_vision_11b", layers_scale: 1.0, results: [setting] };
         const f = parseBench(`noise\nCOTVR_BENCH ${JSON.stringify(json)}\n`, "bench.log");
         expect(f[0]).toMatchObject({ model: "11b", samplesPerS: 6, device: "AMD Instinct MI300X" });

@@ -34,7 +34,7 @@ if (!pulumi.runtime.isDryRun() && process.env.COT_IMAGE_WATCH !== "0") {
             context: settings.cluster.context,
             jobs: Object.values(pipeline.jobs),
             configured: { trainer: settings.images.trainer, datagen: settings.images.datagen, vllm: settings.images.vllm },
-            log: { info: (m) => pulumi.log.info(m), warn: (m) => pulumi.log.warn(m) },
+            log: { info: (m) => pulumi.log.info(m), warn: (m, job) => pulumi.log.warn(m, job ? pipeline.jobComponents.get(job) : undefined) },
         });
     } catch (e) {
         pulumi.log.warn(`image-pull watch not started (${e instanceof Error ? e.name : e}): an image that cannot be pulled holds its Job until the stage's timeout`);

@@ -21,7 +21,8 @@ export interface ImageWatchOptions extends KubeTarget {
     readonly configured?: Record<string, string>;
     readonly intervalMs?: number;
     readonly graceMs?: number;
-    readonly log: { info(m: string): void; warn(m: string): void };
+    /** Where its lines go; `job`: the Job the line is about (pulumi up shows it under that resource). */
+    readonly log: { info(m: string): void; warn(m: string, job?: string): void };
 }
 
 /** Seconds between two looks: a pull error is seen within this, plus one list. */
@@ -66,10 +67,10 @@ export function startImageWatch(o: ImageWatchOptions): ImageWatch {
     let timer: NodeJS.Timeout | undefined;
     const warned = new Set<string>();
     const state = { looks: 0 };
-    const warnOnce = (key: string, m: string) => {
+    const warnOnce = (key: string, m: string, job?: string) => {
         if (warned.has(key)) return;
         warned.add(key);
-        o.log.warn(m);
+        o.log.warn(m, job);
     };
 
     let api: Promise<{ batch: K8s.BatchV1Api; core: K8s.CoreV1Api; k8s: typeof K8s }> | undefined;
@@ -97,11 +98,11 @@ export function startImageWatch(o: ImageWatchOptions): ImageWatch {
                     { name: v.job, namespace: o.namespace, body: failJobPatch(v.failure), fieldManager: "cot-vr-imagewatch" },
                     k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
                 ), REQUEST_TIMEOUT_MS);
-                o.log.warn(verdictMessage(v, o.configured));
+                o.log.warn(verdictMessage(v, o.configured), v.job);
             } catch (e) {
                 judge.retry(v.job);
                 warnOnce(`patch:${v.job}`, `Job ${v.job}: ${describePull(v.failure)}, and it could not be failed (${readFailure(e, o.stack)}): ` +
-                    `pulumi up waits out its timeout unless you delete it (kubectl delete job -n ${o.namespace} ${v.job}); the kubeconfig's user needs patch on jobs`);
+                    `pulumi up waits out its timeout unless you delete it (kubectl delete job -n ${o.namespace} ${v.job}); the kubeconfig's user needs patch on jobs`, v.job);
             }
         }
     };

@@ -139,6 +139,24 @@ export const BENCH_PREFIX = "COTVR_BENCH ";
 export const MARKER_NAME = ".complete.json";
 
 // ---------------------------------------------------------------------------------------------------
+// Annotations
+
+/** Annotation keys the run writes on its objects. */
+export const ANNOTATIONS = {
+    /** On a Job that `pulumi up` failed on purpose (an image that cannot be pulled): why, as JSON
+     * (scripts/imagepull.ts PullFailure). `status` prints it after the pod is gone. */
+    failure: `${PROJECT}/failure`,
+} as const;
+
+// ---------------------------------------------------------------------------------------------------
+// Image pulls (scripts/imagepull.ts decides, scripts/imagewatch.ts acts during `pulumi up`)
+
+/** Seconds an image pull may keep failing with an error that can heal (a registry's 5xx, a timeout,
+ * DNS) before `pulumi up` fails the Job: about five of the kubelet's retries (10 s doubling to 5 min).
+ * A pull the registry refuses for good (not found, unauthorized, a bad name) fails it at once. */
+export const IMAGE_PULL_GRACE_SECONDS = 600;
+
+// ---------------------------------------------------------------------------------------------------
 // The teacher's watchdog
 
 /** Seconds the teacher stays up with no generation pod before its watchdog scales it to 0: longer than

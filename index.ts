@@ -5,6 +5,7 @@ import { loadSettings } from "./config/pulumi";
 import { Pipeline } from "./components/pipeline";
 import { previewNotes } from "./scripts/estimate";
 import { reportStackOutput } from "./scripts/headline";
+import { startImageWatch } from "./scripts/imagewatch";
 
 const { settings, secrets } = loadSettings();
 
@@ -19,6 +20,26 @@ try {
     pulumi.log.warn(`no estimate for this stack (${e instanceof Error ? e.message : e}); npm run rehearse -- --stack ${pulumi.getStack()} --plan-only says why`);
 }
 const pipeline = new Pipeline("cot-vr", { settings, secrets });
+
+// An image that cannot be pulled fails its Job within seconds instead of holding `up` (and maybe a
+// GPU) for the stage's timeout: Kubernetes never fails such a Job, and the provider only logs it
+// (scripts/imagewatch.ts). Only in an update; COT_IMAGE_WATCH=0 turns it off (the unit tests do).
+if (!pulumi.runtime.isDryRun() && process.env.COT_IMAGE_WATCH !== "0") {
+    try {
+        startImageWatch({
+            namespace: settings.cluster.namespace,
+            run: settings.run,
+            stack: pulumi.getStack(),
+            kubeconfig: settings.cluster.kubeconfig,
+            context: settings.cluster.context,
+            jobs: Object.values(pipeline.jobs),
+            configured: { trainer: settings.images.trainer, datagen: settings.images.datagen, vllm: settings.images.vllm },
+            log: { info: (m) => pulumi.log.info(m), warn: (m, job) => pulumi.log.warn(m, job ? pipeline.jobComponents.get(job) : undefined) },
+        });
+    } catch (e) {
+        pulumi.log.warn(`image-pull watch not started (${e instanceof Error ? e.name : e}): an image that cannot be pulled holds its Job until the stage's timeout`);
+    }
+}
 
 // What a user needs next: where the run is, the teacher's URL, each stage's Job, how to watch it.
 export const run = settings.run;

@@ -16,7 +16,7 @@ import { Generate } from "./generate";
 import { NodeId, renderedGraph, RenderedNode } from "./graph";
 import { stageIdentities } from "./identity";
 import { configuredImages, ImageRefs, ProjectImages } from "./images";
-import { StageArgs, StageComponent } from "./job";
+import { StageArgs, StageComponent, StageJob } from "./job";
 import { labels, teacherApiBase } from "./naming";
 import { networkPolicies } from "./network";
 import { StageContext } from "./pod";
@@ -87,6 +87,9 @@ export class Pipeline extends pulumi.ComponentResource {
     public readonly teacherUrl?: string;
     /** Job name per stage node ("train:lora-11b" -> "blog-train-lora-11b-47eb7410"). */
     public readonly jobs: Record<string, string> = {};
+    /** The stage component of each Job, by Job name: what `pulumi up` says about a Job is shown under
+     * it (not under the Job, whose URN resolves only once the provider has awaited it). */
+    public readonly jobComponents = new Map<string, pulumi.Resource>();
     /** The report's Job (stages.report on): its outputs resolve once the provider has awaited it. */
     public readonly reportJob?: k8s.batch.v1.Job;
 
@@ -168,6 +171,7 @@ export class Pipeline extends pulumi.ComponentResource {
             const stage = new Stage(stageComponentName(name, node), { node, ctx, upstream }, { parent: this, providers: { kubernetes: provider } });
             built.set(node.id, stage);
             if (stage.jobName) this.jobs[node.id] = stage.jobName;
+            if (stage instanceof StageJob) this.jobComponents.set(stage.jobName, stage);
             if (stage instanceof Report) this.reportJob = stage.job;
         }
         this.registerOutputs({ namespace: this.namespace, claims: this.claims, teacherUrl: this.teacherUrl, jobs: this.jobs });

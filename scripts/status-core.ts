@@ -5,6 +5,7 @@ import pc from "picocolors";
 import { EXIT_MEANINGS, LABELS, PROGRESS_PREFIX, STAGES, StageName, WATCHDOG_GRACE_SECONDS } from "../contract";
 import { ms, podFinishedAt, podGpuHours, podGpus, podScheduledAt } from "../sim/gpu";
 import { fmtDuration } from "./duration";
+import { describePull, parseFailure, pullAdvice, PullKind, pullProblems } from "./imagepull";
 
 export { EXIT_MEANINGS, fmtDuration, PROGRESS_PREFIX, podFinishedAt, podGpuHours, podGpus, podScheduledAt };
 
@@ -16,6 +17,7 @@ export interface Meta {
     name?: string;
     uid?: string;
     labels?: Record<string, string>;
+    annotations?: Record<string, string>;
     creationTimestamp?: Time;
     deletionTimestamp?: Time;
     ownerReferences?: { kind: string; name: string; uid: string }[];
@@ -39,14 +41,14 @@ export interface ContainerState {
 }
 export interface PodObject {
     metadata?: Meta;
-    spec?: { nodeName?: string; containers: { name: string; resources?: { requests?: Record<string, unknown>; limits?: Record<string, unknown> } }[] };
+    spec?: { nodeName?: string; containers: { name: string; image?: string; resources?: { requests?: Record<string, unknown>; limits?: Record<string, unknown> } }[] };
     status?: {
         phase?: string;
         reason?: string;
         message?: string;
         startTime?: Time;
         conditions?: Condition[];
-        containerStatuses?: { name: string; state?: ContainerState; lastState?: ContainerState; restartCount?: number }[];
+        containerStatuses?: { name: string; image?: string; state?: ContainerState; lastState?: ContainerState; restartCount?: number }[];
     };
 }
 export interface DeploymentObject {
@@ -124,6 +126,24 @@ export interface Failure {
     errorLine?: string;
     /** The command that shows the whole log. */
     logsCommand: string;
+    /** What to do next, when the program knows (an image that cannot be pulled). */
+    next?: string;
+}
+
+/** A container that cannot pull its image: from its pod while it waits, or from the annotation
+ * `pulumi up` wrote on the Job it failed for it (ANNOTATIONS.failure; the pod is gone by then). */
+export interface ImagePull {
+    image: string;
+    container: string;
+    /** The kubelet's waiting reason: ErrImagePull, ImagePullBackOff, InvalidImageName, ... */
+    reason: string;
+    message: string;
+    /** fatal: will not heal (not found, unauthorized, bad name); transient: may (a registry hiccup). */
+    kind: PullKind;
+    /** The stage whose pod it is (a generation is failed for its teacher's image). */
+    stage?: string;
+    /** What to do: the stack key to fix, or the pull Secret. */
+    next: string;
 }
 
 const MAIN = "main";
@@ -133,8 +153,10 @@ function mainTerminated(p: PodObject) {
     return c?.state?.terminated ?? c?.lastState?.terminated;
 }
 
-/** Why a Job failed, from its Failed condition and its last failed pod. */
+/** Why a Job failed, from its Failed condition and its last failed pod (or `pulumi up`'s annotation). */
 export function failureReason(job: JobObject, pods: PodObject[]): string {
+    const pulled = parseFailure(job.metadata?.annotations);
+    if (pulled) return `image pull failed, so pulumi up failed the Job: ${pullWords(pulled)}`;
     const failed = job.status?.conditions?.find((c) => c.type === "Failed" && c.status === "True");
     const lastFailed = [...pods].filter((p) => p.status?.phase === "Failed").sort(byCreation).pop();
     const parts: string[] = [];
@@ -149,6 +171,23 @@ export function failureReason(job: JobObject, pods: PodObject[]): string {
     }
     if (!parts.length && failed) parts.push(`${failed.reason ?? "Failed"}${failed.message ? `: ${failed.message}` : ""}`);
     return parts.join("; ") || "failed";
+}
+
+/** The failure in words, naming the teacher when the generation was failed for the teacher's image. */
+function pullWords(p: { image: string; reason: string; message: string; stage?: string }, rowStage?: string): string {
+    return `${p.stage === "teacher" && rowStage !== "teacher" ? "its teacher's " : ""}${describePull(p)}`;
+}
+
+/** The first container of these pods that cannot pull its image, as a row shows it. */
+function podsImagePull(pods: PodObject[], images?: Record<string, string>): ImagePull | undefined {
+    for (const p of pods) {
+        const [first] = pullProblems(p);
+        if (first) {
+            const stage = p.metadata?.labels?.[LABELS.stage];
+            return { image: first.image, container: first.container, reason: first.reason, message: first.message, kind: first.kind, ...(stage ? { stage } : {}), next: pullAdvice(first, images) };
+        }
+    }
+    return undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -199,6 +238,8 @@ export interface StageRow {
     projectedGpuHours: number | null;
     cost: { amount: number; projected: number | null; currency: string } | null;
     failure?: Failure;
+    /** A container that cannot pull its image (waiting now, or why `pulumi up` failed the Job). */
+    imagePull?: ImagePull;
     pods: PodRow[];
 }
 
@@ -213,6 +254,8 @@ export interface Snapshot {
     logs: Record<string, string>;
     /** Extra kubectl flags (--context, --kubeconfig) for the printed commands. */
     kubectlFlags?: string[];
+    /** The images the stack config names ({trainer, datagen, vllm}), to name the key to fix. */
+    images?: Record<string, string>;
 }
 
 export interface Status {
@@ -342,6 +385,14 @@ function jobRow(snap: Snapshot, job: JobObject, now: number): StageRow {
         const waiting = pods.map(waitingDetail).find(Boolean);
         if (waiting) row.detail = waiting;
     }
+    const pulled = parseFailure(job.metadata?.annotations);
+    const imagePull = pulled
+        ? { image: pulled.image, container: pulled.container, reason: pulled.reason, message: pulled.message, kind: pulled.kind, ...(pulled.stage ? { stage: pulled.stage } : {}), next: pullAdvice(pulled, snap.images) }
+        : state === "pending" || state === "running" ? podsImagePull(pods, snap.images) : undefined;
+    if (imagePull) {
+        row.imagePull = imagePull;
+        if (state !== "failed") row.detail = pullWords(imagePull);
+    }
     if (state === "failed") {
         const t = [...pods].filter((p) => p.status?.phase === "Failed").sort(byCreation).pop();
         const term = t ? mainTerminated(t) : undefined;
@@ -350,6 +401,7 @@ function jobRow(snap: Snapshot, job: JobObject, now: number): StageRow {
             exitCode: term?.exitCode,
             errorLine: log !== undefined ? lastErrorLine(log) : undefined,
             logsCommand: kubectlLogs(snap, name),
+            ...(imagePull ? { next: imagePull.next } : {}),
         };
     }
     return row;
@@ -384,8 +436,14 @@ function teacherRow(snap: Snapshot, d: DeploymentObject, now: number, generating
         const waiting = pods.map(waitingDetail).find(Boolean);
         if (waiting) row.detail = waiting;
     }
+    // A teacher that cannot pull vLLM's image (pending, or counted running while scaled down).
+    const imagePull = podsImagePull(pods, snap.images);
+    if (imagePull) {
+        row.imagePull = imagePull;
+        row.detail = pullWords(imagePull, "teacher");
+    }
     const grace = watchdogGrace(d);
-    if (gpus > 0 && !generating && grace !== undefined) {
+    if (gpus > 0 && !generating && grace !== undefined && !imagePull) {
         // Left up by a generation that died without releasing it: say what frees it, and when.
         row.detail = `no generation pod: its watchdog scales it to 0 ${Math.round(grace / 60)} min after the last one ` +
             `(kubectl logs -n ${snap.namespace} deploy/${name} -c release)`;
@@ -534,7 +592,13 @@ export function renderStatus(st: Status, opts: ScreenOptions = {}): string {
             under.set(lines.length - 1, [
                 `  ✗ ${r.failure.reason}`,
                 ...(r.failure.errorLine ? [`    ${r.failure.errorLine}`] : []),
-                `    full log: ${r.failure.logsCommand}`,
+                // An image that was never pulled ran nothing: there is no log to read.
+                r.failure.next ? `    next: ${r.failure.next}` : `    full log: ${r.failure.logsCommand}`,
+            ]);
+        } else if (r.imagePull) {
+            under.set(lines.length - 1, [
+                `  ! ${pullWords(r.imagePull, r.stage)}`,
+                `    ${r.imagePull.kind === "fatal" ? "it will not heal" : "pulumi up fails the Job if it does not heal within minutes"}; next: ${r.imagePull.next}`,
             ]);
         }
     }

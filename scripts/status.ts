@@ -24,6 +24,8 @@ export interface Target {
     kubeconfig?: string;
     context?: string;
     price?: ReturnType<typeof gpuHourPrice>;
+    /** images.trainer, images.datagen, images.vllm of the stack, to name the key to fix. */
+    images?: Record<string, string>;
 }
 
 export function targetOf(file: string): Target {
@@ -35,6 +37,7 @@ export function targetOf(file: string): Target {
         kubeconfig: s.cluster.kubeconfig,
         context: s.cluster.context,
         price: gpuHourPrice(s.cluster),
+        images: { trainer: s.images.trainer, datagen: s.images.datagen, vllm: s.images.vllm },
     };
 }
 
@@ -90,7 +93,7 @@ export class Cluster {
             if (text !== undefined) logs[name] = text;
         }));
         return {
-            namespace, run, gpuResource: this.t.gpuResource, kubectlFlags: kubectlFlags(this.t),
+            namespace, run, gpuResource: this.t.gpuResource, kubectlFlags: kubectlFlags(this.t), images: this.t.images,
             jobs: jobs.items, pods: pods.items, deployments: deps.items, logs,
         };
     }

@@ -37,6 +37,10 @@ describe("kwok stages from durations", () => {
         expect(byName.get("sim-teacher-ready").spec.delay).toEqual({ durationMilliseconds: 500 });
     });
 
+    test("a pod whose image does-not-exist is left to the pull-failure stage, by every stage that starts pods", () => {
+        for (const n of ["pod-ready", "sim-teacher-start"]) expect(exprs(n)).toContain('contains(\\"does-not-exist\\")","operator":"NotIn"');
+    });
+
     test("no durations: the shipped defaults", () => {
         const d = podStages([]);
         expect(d.map((s) => s.metadata.name)).toEqual(["pod-ready", "pod-complete"]);

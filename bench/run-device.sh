@@ -83,6 +83,12 @@ exact2)  # the exact-tiles encoder at other micro-batches and a finer text bucke
     run best-m4-x-tb64 80 --config $C --settings best:m4:x --text-bucket 64 --no-flops
     run best-m2-x-pin 80 --config $C --settings best:m2:x --text-bucket 128 --no-flops --pin-memory
     ;;
+exact3)  # static graphs per shape class (automatic dynamic shapes off) against the shipped best:m4:x
+    C=bench/configs/lora-11b.yaml
+    run blog 60 --config $C --settings blog:m16
+    run best-m4-x-static 150 --config $C --settings best:m4:x --text-bucket 128 --no-flops --static-shapes
+    run best-m4-x 70 --config $C --settings best:m4:x --text-bucket 128 --no-flops
+    ;;
 extra)  # the second look: 90B compile with checkpointing (NF4 + compile without it ran out of memory), 11B m8, static shapes
     run 90b-compile-m2 230 --config bench/configs/qlora-90b.yaml --settings compile:m2 --steps 3 --no-flops
     run 11b-best-m8 120 --config bench/configs/lora-11b.yaml --settings best:m8 --no-flops

@@ -1,7 +1,9 @@
 // The image-pull watch of `pulumi up` (index.ts starts it; never in a preview): it lists the run's Jobs
 // and Pods every few seconds with the user's own kubeconfig (get/list on jobs and pods, patch on jobs:
 // nothing new in the cluster), and fails a Job of this update whose pod cannot pull its image
-// (scripts/imagepull.ts decides), so `up` ends in seconds instead of waiting out the stage's timeout.
+// (scripts/imagepull.ts decides), so `up` ends in seconds instead of waiting out the stage's timeout;
+// and it ends the wait on a Job its podFailurePolicy failed for a bad input (scripts/fatalexit.ts
+// decides; patch on jobs/status).
 // Its timers are unref'd: the program ends when its resources are done, whatever the watch is doing;
 // and a watch that cannot work only warns, it never fails an update.
 import type * as K8s from "@kubernetes/client-node";

@@ -80,6 +80,8 @@ export function startImageWatch(o: ImageWatchOptions): ImageWatch {
     const state = { looks: 0 };
     /** Jobs whose bad-input failure was handled (their await ended) or is being handled. */
     const exited = new Set<string>();
+    /** Uids of Jobs already failed at the first look: an earlier update's, which this one replaces. */
+    let earlier: Set<string> | undefined;
     const warnOnce = (key: string, m: string, job?: string) => {
         if (warned.has(key)) return;
         warned.add(key);
@@ -103,11 +105,17 @@ export function startImageWatch(o: ImageWatchOptions): ImageWatch {
         ]), REQUEST_TIMEOUT_MS);
         // A Job its podFailurePolicy failed on a bad input: Failed (reason PodFailurePolicy) is final and
         // no pod retries, so nothing here races the Job controller; only the await is still to end.
+        const first = !earlier;
+        earlier ??= new Set();
         for (const job of jobs.items) {
             const name = job.metadata?.name;
-            if (!name || !o.jobs.includes(name) || exited.has(name)) continue;
+            if (!name || !o.jobs.includes(name) || exited.has(name) || earlier.has(job.metadata?.uid ?? "")) continue;
             const index = podFailurePolicyIndex(job);
             if (index < 0) continue;
+            if (first) {
+                earlier.add(job.metadata?.uid ?? "");
+                continue;
+            }
             exited.add(name);
             let f = parseExitFailure(job.metadata?.annotations);
             try {

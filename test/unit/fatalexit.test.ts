@@ -90,6 +90,9 @@ describe("the watcher ends the await, against a stand-in API server", () => {
         const seen: { method: string; path: string; type?: string; body: string }[] = [];
         let statusCode = 200;
         let current: ExitJob = job();
+        // The first look of each watch sees no Job yet (the update has not created it), unless `old`.
+        let lists = 0;
+        let old = false;
         const server = http.createServer((req, res) => {
             let body = "";
             req.on("data", (d) => (body += d));
@@ -97,7 +100,7 @@ describe("the watcher ends the await, against a stand-in API server", () => {
                 const u = new URL(req.url!, "http://x");
                 seen.push({ method: req.method!, path: u.pathname, type: req.headers["content-type"], body });
                 res.setHeader("content-type", "application/json");
-                if (req.method === "GET" && u.pathname === "/apis/batch/v1/namespaces/cot-vr/jobs") return res.end(JSON.stringify({ kind: "JobList", apiVersion: "batch/v1", metadata: {}, items: [current] }));
+                if (req.method === "GET" && u.pathname === "/apis/batch/v1/namespaces/cot-vr/jobs") return res.end(JSON.stringify({ kind: "JobList", apiVersion: "batch/v1", metadata: {}, items: lists++ === 0 && !old ? [] : [current] }));
                 if (req.method === "GET" && u.pathname === "/api/v1/namespaces/cot-vr/pods") return res.end(JSON.stringify({ kind: "PodList", apiVersion: "v1", metadata: {}, items: [pod()] }));
                 if (req.method === "GET" && u.pathname.endsWith("/log")) {
                     res.setHeader("content-type", "text/plain");
@@ -120,6 +123,7 @@ describe("the watcher ends the await, against a stand-in API server", () => {
         await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
         const kubeconfig = stubKubeconfig(`http://127.0.0.1:${(server.address() as { port: number }).port}`);
         const run = async () => {
+            lists = 0;
             const warnings: string[] = [];
             const w = startImageWatch({ kubeconfig, namespace: "cot-vr", run: "smoke", stack: "smoke", jobs: [NAME], intervalMs: 50, log: { info: () => {}, warn: (m) => warnings.push(m) } });
             const until = Date.now() + 10_000;
@@ -146,6 +150,13 @@ describe("the watcher ends the await, against a stand-in API server", () => {
             const refused = await run();
             expect(seen.filter((s) => s.path.endsWith("/status")).length).toBeGreaterThanOrEqual(2);
             expect(refused).toEqual([expect.stringMatching(/exit 3: missing input.*could not end its wait .*needs patch on jobs and jobs\/status/)]);
+
+            // Failed before the update's first look: an earlier update's Job, which this one replaces; left alone.
+            seen.length = 0;
+            current = job();
+            old = true;
+            expect(await run()).toEqual([]);
+            expect(seen.filter((s) => s.method === "PATCH")).toEqual([]);
         } finally {
             server.close();
         }

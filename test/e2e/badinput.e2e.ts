@@ -2,8 +2,8 @@
 // podFailurePolicy fails it at once (FailJob, reason PodFailurePolicy), which the provider's Job await
 // does not count as an error (docs/FACTS.md); `pulumi up` ends within seconds anyway, because the watch
 // (scripts/imagewatch.ts, scripts/fatalexit.ts) rewrites the Failed condition's reason to
-// DeadlineExceeded and records the exit in annotation `cot-vr/failure`; `status --json` says why; the
-// next `up` re-creates the Job. kwok runs no program: its Stage `pod-exit-code` (sim/kwok/stages.yaml)
+// DeadlineExceeded and records the exit in its failure annotation (ANNOTATIONS.failure); `status
+// --json` says why; the next `up` re-creates the Job. kwok runs no program: its Stage `pod-exit-code` (sim/kwok/stages.yaml)
 // makes a Job pod whose image contains "-exit3" exit 3 two seconds after it runs.
 import * as path from "path";
 import { beforeAll, describe, expect, test } from "vitest";

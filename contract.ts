@@ -143,8 +143,9 @@ export const MARKER_NAME = ".complete.json";
 
 /** Annotation keys the run writes on its objects. */
 export const ANNOTATIONS = {
-    /** On a Job that `pulumi up` failed on purpose (an image that cannot be pulled): why, as JSON
-     * (scripts/imagepull.ts PullFailure). `status` prints it after the pod is gone. */
+    /** On a Job that `pulumi up` failed on purpose (an image that cannot be pulled) or whose wait it
+     * ended (a bad input): why, as JSON (scripts/imagepull.ts PullFailure, scripts/fatalexit.ts
+     * ExitFailure). `status` prints it after the pod is gone. */
     failure: `${PROJECT}/failure`,
 } as const;
 

@@ -23,7 +23,9 @@ const pipeline = new Pipeline("cot-vr", { settings, secrets });
 
 // An image that cannot be pulled fails its Job within seconds instead of holding `up` (and maybe a
 // GPU) for the stage's timeout: Kubernetes never fails such a Job, and the provider only logs it
-// (scripts/imagewatch.ts). Only in an update; COT_IMAGE_WATCH=0 turns it off (the unit tests do).
+// (scripts/imagewatch.ts). The same watch ends the wait on a Job failed for a bad input (exit 2-6),
+// which the provider does not count as an error (scripts/fatalexit.ts). Only in an update;
+// COT_IMAGE_WATCH=0 turns it off (the unit tests do).
 if (!pulumi.runtime.isDryRun() && process.env.COT_IMAGE_WATCH !== "0") {
     try {
         startImageWatch({

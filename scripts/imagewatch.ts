@@ -1,7 +1,9 @@
 // The image-pull watch of `pulumi up` (index.ts starts it; never in a preview): it lists the run's Jobs
 // and Pods every few seconds with the user's own kubeconfig (get/list on jobs and pods, patch on jobs:
 // nothing new in the cluster), and fails a Job of this update whose pod cannot pull its image
-// (scripts/imagepull.ts decides), so `up` ends in seconds instead of waiting out the stage's timeout.
+// (scripts/imagepull.ts decides), so `up` ends in seconds instead of waiting out the stage's timeout;
+// and it ends the wait on a Job its podFailurePolicy failed for a bad input (scripts/fatalexit.ts
+// decides; patch on jobs/status).
 // Its timers are unref'd: the program ends when its resources are done, whatever the watch is doing;
 // and a watch that cannot work only warns, it never fails an update.
 import type * as K8s from "@kubernetes/client-node";
@@ -10,6 +12,8 @@ import { describePull, failJobPatch, PullFailure, PullJudge, pullAdvice, Verdict
 import { KubeTarget, loadKubeConfig } from "./kubeconfig";
 import { CliError } from "./cli";
 import { readFailure } from "./headline";
+import { describeExit, EXIT_ADVICE, exitAnnotationPatch, ExitFailure, exitFailure, exitStatusPatch, parseExitFailure, podFailurePolicyIndex } from "./fatalexit";
+import { lastErrorLine } from "./status-core";
 
 export interface ImageWatchOptions extends KubeTarget {
     readonly namespace: string;
@@ -25,10 +29,17 @@ export interface ImageWatchOptions extends KubeTarget {
     readonly log: { info(m: string): void; warn(m: string, job?: string): void };
 }
 
+/** The line `pulumi up` prints when it ends the await of a Job its bad input failed. */
+export function exitMessage(job: string, f: ExitFailure): string {
+    return `Job ${job}: ${describeExit(f)}. Ending pulumi up now instead of waiting out its timeout; ${EXIT_ADVICE}`;
+}
+
 /** Seconds between two looks: a pull error is seen within this, plus one list. */
 export const WATCH_INTERVAL_MS = 5000;
 /** One list or patch that takes longer is abandoned (and the program never waits longer on it). */
 const REQUEST_TIMEOUT_MS = 20000;
+/** The failed pod's log (for its error line) is only a nicety: never wait long on it. */
+const LOG_TIMEOUT_MS = 5000;
 
 export interface ImageWatch {
     stop(): void;
@@ -67,6 +78,10 @@ export function startImageWatch(o: ImageWatchOptions): ImageWatch {
     let timer: NodeJS.Timeout | undefined;
     const warned = new Set<string>();
     const state = { looks: 0 };
+    /** Jobs whose bad-input failure was handled (their await ended) or is being handled. */
+    const exited = new Set<string>();
+    /** Uids of Jobs already failed at the first look: an earlier update's, which this one replaces. */
+    let earlier: Set<string> | undefined;
     const warnOnce = (key: string, m: string, job?: string) => {
         if (warned.has(key)) return;
         warned.add(key);
@@ -88,6 +103,54 @@ export function startImageWatch(o: ImageWatchOptions): ImageWatch {
             batch.listNamespacedJob({ namespace: o.namespace, labelSelector }),
             core.listNamespacedPod({ namespace: o.namespace, labelSelector }),
         ]), REQUEST_TIMEOUT_MS);
+        // A Job its podFailurePolicy failed on a bad input: Failed (reason PodFailurePolicy) is final and
+        // no pod retries, so nothing here races the Job controller; only the await is still to end.
+        const first = !earlier;
+        earlier ??= new Set();
+        for (const job of jobs.items) {
+            const name = job.metadata?.name;
+            if (!name || !o.jobs.includes(name) || exited.has(name) || earlier.has(job.metadata?.uid ?? "")) continue;
+            const index = podFailurePolicyIndex(job);
+            if (index < 0) continue;
+            if (first) {
+                earlier.add(job.metadata?.uid ?? "");
+                continue;
+            }
+            exited.add(name);
+            let f = parseExitFailure(job.metadata?.annotations);
+            try {
+                if (!f) {
+                    const found = exitFailure(job, pods.items);
+                    if (!found) {
+                        exited.delete(name);
+                        continue;
+                    }
+                    let line: string | undefined;
+                    if (found.pod) {
+                        try {
+                            const log = await timeout(core.readNamespacedPodLog({ name: found.pod, namespace: o.namespace, container: found.container, tailLines: 50 }), LOG_TIMEOUT_MS);
+                            line = lastErrorLine(String(log));
+                        } catch {
+                            // No log (gone, or no kubelet to ask): the controller's message names the code.
+                        }
+                    }
+                    f = exitFailure(job, pods.items, line)!;
+                    await timeout(batch.patchNamespacedJob(
+                        { name, namespace: o.namespace, body: exitAnnotationPatch(f), fieldManager: "cot-vr-imagewatch" },
+                        k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.MergePatch),
+                    ), REQUEST_TIMEOUT_MS);
+                }
+                await timeout(batch.patchNamespacedJobStatus(
+                    { name, namespace: o.namespace, body: exitStatusPatch(index, f), fieldManager: "cot-vr-imagewatch" },
+                    k8s.setHeaderOptions("Content-Type", k8s.PatchStrategy.JsonPatch),
+                ), REQUEST_TIMEOUT_MS);
+                o.log.warn(exitMessage(name, f), name);
+            } catch (e) {
+                exited.delete(name);
+                warnOnce(`exit:${name}`, `Job ${name}: ${f ? describeExit(f) : "failed by its podFailurePolicy (bad input)"}, and pulumi up could not end its wait (${readFailure(e, o.stack)}): ` +
+                    `it waits out the stage's timeout unless you delete the Job (kubectl delete job -n ${o.namespace} ${name}); the kubeconfig's user needs patch on jobs and jobs/status`, name);
+            }
+        }
         for (const v of judge.observe(jobs.items, pods.items, Date.now())) {
             if (v.action === "warn") {
                 o.log.warn(verdictMessage(v, o.configured));

@@ -6,6 +6,7 @@ import { EXIT_MEANINGS, LABELS, PROGRESS_PREFIX, STAGES, StageName, WATCHDOG_GRA
 import { ms, podFinishedAt, podGpuHours, podGpus, podScheduledAt } from "../sim/gpu";
 import { fmtDuration } from "./duration";
 import { describePull, parseFailure, pullAdvice, PullKind, pullProblems } from "./imagepull";
+import { describeExit, EXIT_ADVICE, parseExitFailure } from "./fatalexit";
 
 export { EXIT_MEANINGS, fmtDuration, PROGRESS_PREFIX, podFinishedAt, podGpuHours, podGpus, podScheduledAt };
 
@@ -157,6 +158,9 @@ function mainTerminated(p: PodObject) {
 export function failureReason(job: JobObject, pods: PodObject[]): string {
     const pulled = parseFailure(job.metadata?.annotations);
     if (pulled) return `image pull failed, so pulumi up failed the Job: ${pullWords(pulled)}`;
+    // Its Failed reason reads DeadlineExceeded: `pulumi up` rewrote it to end its wait (fatalexit.ts).
+    const exited = parseExitFailure(job.metadata?.annotations);
+    if (exited) return `bad input: ${describeExit(exited)}`;
     const failed = job.status?.conditions?.find((c) => c.type === "Failed" && c.status === "True");
     const lastFailed = [...pods].filter((p) => p.status?.phase === "Failed").sort(byCreation).pop();
     const parts: string[] = [];
@@ -396,12 +400,13 @@ function jobRow(snap: Snapshot, job: JobObject, now: number): StageRow {
     if (state === "failed") {
         const t = [...pods].filter((p) => p.status?.phase === "Failed").sort(byCreation).pop();
         const term = t ? mainTerminated(t) : undefined;
+        const exited = parseExitFailure(job.metadata?.annotations);
         row.failure = {
             reason: failureReason(job, pods),
-            exitCode: term?.exitCode,
+            exitCode: term?.exitCode ?? exited?.exitCode,
             errorLine: log !== undefined ? lastErrorLine(log) : undefined,
             logsCommand: kubectlLogs(snap, name),
-            ...(imagePull ? { next: imagePull.next } : {}),
+            ...(imagePull ? { next: imagePull.next } : exited ? { next: EXIT_ADVICE } : {}),
         };
     }
     return row;

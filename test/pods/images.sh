@@ -3,9 +3,12 @@
 # pull bases from) and served by a local registry (Debian's docker-registry, distribution 2.8).
 #
 #   bash test/pods/images.sh build                 build what is missing (cached by content, below)
-#   bash test/pods/images.sh registry start DIR    start a registry on 127.0.0.1:<free port>, storage in DIR;
-#                                                  prints `export COT_PODS_REGISTRY=127.0.0.1:<port>`
-#   bash test/pods/images.sh push                  push every image to $COT_PODS_REGISTRY; prints
+#   bash test/pods/images.sh registry start DIR [--auth]
+#                                                  start a registry on 127.0.0.1:<free port> (config, log, pid
+#                                                  in DIR); prints `export COT_PODS_REGISTRY=127.0.0.1:<port>`;
+#                                                  --auth: htpasswd auth, also prints COT_PODS_REGISTRY_USER/_PASSWORD
+#   bash test/pods/images.sh push                  push every image to $COT_PODS_REGISTRY (with those credentials
+#                                                  when set); prints
 #                                                  `export COT_PODS_IMAGE_<NAME>=<registry>/<name>:<tag>` lines
 #   bash test/pods/images.sh registry stop DIR
 #
@@ -130,12 +133,18 @@ build() {
   "${BUILDAH[@]}" images --format '[images]   {{.Name}}:{{.Tag}}  {{.Size}}' >&2
 }
 
-registry() {
-  local action="$1" dir="$2"
+registry() { # start|stop DIR [--auth]
+  local action="$1" dir="$2" auth="${3:-}"
+  [[ -n "$dir" ]] || die "registry start|stop DIR [--auth]"
   mkdir -p "$dir"
   case "$action" in
     start)
-      local port; port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+      [[ -z "$auth" || "$auth" == --auth ]] || die "registry start: unknown option '$auth' (allowed: --auth)"
+      command -v docker-registry >/dev/null || die "docker-registry is not installed (test/pods/packages.sh installs it)"
+      [[ ! -f "$dir/pid" ]] || ! kill -0 "$(cat "$dir/pid")" 2>/dev/null || die "a registry already runs from $dir (pid $(cat "$dir/pid"))"
+      local port user password code=000
+      port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+      mkdir -p "$CACHE/registry"
       # The blob store is in the cache: a second run's pushes find their layers already there.
       cat >"$dir/config.yml" <<EOF
 version: 0.1
@@ -145,18 +154,41 @@ storage:
   delete: {enabled: true}
 http: {addr: 127.0.0.1:$port}
 EOF
+      if [[ -n "$auth" ]]; then
+        # htpasswd (basic) auth: without credentials every pull and push gets 401, so that a stack's
+        # imagePullSecrets path can be exercised against it.
+        command -v htpasswd >/dev/null || die "--auth needs htpasswd (apt-get install apache2-utils)"
+        user=cotvr; password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+        htpasswd -cbB "$dir/htpasswd" "$user" "$password" 2>/dev/null   # distribution reads bcrypt entries only
+        echo "auth: {htpasswd: {realm: cot-vr-pods, path: $dir/htpasswd}}" >>"$dir/config.yml"
+      fi
       docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
       echo $! >"$dir/pid"
-      for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.2; done
-      curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null || die "the registry did not start (log: $dir/registry.log)"
+      for _ in $(seq 1 50); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/" || true)
+        [[ "$code" == 200 || "$code" == 401 ]] && break
+        sleep 0.2
+      done
+      [[ "$code" == 200 || "$code" == 401 ]] || die "the registry did not start (log: $dir/registry.log)"
+      if [[ -n "$auth" ]]; then
+        [[ "$code" == 401 ]] || die "the registry answers without credentials although --auth is set"
+        [[ "$(curl -s -o /dev/null -w '%{http_code}' -u "$user:$password" "http://127.0.0.1:$port/v2/")" == 200 ]] \
+          || die "the registry refuses its own credentials (log: $dir/registry.log)"
+        printf 'export COT_PODS_REGISTRY_USER=%s COT_PODS_REGISTRY_PASSWORD=%s\n' "$user" "$password"
+      fi
       echo "127.0.0.1:$port" >"$dir/address"
-      log "registry on 127.0.0.1:$port"
+      log "registry on 127.0.0.1:$port${auth:+ (htpasswd auth)}, blobs in $CACHE/registry"
       echo "export COT_PODS_REGISTRY=127.0.0.1:$port"
       ;;
     stop)
-      [[ -f "$dir/pid" ]] && { kill "$(cat "$dir/pid")" 2>/dev/null || true; rm -f "$dir/pid"; }
+      [[ -f "$dir/pid" ]] || return 0
+      local pid; pid=$(cat "$dir/pid")
+      if kill "$pid" 2>/dev/null; then
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      fi
+      rm -f "$dir/pid" "$dir/address"
       ;;
-    *) die "registry start|stop DIR" ;;
+    *) die "registry start|stop DIR [--auth]" ;;
   esac
 }
 
@@ -166,7 +198,8 @@ push() {
   for n in "${NAMES[@]}"; do
     dest="$COT_PODS_REGISTRY/$(ref "$n" | sed 's|^localhost/||')"
     # uncompressed layers: nothing to gzip on 2 cores, and containerd unpacks them as they come
-    "${BUILDAH[@]}" push -q --tls-verify=false --disable-compression "$(ref "$n")" "docker://$dest" >/dev/null
+    "${BUILDAH[@]}" push -q --tls-verify=false --disable-compression \
+      ${COT_PODS_REGISTRY_USER:+--creds "$COT_PODS_REGISTRY_USER:$COT_PODS_REGISTRY_PASSWORD"} "$(ref "$n")" "docker://$dest" >/dev/null
     echo "export COT_PODS_IMAGE_${n^^}=$dest"
   done
   log "pushed to $COT_PODS_REGISTRY in $((SECONDS - t0))s"
@@ -174,8 +207,8 @@ push() {
 
 case "${1:-}" in
   build) build ;;
-  registry) registry "${2:-}" "${3:-}" ;;
+  registry) registry "${2:-}" "${3:-}" "${4:-}" ;;
   push) push ;;
   ref) ref "${2:-}" ;;
-  *) echo "usage: $0 build | registry start|stop DIR | push | ref NAME" >&2; exit 2 ;;
+  *) echo "usage: $0 build | registry start DIR [--auth] | registry stop DIR | push | ref NAME" >&2; exit 2 ;;
 esac

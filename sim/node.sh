@@ -39,20 +39,9 @@ SYSCTLS=(vm.overcommit_memory=1 vm.panic_on_oom=0 kernel.panic=10 kernel.panic_o
 
 log() { printf '[node] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
-free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
-start_bg() { # name cmd...
-  local name="$1"; shift
-  "$@" >"$DIR/logs/$name.log" 2>&1 &
-  echo "$! $name" >>"$DIR/node-pids"
-}
-wait_for() { # description seconds cmd...
-  local what="$1" secs="$2"; shift 2
-  local end=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    (( SECONDS > end )) && { log "timed out waiting for $what"; return 1; }
-    sleep 0.5
-  done
-}
+PIDS="$DIR/node-pids"
+# shellcheck source=sim/lib.sh
+source "$HERE/lib.sh"   # free_port, start_bg, wait_for
 
 # ---- start ----------------------------------------------------------------------------------------
 preflight() {

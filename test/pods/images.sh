@@ -194,15 +194,26 @@ EOF
 
 push() {
   [[ -n "${COT_PODS_REGISTRY:-}" ]] || die "COT_PODS_REGISTRY is not set (registry start prints it)"
-  local n dest t0=$SECONDS
+  local n dest repo tag t0=$SECONDS pushed=() present=()
   for n in "${NAMES[@]}"; do
     dest="$COT_PODS_REGISTRY/$(ref "$n" | sed 's|^localhost/||')"
-    # uncompressed layers: nothing to gzip on 2 cores, and containerd unpacks them as they come
-    "${BUILDAH[@]}" push -q --tls-verify=false --disable-compression \
-      ${COT_PODS_REGISTRY_USER:+--creds "$COT_PODS_REGISTRY_USER:$COT_PODS_REGISTRY_PASSWORD"} "$(ref "$n")" "docker://$dest" >/dev/null
+    repo="${dest#*/}"; tag="${repo##*:}"; repo="${repo%:*}"
+    # The tag is the content hash and the registry's store is in the cache: a tag it has (its manifest
+    # is written after every layer) is this image, pushed by an earlier run. buildah would read all of
+    # its layers again to find that out (minutes for the trainer).
+    if curl -fsS -o /dev/null -I -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+      ${COT_PODS_REGISTRY_USER:+-u "$COT_PODS_REGISTRY_USER:$COT_PODS_REGISTRY_PASSWORD"} \
+      "http://$COT_PODS_REGISTRY/v2/$repo/manifests/$tag" 2>/dev/null; then
+      present+=("$n")
+    else
+      # uncompressed layers: nothing to gzip on 2 cores, and containerd unpacks them as they come
+      "${BUILDAH[@]}" push -q --tls-verify=false --disable-compression \
+        ${COT_PODS_REGISTRY_USER:+--creds "$COT_PODS_REGISTRY_USER:$COT_PODS_REGISTRY_PASSWORD"} "$(ref "$n")" "docker://$dest" >/dev/null
+      pushed+=("$n")
+    fi
     echo "export COT_PODS_IMAGE_${n^^}=$dest"
   done
-  log "pushed to $COT_PODS_REGISTRY in $((SECONDS - t0))s"
+  log "pushed to $COT_PODS_REGISTRY in $((SECONDS - t0))s: ${pushed[*]:-none}; already there: ${present[*]:-none}"
 }
 
 case "${1:-}" in

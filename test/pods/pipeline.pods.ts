@@ -9,7 +9,7 @@
 import * as fs from "fs";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { initStack, KUBECONFIG, kubectl, kubectlJson, must, ROOT, run, runAsync, Stack, WORK } from "../e2e/helpers";
+import { initStack, KUBECONFIG, kubectl, kubectlJson, must, projectCopy, ROOT, run, runAsync, Stack, WORK } from "../e2e/helpers";
 
 const NS = "cot-vr-pods";
 const RUN = "pods";
@@ -59,9 +59,12 @@ function stackText(hub: string): string {
     namespace: ${NS}
     kubeconfig: ${KUBECONFIG}
     context: e2e
+    # The node is the cluster: the CPU pods (downloads, generation) must tolerate its GPU taint.
+    cpuTolerations: [{ key: amd.com/gpu }]
+  # The sizes the config requires of the real models and data (a volume here is a folder: no quota).
   cot-vr:storage:
-    models: { size: 2Gi }
-    data: { size: 1Gi }
+    models: { size: 182Gi }
+    data: { size: 10Gi }
     checkpoints: { size: 1Gi }
     results: { size: 1Gi }
   cot-vr:images:
@@ -74,8 +77,8 @@ function stackText(hub: string): string {
   cot-vr:teacher: { cpu: 250m, memory: 1Gi, shmSize: 64Mi }
   cot-vr:generate: { datasetName: cot_chartqa_pods, limit: 8, batchSize: 4, cpu: 250m, memory: 2Gi }
   cot-vr:timing:
-    download: { timeout: 10m }
-    teacher: { timeout: 10m }
+    download: { timeout: 5m }
+    teacher: { timeout: 5m }
     generate: { timeout: 10m }
 `;
 }
@@ -84,11 +87,28 @@ const volume = (claim: string, ...rest: string[]) => path.join(VOLUMES, NS, `${R
 const readJson = (f: string) => JSON.parse(fs.readFileSync(f, "utf8"));
 const podUids = () => (kubectlJson("-n", NS, "get", "pods").items as any[]).map((p) => p.metadata.uid).sort();
 
+/**
+ * A run in a kept work dir (COT_PODS_KEEP=1, then vitest again) starts from nothing too: no stack, no
+ * namespace, no volumes of a previous run (the provisioner would hand their data back, and every stage
+ * would find its output done).
+ */
+function startFresh(dir: string): void {
+    run("pulumi", ["stack", "rm", RUN, "--force", "--yes", "--non-interactive"], { cwd: dir });
+    if (kubectl("get", "namespace", NS).code === 0) must(kubectl("delete", "namespace", NS, "--timeout=180s"), `delete namespace ${NS}`);
+    for (const pv of kubectlJson("get", "pv").items as any[]) {
+        if (pv.spec.claimRef?.namespace === NS) must(kubectl("delete", "pv", pv.metadata.name), `delete pv ${pv.metadata.name}`);
+    }
+    fs.rmSync(path.join(VOLUMES, NS), { recursive: true, force: true });
+}
+
 describe("the pipeline on real pods", () => {
     let st: Stack;
     beforeAll(() => {
+        if (!VOLUMES) throw new Error("COT_PODS_VOLUMES is not set: run the tier with bash test/pods/run.sh (sim/node.sh sets it)");
         const hub = deployHub();
-        st = initStack(RUN, { stackFileText: stackText(hub) });
+        const dir = projectCopy(RUN);
+        startFresh(dir);
+        st = initStack(RUN, { copy: dir, stackFileText: stackText(hub) });
         st.setConfig("hfToken", "hf_pods_placeholder_token", { secret: true });
     });
     afterAll(() => {
@@ -103,15 +123,17 @@ describe("the pipeline on real pods", () => {
             const pods = kubectl("-n", NS, "get", "pods", "-o", "wide").out;
             const logs = (kubectlJson("-n", NS, "get", "pods").items as any[])
                 .map((p) => `--- ${p.metadata.name}\n${kubectl("-n", NS, "logs", p.metadata.name, "--all-containers", "--tail=40").out}`).join("\n");
-            throw new Error(`pulumi up failed:\n${up.out.slice(-5000)}\n${pods}\n${logs}`);
+            const events = kubectl("-n", NS, "get", "events", "--sort-by=.lastTimestamp").out.slice(-4000);
+            throw new Error(`pulumi up failed:\n${up.out.slice(-5000)}\n${pods}\n${logs}\n--- events\n${events}`);
         }
-        // The downloads: every shard from the hub, verified, and the marker.
-        for (const m of ["Llama-3.2-11B-Vision-Instruct", "Llama-3.2-90B-Vision-Instruct"]) {
-            const dir = volume("models", m);
-            expect(fs.existsSync(path.join(dir, ".complete.json")), dir).toBe(true);
-            expect(fs.existsSync(path.join(dir, "config.json"))).toBe(true);
-            expect(fs.existsSync(path.join(dir, "original", "tokenizer.model"))).toBe(true);
-        }
+        // The download: the teacher's model only (no stage here reads 11B), every shard from the hub,
+        // verified, and the marker.
+        const dir = volume("models", "Llama-3.2-90B-Vision-Instruct");
+        expect(fs.existsSync(path.join(dir, ".complete.json")), dir).toBe(true);
+        expect(fs.existsSync(path.join(dir, "config.json"))).toBe(true);
+        expect(fs.existsSync(path.join(dir, "original", "tokenizer.model"))).toBe(true);
+        expect(fs.readdirSync(dir).filter((f) => f.endsWith(".safetensors"))).toHaveLength(37);
+        expect(fs.existsSync(volume("models", "Llama-3.2-11B-Vision-Instruct"))).toBe(false);
         // The dataset: 8 rows, checked, published with its marker.
         const marker = readJson(volume("data", "cot_chartqa_pods", ".complete.json"));
         expect(marker.rows).toBe(8);
@@ -132,15 +154,25 @@ describe("the pipeline on real pods", () => {
     test("npm run status --json shows the stages complete, from the pods' real progress records", async () => {
         const r = await runAsync(path.join(ROOT, "node_modules/.bin/tsx"), [path.join(ROOT, "scripts/status.ts"), "--config", path.join(st.dir, "stacks", `Pulumi.${RUN}.yaml`), "--json"]);
         expect(r.code, r.out.slice(-3000)).toBe(0);
-        const s = JSON.parse(r.stdout);
-        const rows = new Map((s.rows as any[]).map((x) => [x.name, x]));
-        for (const [name, row] of rows) if (/download|generate/.test(name)) expect(row.state, name).toBe("complete");
-        expect([...rows.keys()].some((n) => /generate/.test(n))).toBe(true);
+        const rows = JSON.parse(r.stdout).rows as any[];
+        for (const [stage, variant] of [["download", "90b"], ["generate", "cot"]]) {
+            const row = rows.find((x) => x.stage === stage && x.variant === variant);
+            expect(row, `${stage}/${variant} in ${r.stdout.slice(0, 2000)}`).toBeDefined();
+            expect(row.state, row.name).toBe("complete");
+            // The last COTVR_PROGRESS record of the pod's log, as the program printed it.
+            expect(row.progress, `${row.name}: no progress record in its pod's log`).not.toBeNull();
+            expect(row.progress.stage).toBe(stage);
+            expect(row.progress.done, row.name).toBe(row.progress.total);
+        }
+        const gen = rows.find((x) => x.stage === "generate");
+        expect([gen.progress.unit, gen.progress.total]).toEqual(["rows", 8]);
     });
 
     test("tear-down keeps the data", () => {
         must(st.pulumi("destroy", "--yes"), "pulumi destroy");
-        expect(fs.existsSync(volume("data", "cot_chartqa_pods", ".complete.json"))).toBe(true);
-        run("true", []);
+        // The workloads go; the claims and namespace stay (storage.retainOnDestroy), and so does the data.
+        expect(must(kubectl("-n", NS, "get", "jobs,deployments,services", "-o", "name"), "list workloads").stdout.trim()).toBe("");
+        expect(readJson(volume("data", "cot_chartqa_pods", ".complete.json")).rows).toBe(8);
+        expect(fs.existsSync(volume("models", "Llama-3.2-90B-Vision-Instruct", ".complete.json"))).toBe(true);
     });
 });

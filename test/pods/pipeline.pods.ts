@@ -6,9 +6,11 @@
 // The stack has the blog's shape up to the dataset: the downloads (from the fake hub, through
 // models.endpoint), the teacher held by the generation's real teacher_scale.py through its Role,
 // synthetic-data-kit against the teacher's Service by its DNS name, the dataset check.
+import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
+import { LABELS, selector } from "../../contract";
 import { initStack, KUBECONFIG, kubectl, kubectlJson, must, projectCopy, ROOT, run, runAsync, Stack, WORK } from "../e2e/helpers";
 
 const NS = "cot-vr-pods";
@@ -52,11 +54,12 @@ function deployHub(): string {
     return `http://hub.${HUB_NS}.svc.cluster.local`;
 }
 
-function stackText(hub: string): string {
+function stackText(hub: string, o: { run: string; ns: string; dataset: string; teacherArgs?: string[] } = { run: RUN, ns: NS, dataset: "cot_chartqa_pods" }): string {
+    const extra = o.teacherArgs ? `, extraArgs: ${JSON.stringify(o.teacherArgs)}` : "";
     return `config:
-  cot-vr:run: ${RUN}
+  cot-vr:run: ${o.run}
   cot-vr:cluster:
-    namespace: ${NS}
+    namespace: ${o.ns}
     kubeconfig: ${KUBECONFIG}
     context: e2e
     # The node is the cluster: the CPU pods (downloads, generation) must tolerate its GPU taint.
@@ -74,8 +77,8 @@ function stackText(hub: string): string {
   cot-vr:models:
     endpoint: ${hub}
   cot-vr:stages: { train: false, sample: false, evaluate: false, report: false }
-  cot-vr:teacher: { cpu: 250m, memory: 1Gi, shmSize: 64Mi }
-  cot-vr:generate: { datasetName: cot_chartqa_pods, limit: 8, batchSize: 4, cpu: 250m, memory: 2Gi }
+  cot-vr:teacher: { cpu: 250m, memory: 1Gi, shmSize: 64Mi${extra} }
+  cot-vr:generate: { datasetName: ${o.dataset}, limit: 8, batchSize: 4, cpu: 250m, memory: 2Gi }
   cot-vr:timing:
     download: { timeout: 5m }
     teacher: { timeout: 5m }
@@ -83,22 +86,24 @@ function stackText(hub: string): string {
 `;
 }
 
-const volume = (claim: string, ...rest: string[]) => path.join(VOLUMES, NS, `${RUN}-${claim}`, ...rest);
+const volumeOf = (ns: string, run: string) => (claim: string, ...rest: string[]) => path.join(VOLUMES, ns, `${run}-${claim}`, ...rest);
+const volume = volumeOf(NS, RUN);
 const readJson = (f: string) => JSON.parse(fs.readFileSync(f, "utf8"));
 const podUids = () => (kubectlJson("-n", NS, "get", "pods").items as any[]).map((p) => p.metadata.uid).sort();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * A run in a kept work dir (COT_PODS_KEEP=1, then vitest again) starts from nothing too: no stack, no
  * namespace, no volumes of a previous run (the provisioner would hand their data back, and every stage
  * would find its output done).
  */
-function startFresh(dir: string): void {
-    run("pulumi", ["stack", "rm", RUN, "--force", "--yes", "--non-interactive"], { cwd: dir });
-    if (kubectl("get", "namespace", NS).code === 0) must(kubectl("delete", "namespace", NS, "--timeout=180s"), `delete namespace ${NS}`);
+function startFresh(dir: string, run_ = RUN, ns = NS): void {
+    run("pulumi", ["stack", "rm", run_, "--force", "--yes", "--non-interactive"], { cwd: dir });
+    if (kubectl("get", "namespace", ns).code === 0) must(kubectl("delete", "namespace", ns, "--timeout=180s"), `delete namespace ${ns}`);
     for (const pv of kubectlJson("get", "pv").items as any[]) {
-        if (pv.spec.claimRef?.namespace === NS) must(kubectl("delete", "pv", pv.metadata.name), `delete pv ${pv.metadata.name}`);
+        if (pv.spec.claimRef?.namespace === ns) must(kubectl("delete", "pv", pv.metadata.name), `delete pv ${pv.metadata.name}`);
     }
-    fs.rmSync(path.join(VOLUMES, NS), { recursive: true, force: true });
+    fs.rmSync(path.join(VOLUMES, ns), { recursive: true, force: true });
 }
 
 describe("the pipeline on real pods", () => {
@@ -174,5 +179,98 @@ describe("the pipeline on real pods", () => {
         expect(must(kubectl("-n", NS, "get", "jobs,deployments,services", "-o", "name"), "list workloads").stdout.trim()).toBe("");
         expect(readJson(volume("data", "cot_chartqa_pods", ".complete.json")).rows).toBe(8);
         expect(fs.existsSync(volume("models", "Llama-3.2-90B-Vision-Instruct", ".complete.json"))).toBe(true);
+    });
+});
+
+// The generation's resume on real pods: its pod SIGKILLed (no handler runs, no teacher release) once
+// the first batch's answers are journaled; the Job's next pod must ask the teacher only for the rest.
+// The fake teacher takes 3 s per answer (so the kill lands mid-run) and logs each question on arrival.
+describe("a generation pod killed mid-run", () => {
+    const FRUN = "podsfault";
+    const FNS = "cot-vr-pods-fault";
+    const fvolume = volumeOf(FNS, FRUN);
+    let st: Stack;
+    beforeAll(() => {
+        const hub = deployHub();
+        const dir = projectCopy(FRUN);
+        startFresh(dir, FRUN, FNS);
+        st = initStack(FRUN, { copy: dir, stackFileText: stackText(hub, { run: FRUN, ns: FNS, dataset: "cot_fault", teacherArgs: ["--fake-answer-delay", "3"] }) });
+        st.setConfig("hfToken", "hf_pods_placeholder_token", { secret: true });
+    });
+    afterAll(() => {
+        if (st) st.pulumi("destroy", "--yes");
+    });
+
+    /** Answers journaled so far by the shard in progress: row -> label (generate_cot.py's labels.jsonl). */
+    const journal = (): Map<number, string> => {
+        const shards = fvolume("data", "cot_fault.shards");
+        const found = new Map<number, string>();
+        if (!fs.existsSync(shards)) return found;
+        for (const key of fs.readdirSync(shards)) {
+            const f = path.join(shards, key, "shard-00000.staging", "labels.jsonl");
+            if (!fs.existsSync(f)) continue;
+            for (const line of fs.readFileSync(f, "utf8").split("\n")) {
+                try {
+                    const e = JSON.parse(line);
+                    found.set(e.row, e.label);
+                } catch { /* a torn last line */ }
+            }
+        }
+        return found;
+    };
+    const podsOf = (stage: string) => (kubectlJson("-n", FNS, "get", "pods", "-l", selector({ [LABELS.run]: FRUN, [LABELS.stage]: stage })).items as any[])
+        .sort((a, b) => a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp));
+
+    test("is retried by its Job and asks the teacher only for the rows not answered yet", async () => {
+        const up = st.pulumiAsync(["up", "--yes", "--skip-preview"]);
+        // The kill: as soon as a batch is journaled, SIGKILL the program (PID 1 of the container) from the node.
+        let answered = new Map<number, string>();
+        const deadline = Date.now() + 8 * 60_000;
+        while ((answered = journal()).size === 0) {
+            if (Date.now() > deadline) throw new Error(`no answer journaled in 8 min:\n${(await up).out.slice(-3000)}`);
+            await sleep(100);
+        }
+        const victim = podsOf("generate").find((p) => p.status.phase === "Running");
+        expect(victim, "a running generation pod").toBeDefined();
+        const id = must(run("crictl", ["ps", "-q", "--name", "^main$", "--label", `io.kubernetes.pod.uid=${victim.metadata.uid}`]), "crictl ps").stdout.trim();
+        const pid = JSON.parse(must(run("crictl", ["inspect", id]), "crictl inspect").stdout).info.pid;
+        process.kill(pid, "SIGKILL");
+        answered = journal(); // what the killed pod left: nothing more can come from it
+        expect(answered.size, "the kill came after the last batch: nothing left to resume").toBeLessThan(8);
+
+        // Every question the teacher got, with when it arrived (its log, streamed until it is scaled down).
+        const teacher = podsOf("teacher")[0];
+        const stream = spawn("kubectl", ["-n", FNS, "logs", "-f", "-c", "vllm", teacher.metadata.name], { env: process.env });
+        let log = "";
+        stream.stdout.on("data", (d) => (log += d));
+        const streamed = new Promise((r) => stream.on("close", r));
+
+        const result = await up;
+        expect(result.code, result.out.slice(-5000)).toBe(0);
+        await Promise.race([streamed, sleep(60_000)]);
+        stream.kill();
+
+        const [first, second, ...more] = podsOf("generate");
+        expect(more).toHaveLength(0);
+        // Requests reach the teacher from the pod's own address (no SNAT between pods of one node): the
+        // retried pod's are told apart by it. (By time they are not: requests the killed pod had already
+        // written to its sockets reach the teacher after the kill.)
+        const asked = log.split("\n").flatMap((l) => {
+            const m = /^vllm: asked (".*") from (\S+)$/.exec(l);
+            return m ? [{ question: JSON.parse(m[1]) as string, from: m[2] }] : [];
+        });
+        const questionOf = (label: string) => label.split(" Looking at the bars")[0];
+        const done = new Set([...answered.values()].map(questionOf));
+        expect([...done].filter((q) => !asked.some((a) => a.question === q)), "journaled answers to questions the teacher never got").toEqual([]);
+        const retried = asked.filter((a) => a.from === second.status.podIP).map((a) => a.question);
+        // The retried pod asked exactly the rows without an answer: none answered before the kill, each once.
+        expect(retried.filter((q) => done.has(q)), "asked again by the retried pod").toEqual([]);
+        expect(retried).toHaveLength(8 - answered.size);
+        expect(new Set([...done, ...retried]).size).toBe(8);
+        expect(first.status.containerStatuses[0].state.terminated.exitCode).toBe(137);
+        expect(second.status.phase).toBe("Succeeded");
+        expect(kubectl("-n", FNS, "logs", second.metadata.name).out).toContain(`${answered.size} of 8 rows already answered, asking for ${8 - answered.size}`);
+        expect(readJson(fvolume("data", "cot_fault", ".complete.json")).rows).toBe(8);
+        expect(kubectlJson("-n", FNS, "get", "deployment", `${FRUN}-teacher`).spec.replicas).toBe(0);
     });
 });

@@ -63,8 +63,9 @@ ref() { # name -> local image reference
 build_base() {
   local work; work=$(mktemp -d "$CACHE/tmp.XXXXXX")
   log "base: debootstrap bookworm (minbase, python3, git) from $MIRROR"
-  timed debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,git bookworm "$work/rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
-    || { tail -20 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
+  # (the redirection inside: timed's own line goes to the terminal, not to the log)
+  timed bash -c 'exec debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,git bookworm "$1" "$2" >"$3" 2>&1' \
+    _ "$work/rootfs" "$MIRROR" "$work/debootstrap.log" || { tail -20 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
   chroot "$work/rootfs" python3 -m venv /opt/venv
   cp /etc/ssl/certs/ca-certificates.crt "$work/rootfs/etc/ssl/certs/ca-certificates.crt"
   rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/var/lib/apt/lists/"*

@@ -97,8 +97,8 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * namespace, no volumes of a previous run (the provisioner would hand their data back, and every stage
  * would find its output done).
  */
-function startFresh(dir: string, run_ = RUN, ns = NS): void {
-    run("pulumi", ["stack", "rm", run_, "--force", "--yes", "--non-interactive"], { cwd: dir });
+function startFresh(dir: string, stack = RUN, ns = NS): void {
+    run("pulumi", ["stack", "rm", stack, "--force", "--yes", "--non-interactive"], { cwd: dir });
     if (kubectl("get", "namespace", ns).code === 0) must(kubectl("delete", "namespace", ns, "--timeout=180s"), `delete namespace ${ns}`);
     for (const pv of kubectlJson("get", "pv").items as any[]) {
         if (pv.spec.claimRef?.namespace === ns) must(kubectl("delete", "pv", pv.metadata.name), `delete pv ${pv.metadata.name}`);

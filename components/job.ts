@@ -5,7 +5,7 @@ import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
 import { Settings, StageName } from "../config";
 import { FATAL_EXIT_CODES, SECRET_DATA_KEYS } from "../contract";
-import { CONTAINER_SECURITY, gpuPodFields, podSecurity, pullSecretRefs, scratch, secretEnv, StageContext } from "./pod";
+import { CONTAINER_SECURITY, cpuPodFields, gpuPodFields, podSecurity, pullSecretRefs, scratch, secretEnv, StageContext } from "./pod";
 
 type Container = k8s.types.input.core.v1.Container;
 type Volume = k8s.types.input.core.v1.Volume;
@@ -64,7 +64,7 @@ export function jobArgs(ctx: StageContext, j: JobSpecInput): k8s.batch.v1.JobArg
                     serviceAccountName: j.serviceAccountName,
                     ...podSecurity(s, { gpu: j.gpu, apiAccess: j.serviceAccountName !== undefined }),
                     imagePullSecrets: pullSecretRefs(ctx),
-                    ...(j.gpu ? gpuPodFields(s) : {}),
+                    ...(j.gpu ? gpuPodFields(s) : cpuPodFields(s)),
                     containers: [{
                         ...c,
                         name: "main",

@@ -121,6 +121,11 @@ export function podSecurity(s: Settings, p: { gpu: boolean; apiAccess: boolean }
     };
 }
 
+/** Pod fields for a workload without GPUs: cluster.cpuTolerations (none by default: CPU nodes). */
+export function cpuPodFields(s: Settings): Partial<PodSpec> {
+    return { tolerations: s.cluster.cpuTolerations.length ? s.cluster.cpuTolerations : undefined };
+}
+
 /** Every container: no privilege escalation, no capabilities (ROCm needs none: device access is the
  * groups'; SYS_PTRACE only serves debuggers and profilers), a read-only root filesystem. */
 export const CONTAINER_SECURITY = { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } };

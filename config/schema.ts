@@ -72,6 +72,13 @@ const nonNegInt = z.number().int().nonnegative();
 export const MODEL_SIZES = ["11b", "90b"] as const;
 export type ModelSize = (typeof MODEL_SIZES)[number];
 
+const toleration = z.strictObject({
+    key: z.string().min(1),
+    operator: z.enum(["Exists", "Equal"]).default("Exists"),
+    value: z.string().optional(),
+    effect: z.enum(["NoSchedule", "PreferNoSchedule", "NoExecute"]).optional(),
+});
+
 const clusterSchema = z.strictObject({
     kubeconfig: z.string().min(1).optional().meta({ description: "Path to a kubeconfig file, or its contents. @default the ambient kubeconfig" }),
     context: z.string().min(1).optional().meta({ description: "kubeconfig context. @default the current context" }),
@@ -86,12 +93,11 @@ const clusterSchema = z.strictObject({
         description: "Node selector for GPU pods. Empty: the GPU request alone selects nodes (works where " +
             '`amd.com/gpu.product-name` is missing). E.g. {"amd.com/gpu.device-id": "74a1"}.',
     }),
-    tolerations: z.array(z.strictObject({
-        key: z.string().min(1),
-        operator: z.enum(["Exists", "Equal"]).default("Exists"),
-        value: z.string().optional(),
-        effect: z.enum(["NoSchedule", "PreferNoSchedule", "NoExecute"]).optional(),
-    })).default([{ key: "amd.com/gpu", operator: "Exists", effect: "NoSchedule" }]).meta({ description: "Tolerations for GPU pods." }),
+    tolerations: z.array(toleration).default([{ key: "amd.com/gpu", operator: "Exists", effect: "NoSchedule" }]).meta({ description: "Tolerations for GPU pods." }),
+    cpuTolerations: z.array(toleration).default([]).meta({
+        description: "Tolerations for the pods that need no GPU (downloads, generation, report). Where every node is a tainted GPU " +
+            'node (one MI300X machine as the whole cluster), give them the GPU taint\'s, e.g. [{"key": "amd.com/gpu"}]: else they are never scheduled.',
+    }),
     imagePullSecrets: z.array(dnsLabel(253)).default([]).meta({ description: "Existing image pull Secrets in the namespace." }),
     supplementalGroups: z.array(nonNegInt).default([44, 109, 110]).meta({
         description: "Supplemental groups of GPU pods, which open /dev/kfd and /dev/dri/renderD* as a non-root user: `video` (44) " +

@@ -216,9 +216,11 @@ export function whyNot(pod: Obj, node: NodeShape, gpuResource: string, isTeacher
     const miss = Object.entries(sel).filter(([k, v]) => node.labels[k] !== v);
     if (miss.length) out.push(`nodeSelector ${miss.map(([k, v]) => `${k}=${v}`).join(",")} [${PROJECT}:cluster.nodeSelector]`);
     const hard = node.taints.filter((t) => t.effect === "NoSchedule" || t.effect === "NoExecute");
-    const untol = hard.filter((t) => !tolerates(pod.spec?.tolerations ?? [], t));
-    if (untol.length) out.push(`untolerated taint ${untol.map((t) => `${t.key}${t.value ? `=${t.value}` : ""}:${t.effect}`).join(",")} [${PROJECT}:cluster.tolerations]`);
     const gpus = requestOf(pod, gpuResource);
+    const untol = hard.filter((t) => !tolerates(pod.spec?.tolerations ?? [], t));
+    // cluster.tolerations reach GPU pods only; the others take cluster.cpuTolerations (components/pod.ts).
+    const tolKey = gpus > 0 ? `${PROJECT}:cluster.tolerations` : `${PROJECT}:cluster.cpuTolerations`;
+    if (untol.length) out.push(`untolerated taint ${untol.map((t) => `${t.key}${t.value ? `=${t.value}` : ""}:${t.effect}`).join(",")} [${tolKey}]`);
     const have = Number(node.allocatable[gpuResource] ?? 0);
     if (gpus > have) out.push(`${gpus} ${gpuResource} > ${have} [${gpuKey}]`);
     for (const r of ["cpu", "memory"]) {

@@ -30,7 +30,9 @@ NODES="${COT_SIM_NODES:-kwok}"
 API_ADDR="${COT_SIM_API_ADDRESS:-127.0.0.1}"
 case "$NODES" in kwok|none) ;; *) echo "COT_SIM_NODES=$NODES: use kwok or none" >&2; exit 2 ;; esac
 
-free_port() { node -e 'const s=require("net").createServer();s.listen(0,process.argv[1],()=>{console.log(s.address().port);s.close()})' "$API_ADDR"; }
+PIDS="$DIR/pids"
+# shellcheck source=sim/lib.sh
+source "$HERE/lib.sh"   # free_port, start_bg, wait_for
 
 stop_all() {
   [[ -f "$DIR/pids" ]] || return 0
@@ -47,21 +49,6 @@ stop_all() {
   for p in $pids; do kill -9 "$p" 2>/dev/null || true; done
   rm -f "$DIR/pids"
   log "stopped (logs in $DIR/logs)"
-}
-
-start_bg() { # name cmd...
-  local name="$1"; shift
-  "$@" >"$DIR/logs/$name.log" 2>&1 &
-  echo "$! $name" >>"$DIR/pids"
-}
-
-wait_for() { # description seconds cmd...
-  local what="$1" secs="$2"; shift 2
-  local end=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    if (( SECONDS > end )); then log "timed out waiting for $what"; return 1; fi
-    sleep 0.3
-  done
 }
 
 certs() {
@@ -111,8 +98,8 @@ start_all() {
   local t0=$SECONDS
   certs
   local etcd_port etcd_peer api_port kcm_port sched_port kwok_port
-  etcd_port=$(free_port); etcd_peer=$(free_port); api_port=$(free_port)
-  kcm_port=$(free_port); sched_port=$(free_port); kwok_port=$(free_port)
+  etcd_port=$(free_port "$API_ADDR"); etcd_peer=$(free_port "$API_ADDR"); api_port=$(free_port "$API_ADDR")
+  kcm_port=$(free_port "$API_ADDR"); sched_port=$(free_port "$API_ADDR"); kwok_port=$(free_port "$API_ADDR")
   kubeconfig "$api_port"
   export KUBECONFIG="$DIR/kubeconfig"
 

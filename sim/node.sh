@@ -39,20 +39,9 @@ SYSCTLS=(vm.overcommit_memory=1 vm.panic_on_oom=0 kernel.panic=10 kernel.panic_o
 
 log() { printf '[node] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
-free_port() { node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
-start_bg() { # name cmd...
-  local name="$1"; shift
-  "$@" >"$DIR/logs/$name.log" 2>&1 &
-  echo "$! $name" >>"$DIR/node-pids"
-}
-wait_for() { # description seconds cmd...
-  local what="$1" secs="$2"; shift 2
-  local end=$((SECONDS + secs))
-  until "$@" >/dev/null 2>&1; do
-    (( SECONDS > end )) && { log "timed out waiting for $what"; return 1; }
-    sleep 0.5
-  done
-}
+PIDS="$DIR/node-pids"
+# shellcheck source=sim/lib.sh
+source "$HERE/lib.sh"   # free_port, start_bg, wait_for
 
 # ---- start ----------------------------------------------------------------------------------------
 preflight() {
@@ -217,6 +206,7 @@ start() {
   preflight
   save_machine_state
   echo started >"$DIR/node-state"
+  echo "$PATH" >"$DIR/path"
   local kv; for kv in "${SYSCTLS[@]}"; do sysctl -qw "$kv"; done
   network
   log "control plane"
@@ -267,6 +257,14 @@ iptables_clean() { # remove every chain the kubelet, kube-proxy and the CNI plug
   done
 }
 
+pods_kill() { # what is left in the kubelet's pod cgroups (a pod the runtime did not stop) is this node's: SIGKILL
+  local f p n=0
+  for f in $(find /sys/fs/cgroup/pids/kubepods /sys/fs/cgroup/kubepods -name cgroup.procs 2>/dev/null); do
+    for p in $(cat "$f" 2>/dev/null); do kill -9 "$p" 2>/dev/null && n=$((n + 1)); done
+  done
+  (( n == 0 )) || { log "killed $n leftover pod processes"; sleep 0.5; }
+}
+
 cgroups_clean() { # the kubelet's kubepods tree in every hierarchy, deepest first
   local d
   for d in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods /sys/fs/cgroup/*/kubepods.slice; do
@@ -280,14 +278,21 @@ stop() {
   # The kubelet first, so nothing is restarted; then every pod through the runtime (CNI DEL frees
   # the addresses and removes the network namespaces), then containerd.
   kill_recorded kubelet
+  # Stop may run from a shell without the toolchain on PATH: use the PATH that start had.
+  [[ -f "$DIR/path" ]] && PATH="$(cat "$DIR/path"):$PATH"
   if [[ -S "$SOCK" ]]; then
-    crictl --runtime-endpoint "unix://$SOCK" --timeout 20s rmp -fa >/dev/null 2>&1 || true
+    if command -v crictl >/dev/null; then
+      crictl --runtime-endpoint "unix://$SOCK" --timeout 20s rmp -fa >/dev/null 2>&1 || log "crictl rmp -fa failed: ending the pods' processes instead"
+    else
+      log "crictl is not on PATH: ending the pods' processes instead"
+    fi
   fi
   kill_recorded kube-proxy
   kill_recorded coredns
   kill_recorded containerd
   # containerd-shim processes of this node outlive containerd by design: end them.
   pkill -f "containerd-shim-runc-v2 .*-address $SOCK" 2>/dev/null || true
+  pods_kill
   sleep 0.5
   rm -f "$DIR/node-pids"
   bash "$HERE/cluster.sh" stop "$DIR"

@@ -3,9 +3,12 @@
 # pull bases from) and served by a local registry (Debian's docker-registry, distribution 2.8).
 #
 #   bash test/pods/images.sh build                 build what is missing (cached by content, below)
-#   bash test/pods/images.sh registry start DIR    start a registry on 127.0.0.1:<free port>, storage in DIR;
-#                                                  prints `export COT_PODS_REGISTRY=127.0.0.1:<port>`
-#   bash test/pods/images.sh push                  push every image to $COT_PODS_REGISTRY; prints
+#   bash test/pods/images.sh registry start DIR [--auth]
+#                                                  start a registry on 127.0.0.1:<free port> (config, log, pid
+#                                                  in DIR); prints `export COT_PODS_REGISTRY=127.0.0.1:<port>`;
+#                                                  --auth: htpasswd auth, also prints COT_PODS_REGISTRY_USER/_PASSWORD
+#   bash test/pods/images.sh push                  push every image to $COT_PODS_REGISTRY (with those credentials
+#                                                  when set); prints
 #                                                  `export COT_PODS_IMAGE_<NAME>=<registry>/<name>:<tag>` lines
 #   bash test/pods/images.sh registry stop DIR
 #
@@ -60,8 +63,9 @@ ref() { # name -> local image reference
 build_base() {
   local work; work=$(mktemp -d "$CACHE/tmp.XXXXXX")
   log "base: debootstrap bookworm (minbase, python3, git) from $MIRROR"
-  timed debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,git bookworm "$work/rootfs" "$MIRROR" >"$work/debootstrap.log" 2>&1 \
-    || { tail -20 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
+  # (the redirection inside: timed's own line goes to the terminal, not to the log)
+  timed bash -c 'exec debootstrap --variant=minbase --include=python3,python3-venv,ca-certificates,git bookworm "$1" "$2" >"$3" 2>&1' \
+    _ "$work/rootfs" "$MIRROR" "$work/debootstrap.log" || { tail -20 "$work/debootstrap.log" >&2; die "debootstrap failed"; }
   chroot "$work/rootfs" python3 -m venv /opt/venv
   cp /etc/ssl/certs/ca-certificates.crt "$work/rootfs/etc/ssl/certs/ca-certificates.crt"
   rm -rf "$work/rootfs/var/cache/apt/archives/"*.deb "$work/rootfs/var/lib/apt/lists/"*
@@ -130,12 +134,18 @@ build() {
   "${BUILDAH[@]}" images --format '[images]   {{.Name}}:{{.Tag}}  {{.Size}}' >&2
 }
 
-registry() {
-  local action="$1" dir="$2"
+registry() { # start|stop DIR [--auth]
+  local action="$1" dir="$2" auth="${3:-}"
+  [[ -n "$dir" ]] || die "registry start|stop DIR [--auth]"
   mkdir -p "$dir"
   case "$action" in
     start)
-      local port; port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+      [[ -z "$auth" || "$auth" == --auth ]] || die "registry start: unknown option '$auth' (allowed: --auth)"
+      command -v docker-registry >/dev/null || die "docker-registry is not installed (test/pods/packages.sh installs it)"
+      [[ ! -f "$dir/pid" ]] || ! kill -0 "$(cat "$dir/pid")" 2>/dev/null || die "a registry already runs from $dir (pid $(cat "$dir/pid"))"
+      local port user password code=000
+      port=$(node -e 'const s=require("net").createServer();s.listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
+      mkdir -p "$CACHE/registry"
       # The blob store is in the cache: a second run's pushes find their layers already there.
       cat >"$dir/config.yml" <<EOF
 version: 0.1
@@ -145,37 +155,72 @@ storage:
   delete: {enabled: true}
 http: {addr: 127.0.0.1:$port}
 EOF
+      if [[ -n "$auth" ]]; then
+        # htpasswd (basic) auth: without credentials every pull and push gets 401, so that a stack's
+        # imagePullSecrets path can be exercised against it.
+        command -v htpasswd >/dev/null || die "--auth needs htpasswd (apt-get install apache2-utils)"
+        user=cotvr; password=$(head -c 18 /dev/urandom | base64 | tr '+/' '-_')
+        htpasswd -cbB "$dir/htpasswd" "$user" "$password" 2>/dev/null   # distribution reads bcrypt entries only
+        echo "auth: {htpasswd: {realm: cot-vr-pods, path: $dir/htpasswd}}" >>"$dir/config.yml"
+      fi
       docker-registry serve "$dir/config.yml" >"$dir/registry.log" 2>&1 &
       echo $! >"$dir/pid"
-      for _ in $(seq 1 50); do curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null 2>&1 && break; sleep 0.2; done
-      curl -fsS "http://127.0.0.1:$port/v2/" >/dev/null || die "the registry did not start (log: $dir/registry.log)"
+      for _ in $(seq 1 50); do
+        code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/" || true)
+        [[ "$code" == 200 || "$code" == 401 ]] && break
+        sleep 0.2
+      done
+      [[ "$code" == 200 || "$code" == 401 ]] || die "the registry did not start (log: $dir/registry.log)"
+      if [[ -n "$auth" ]]; then
+        [[ "$code" == 401 ]] || die "the registry answers without credentials although --auth is set"
+        [[ "$(curl -s -o /dev/null -w '%{http_code}' -u "$user:$password" "http://127.0.0.1:$port/v2/")" == 200 ]] \
+          || die "the registry refuses its own credentials (log: $dir/registry.log)"
+        printf 'export COT_PODS_REGISTRY_USER=%s COT_PODS_REGISTRY_PASSWORD=%s\n' "$user" "$password"
+      fi
       echo "127.0.0.1:$port" >"$dir/address"
-      log "registry on 127.0.0.1:$port"
+      log "registry on 127.0.0.1:$port${auth:+ (htpasswd auth)}, blobs in $CACHE/registry"
       echo "export COT_PODS_REGISTRY=127.0.0.1:$port"
       ;;
     stop)
-      [[ -f "$dir/pid" ]] && { kill "$(cat "$dir/pid")" 2>/dev/null || true; rm -f "$dir/pid"; }
+      [[ -f "$dir/pid" ]] || return 0
+      local pid; pid=$(cat "$dir/pid")
+      if kill "$pid" 2>/dev/null; then
+        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      fi
+      rm -f "$dir/pid" "$dir/address"
       ;;
-    *) die "registry start|stop DIR" ;;
+    *) die "registry start|stop DIR [--auth]" ;;
   esac
 }
 
 push() {
   [[ -n "${COT_PODS_REGISTRY:-}" ]] || die "COT_PODS_REGISTRY is not set (registry start prints it)"
-  local n dest t0=$SECONDS
+  local n dest repo tag t0=$SECONDS pushed=() present=()
   for n in "${NAMES[@]}"; do
     dest="$COT_PODS_REGISTRY/$(ref "$n" | sed 's|^localhost/||')"
-    # uncompressed layers: nothing to gzip on 2 cores, and containerd unpacks them as they come
-    "${BUILDAH[@]}" push -q --tls-verify=false --disable-compression "$(ref "$n")" "docker://$dest" >/dev/null
+    repo="${dest#*/}"; tag="${repo##*:}"; repo="${repo%:*}"
+    # The tag is the content hash and the registry's store is in the cache: a tag it has (its manifest
+    # is written after every layer) is this image, pushed by an earlier run. buildah would read all of
+    # its layers again to find that out (minutes for the trainer).
+    if curl -fsS -o /dev/null -I -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' \
+      ${COT_PODS_REGISTRY_USER:+-u "$COT_PODS_REGISTRY_USER:$COT_PODS_REGISTRY_PASSWORD"} \
+      "http://$COT_PODS_REGISTRY/v2/$repo/manifests/$tag" 2>/dev/null; then
+      present+=("$n")
+    else
+      # uncompressed layers: nothing to gzip on 2 cores, and containerd unpacks them as they come
+      "${BUILDAH[@]}" push -q --tls-verify=false --disable-compression \
+        ${COT_PODS_REGISTRY_USER:+--creds "$COT_PODS_REGISTRY_USER:$COT_PODS_REGISTRY_PASSWORD"} "$(ref "$n")" "docker://$dest" >/dev/null
+      pushed+=("$n")
+    fi
     echo "export COT_PODS_IMAGE_${n^^}=$dest"
   done
-  log "pushed to $COT_PODS_REGISTRY in $((SECONDS - t0))s"
+  log "pushed to $COT_PODS_REGISTRY in $((SECONDS - t0))s: ${pushed[*]:-none}; already there: ${present[*]:-none}"
 }
 
 case "${1:-}" in
   build) build ;;
-  registry) registry "${2:-}" "${3:-}" ;;
+  registry) registry "${2:-}" "${3:-}" "${4:-}" ;;
   push) push ;;
   ref) ref "${2:-}" ;;
-  *) echo "usage: $0 build | registry start|stop DIR | push | ref NAME" >&2; exit 2 ;;
+  *) echo "usage: $0 build | registry start DIR [--auth] | registry stop DIR | push | ref NAME" >&2; exit 2 ;;
 esac

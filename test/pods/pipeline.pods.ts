@@ -6,10 +6,12 @@
 // The stack has the blog's shape up to the dataset: the downloads (from the fake hub, through
 // models.endpoint), the teacher held by the generation's real teacher_scale.py through its Role,
 // synthetic-data-kit against the teacher's Service by its DNS name, the dataset check.
+import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { initStack, KUBECONFIG, kubectl, kubectlJson, must, ROOT, run, runAsync, Stack, WORK } from "../e2e/helpers";
+import { LABELS, selector } from "../../contract";
+import { initStack, KUBECONFIG, kubectl, kubectlJson, must, projectCopy, ROOT, run, runAsync, Stack, WORK } from "../e2e/helpers";
 
 const NS = "cot-vr-pods";
 const RUN = "pods";
@@ -52,16 +54,20 @@ function deployHub(): string {
     return `http://hub.${HUB_NS}.svc.cluster.local`;
 }
 
-function stackText(hub: string): string {
+function stackText(hub: string, o: { run: string; ns: string; dataset: string; teacherArgs?: string[] } = { run: RUN, ns: NS, dataset: "cot_chartqa_pods" }): string {
+    const extra = o.teacherArgs ? `, extraArgs: ${JSON.stringify(o.teacherArgs)}` : "";
     return `config:
-  cot-vr:run: ${RUN}
+  cot-vr:run: ${o.run}
   cot-vr:cluster:
-    namespace: ${NS}
+    namespace: ${o.ns}
     kubeconfig: ${KUBECONFIG}
     context: e2e
+    # The node is the cluster: the CPU pods (downloads, generation) must tolerate its GPU taint.
+    cpuTolerations: [{ key: amd.com/gpu }]
+  # The sizes the config requires of the real models and data (a volume here is a folder: no quota).
   cot-vr:storage:
-    models: { size: 2Gi }
-    data: { size: 1Gi }
+    models: { size: 182Gi }
+    data: { size: 10Gi }
     checkpoints: { size: 1Gi }
     results: { size: 1Gi }
   cot-vr:images:
@@ -71,24 +77,43 @@ function stackText(hub: string): string {
   cot-vr:models:
     endpoint: ${hub}
   cot-vr:stages: { train: false, sample: false, evaluate: false, report: false }
-  cot-vr:teacher: { cpu: 250m, memory: 1Gi, shmSize: 64Mi }
-  cot-vr:generate: { datasetName: cot_chartqa_pods, limit: 8, batchSize: 4, cpu: 250m, memory: 2Gi }
+  cot-vr:teacher: { cpu: 250m, memory: 1Gi, shmSize: 64Mi${extra} }
+  cot-vr:generate: { datasetName: ${o.dataset}, limit: 8, batchSize: 4, cpu: 250m, memory: 2Gi }
   cot-vr:timing:
-    download: { timeout: 10m }
-    teacher: { timeout: 10m }
+    download: { timeout: 5m }
+    teacher: { timeout: 5m }
     generate: { timeout: 10m }
 `;
 }
 
-const volume = (claim: string, ...rest: string[]) => path.join(VOLUMES, NS, `${RUN}-${claim}`, ...rest);
+const volumeOf = (ns: string, run: string) => (claim: string, ...rest: string[]) => path.join(VOLUMES, ns, `${run}-${claim}`, ...rest);
+const volume = volumeOf(NS, RUN);
 const readJson = (f: string) => JSON.parse(fs.readFileSync(f, "utf8"));
 const podUids = () => (kubectlJson("-n", NS, "get", "pods").items as any[]).map((p) => p.metadata.uid).sort();
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A run in a kept work dir (COT_PODS_KEEP=1, then vitest again) starts from nothing too: no stack, no
+ * namespace, no volumes of a previous run (the provisioner would hand their data back, and every stage
+ * would find its output done).
+ */
+function startFresh(dir: string, stack = RUN, ns = NS): void {
+    run("pulumi", ["stack", "rm", stack, "--force", "--yes", "--non-interactive"], { cwd: dir });
+    if (kubectl("get", "namespace", ns).code === 0) must(kubectl("delete", "namespace", ns, "--timeout=180s"), `delete namespace ${ns}`);
+    for (const pv of kubectlJson("get", "pv").items as any[]) {
+        if (pv.spec.claimRef?.namespace === ns) must(kubectl("delete", "pv", pv.metadata.name), `delete pv ${pv.metadata.name}`);
+    }
+    fs.rmSync(path.join(VOLUMES, ns), { recursive: true, force: true });
+}
 
 describe("the pipeline on real pods", () => {
     let st: Stack;
     beforeAll(() => {
+        if (!VOLUMES) throw new Error("COT_PODS_VOLUMES is not set: run the tier with bash test/pods/run.sh (sim/node.sh sets it)");
         const hub = deployHub();
-        st = initStack(RUN, { stackFileText: stackText(hub) });
+        const dir = projectCopy(RUN);
+        startFresh(dir);
+        st = initStack(RUN, { copy: dir, stackFileText: stackText(hub) });
         st.setConfig("hfToken", "hf_pods_placeholder_token", { secret: true });
     });
     afterAll(() => {
@@ -103,15 +128,17 @@ describe("the pipeline on real pods", () => {
             const pods = kubectl("-n", NS, "get", "pods", "-o", "wide").out;
             const logs = (kubectlJson("-n", NS, "get", "pods").items as any[])
                 .map((p) => `--- ${p.metadata.name}\n${kubectl("-n", NS, "logs", p.metadata.name, "--all-containers", "--tail=40").out}`).join("\n");
-            throw new Error(`pulumi up failed:\n${up.out.slice(-5000)}\n${pods}\n${logs}`);
+            const events = kubectl("-n", NS, "get", "events", "--sort-by=.lastTimestamp").out.slice(-4000);
+            throw new Error(`pulumi up failed:\n${up.out.slice(-5000)}\n${pods}\n${logs}\n--- events\n${events}`);
         }
-        // The downloads: every shard from the hub, verified, and the marker.
-        for (const m of ["Llama-3.2-11B-Vision-Instruct", "Llama-3.2-90B-Vision-Instruct"]) {
-            const dir = volume("models", m);
-            expect(fs.existsSync(path.join(dir, ".complete.json")), dir).toBe(true);
-            expect(fs.existsSync(path.join(dir, "config.json"))).toBe(true);
-            expect(fs.existsSync(path.join(dir, "original", "tokenizer.model"))).toBe(true);
-        }
+        // The download: the teacher's model only (no stage here reads 11B), every shard from the hub,
+        // verified, and the marker.
+        const dir = volume("models", "Llama-3.2-90B-Vision-Instruct");
+        expect(fs.existsSync(path.join(dir, ".complete.json")), dir).toBe(true);
+        expect(fs.existsSync(path.join(dir, "config.json"))).toBe(true);
+        expect(fs.existsSync(path.join(dir, "original", "tokenizer.model"))).toBe(true);
+        expect(fs.readdirSync(dir).filter((f) => f.endsWith(".safetensors"))).toHaveLength(37);
+        expect(fs.existsSync(volume("models", "Llama-3.2-11B-Vision-Instruct"))).toBe(false);
         // The dataset: 8 rows, checked, published with its marker.
         const marker = readJson(volume("data", "cot_chartqa_pods", ".complete.json"));
         expect(marker.rows).toBe(8);
@@ -132,15 +159,118 @@ describe("the pipeline on real pods", () => {
     test("npm run status --json shows the stages complete, from the pods' real progress records", async () => {
         const r = await runAsync(path.join(ROOT, "node_modules/.bin/tsx"), [path.join(ROOT, "scripts/status.ts"), "--config", path.join(st.dir, "stacks", `Pulumi.${RUN}.yaml`), "--json"]);
         expect(r.code, r.out.slice(-3000)).toBe(0);
-        const s = JSON.parse(r.stdout);
-        const rows = new Map((s.rows as any[]).map((x) => [x.name, x]));
-        for (const [name, row] of rows) if (/download|generate/.test(name)) expect(row.state, name).toBe("complete");
-        expect([...rows.keys()].some((n) => /generate/.test(n))).toBe(true);
+        const rows = JSON.parse(r.stdout).rows as any[];
+        for (const [stage, variant] of [["download", "90b"], ["generate", "cot"]]) {
+            const row = rows.find((x) => x.stage === stage && x.variant === variant);
+            expect(row, `${stage}/${variant} in ${r.stdout.slice(0, 2000)}`).toBeDefined();
+            expect(row.state, row.name).toBe("complete");
+            // The last COTVR_PROGRESS record of the pod's log, as the program printed it.
+            expect(row.progress, `${row.name}: no progress record in its pod's log`).not.toBeNull();
+            expect(row.progress.stage).toBe(stage);
+            expect(row.progress.done, row.name).toBe(row.progress.total);
+        }
+        const gen = rows.find((x) => x.stage === "generate");
+        expect([gen.progress.unit, gen.progress.total]).toEqual(["rows", 8]);
     });
 
     test("tear-down keeps the data", () => {
         must(st.pulumi("destroy", "--yes"), "pulumi destroy");
-        expect(fs.existsSync(volume("data", "cot_chartqa_pods", ".complete.json"))).toBe(true);
-        run("true", []);
+        // The workloads go; the claims and namespace stay (storage.retainOnDestroy), and so does the data.
+        expect(must(kubectl("-n", NS, "get", "jobs,deployments,services", "-o", "name"), "list workloads").stdout.trim()).toBe("");
+        expect(readJson(volume("data", "cot_chartqa_pods", ".complete.json")).rows).toBe(8);
+        expect(fs.existsSync(volume("models", "Llama-3.2-90B-Vision-Instruct", ".complete.json"))).toBe(true);
+    });
+});
+
+// The generation's resume on real pods: its pod SIGKILLed (no handler runs, no teacher release) once
+// the first batch's answers are journaled; the Job's next pod must ask the teacher only for the rest.
+// The fake teacher takes 3 s per answer (so the kill lands mid-run) and logs each question on arrival.
+describe("a generation pod killed mid-run", () => {
+    const FRUN = "podsfault";
+    const FNS = "cot-vr-pods-fault";
+    const fvolume = volumeOf(FNS, FRUN);
+    let st: Stack;
+    beforeAll(() => {
+        const hub = deployHub();
+        const dir = projectCopy(FRUN);
+        startFresh(dir, FRUN, FNS);
+        st = initStack(FRUN, { copy: dir, stackFileText: stackText(hub, { run: FRUN, ns: FNS, dataset: "cot_fault", teacherArgs: ["--fake-answer-delay", "3"] }) });
+        st.setConfig("hfToken", "hf_pods_placeholder_token", { secret: true });
+    });
+    afterAll(() => {
+        if (st) st.pulumi("destroy", "--yes");
+    });
+
+    /** Answers journaled so far by the shard in progress: row -> label (generate_cot.py's labels.jsonl). */
+    const journal = (): Map<number, string> => {
+        const shards = fvolume("data", "cot_fault.shards");
+        const found = new Map<number, string>();
+        if (!fs.existsSync(shards)) return found;
+        for (const key of fs.readdirSync(shards)) {
+            const f = path.join(shards, key, "shard-00000.staging", "labels.jsonl");
+            if (!fs.existsSync(f)) continue;
+            for (const line of fs.readFileSync(f, "utf8").split("\n")) {
+                try {
+                    const e = JSON.parse(line);
+                    found.set(e.row, e.label);
+                } catch { /* a torn last line */ }
+            }
+        }
+        return found;
+    };
+    const podsOf = (stage: string) => (kubectlJson("-n", FNS, "get", "pods", "-l", selector({ [LABELS.run]: FRUN, [LABELS.stage]: stage })).items as any[])
+        .sort((a, b) => a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp));
+
+    test("is retried by its Job and asks the teacher only for the rows not answered yet", async () => {
+        const up = st.pulumiAsync(["up", "--yes", "--skip-preview"]);
+        // The kill: as soon as a batch is journaled, SIGKILL the program (PID 1 of the container) from the node.
+        let answered = new Map<number, string>();
+        const deadline = Date.now() + 8 * 60_000;
+        while ((answered = journal()).size === 0) {
+            if (Date.now() > deadline) throw new Error(`no answer journaled in 8 min:\n${(await up).out.slice(-3000)}`);
+            await sleep(100);
+        }
+        const victim = podsOf("generate").find((p) => p.status.phase === "Running");
+        expect(victim, "a running generation pod").toBeDefined();
+        const id = must(run("crictl", ["ps", "-q", "--name", "^main$", "--label", `io.kubernetes.pod.uid=${victim.metadata.uid}`]), "crictl ps").stdout.trim();
+        const pid = JSON.parse(must(run("crictl", ["inspect", id]), "crictl inspect").stdout).info.pid;
+        process.kill(pid, "SIGKILL");
+        answered = journal(); // what the killed pod left: nothing more can come from it
+        expect(answered.size, "the kill came after the last batch: nothing left to resume").toBeLessThan(8);
+
+        // Every question the teacher got, with when it arrived (its log, streamed until it is scaled down).
+        const teacher = podsOf("teacher")[0];
+        const stream = spawn("kubectl", ["-n", FNS, "logs", "-f", "-c", "vllm", teacher.metadata.name], { env: process.env });
+        let log = "";
+        stream.stdout.on("data", (d) => (log += d));
+        const streamed = new Promise((r) => stream.on("close", r));
+
+        const result = await up;
+        expect(result.code, result.out.slice(-5000)).toBe(0);
+        await Promise.race([streamed, sleep(60_000)]);
+        stream.kill();
+
+        const [first, second, ...more] = podsOf("generate");
+        expect(more).toHaveLength(0);
+        // Requests reach the teacher from the pod's own address (no SNAT between pods of one node): the
+        // retried pod's are told apart by it. (By time they are not: requests the killed pod had already
+        // written to its sockets reach the teacher after the kill.)
+        const asked = log.split("\n").flatMap((l) => {
+            const m = /^vllm: asked (".*") from (\S+)$/.exec(l);
+            return m ? [{ question: JSON.parse(m[1]) as string, from: m[2] }] : [];
+        });
+        const questionOf = (label: string) => label.split(" Looking at the bars")[0];
+        const done = new Set([...answered.values()].map(questionOf));
+        expect([...done].filter((q) => !asked.some((a) => a.question === q)), "journaled answers to questions the teacher never got").toEqual([]);
+        const retried = asked.filter((a) => a.from === second.status.podIP).map((a) => a.question);
+        // The retried pod asked exactly the rows without an answer: none answered before the kill, each once.
+        expect(retried.filter((q) => done.has(q)), "asked again by the retried pod").toEqual([]);
+        expect(retried).toHaveLength(8 - answered.size);
+        expect(new Set([...done, ...retried]).size).toBe(8);
+        expect(first.status.containerStatuses[0].state.terminated.exitCode).toBe(137);
+        expect(second.status.phase).toBe("Succeeded");
+        expect(kubectl("-n", FNS, "logs", second.metadata.name).out).toContain(`${answered.size} of 8 rows already answered, asking for ${8 - answered.size}`);
+        expect(readJson(fvolume("data", "cot_fault", ".complete.json")).rows).toBe(8);
+        expect(kubectlJson("-n", FNS, "get", "deployment", `${FRUN}-teacher`).spec.replicas).toBe(0);
     });
 });

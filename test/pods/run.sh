@@ -10,15 +10,20 @@
 # Environment:
 #   COT_PODS_KEEP=1     leave the node, registry and work dir up after the run (prints how to stop them)
 #   COT_PODS_CACHE      images, registry storage and containerd's store (default ~/.cache/cot-vr-pods)
-#   COT_PODS_PIPELINE=1 also build the images and run the pipeline suite (pipeline.pods.ts); off by default
-#                       until it passes end to end (see README.md in this folder)
+#   COT_PODS_PIPELINE=0 skip the images and the pipeline suite (pipeline.pods.ts): the node suite only
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
 t0=$SECONDS
 export COT_SIM_DOWNLOAD="${COT_SIM_DOWNLOAD:-0}"
 export COT_PODS_CACHE="${COT_PODS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cot-vr-pods}"
-phase() { printf '[pods] %s (%ss)\n' "$*" "$((SECONDS - t0))" >&2; }
+# Each phase prints its name and the seconds since the start; the last line sums them up.
+phases=() last_name="" last_t=$SECONDS
+phase() {
+  [[ -n "$last_name" ]] && phases+=("$last_name $((SECONDS - last_t))s")
+  last_name="$*" last_t=$SECONDS
+  printf '[pods] %s (%ss)\n' "$*" "$((SECONDS - t0))" >&2
+}
 
 [[ $EUID == 0 ]] || { echo "[pods] FAILED: the pods tier runs containers and needs root" >&2; exit 1; }
 
@@ -35,6 +40,7 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/cot-vr-pods.XXXXXX")"
 export COT_E2E_WORK="$WORK" COT_E2E_CLUSTER="$WORK/cluster"
 cleanup() {
   local rc=$?
+  phase "tear-down"
   if [[ "${COT_PODS_KEEP:-}" == 1 ]]; then
     echo "[pods] kept: node $COT_E2E_CLUSTER (bash sim/node.sh stop $COT_E2E_CLUSTER), registry (bash test/pods/images.sh registry stop $WORK/registry), work $WORK" >&2
   else
@@ -51,12 +57,14 @@ cleanup() {
     [[ -f "$WORK/registry/pid" ]] && { bash "$HERE/images.sh" registry stop "$WORK/registry" || true; }
     if [[ $rc == 0 ]]; then rm -rf "$WORK"; else echo "[pods] logs kept in $WORK" >&2; fi
   fi
+  phase "end"
+  echo "[pods] phases: ${phases[*]}; total $((SECONDS - t0))s" >&2
   exit $rc
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-if [[ "${COT_PODS_PIPELINE:-0}" == 1 ]]; then
+if [[ "${COT_PODS_PIPELINE:-1}" != 0 ]]; then
   phase "images"
   bash "$HERE/images.sh" build
   phase "registry"
@@ -72,9 +80,9 @@ source "$COT_E2E_CLUSTER/env"
 phase "tests"
 cd "$ROOT"
 set +e
-suites=("$@"); [[ ${#suites[@]} == 0 && "${COT_PODS_PIPELINE:-0}" != 1 ]] && suites=(node)
+suites=("$@"); [[ ${#suites[@]} == 0 && "${COT_PODS_PIPELINE:-1}" == 0 ]] && suites=(node)
 npx vitest run --config test/pods/vitest.config.mts "${suites[@]}"
 rc=$?
 set -e
-phase "done (tests exit $rc)"
+echo "[pods] tests exit $rc" >&2
 exit $rc

@@ -292,6 +292,18 @@ describe("Jobs", async () => {
         expect(t.metadata.annotations["pulumi.com/skipAwait"]).toBe("true");
         expect(t.metadata.annotations["pulumi.com/replaceUnready"]).toBeUndefined();
     });
+    it("tolerate the GPU taint only on GPU pods, unless cluster.cpuTolerations says so (a cluster of GPU nodes only)", async () => {
+        const cpuStages = ["download", "generate", "report"];
+        for (const j of r.byKind("Job")) {
+            const tol = j.spec.template.spec.tolerations;
+            if (cpuStages.includes(j.metadata.labels[LABELS.stage])) expect(tol, j.metadata.name).toBeUndefined();
+            else expect(tol, j.metadata.name).toEqual([{ key: "amd.com/gpu", operator: "Exists", effect: "NoSchedule" }]);
+        }
+        const r2 = await render(settings({ cluster: { cpuTolerations: [{ key: "amd.com/gpu" }] } }));
+        for (const j of r2.byKind("Job").filter((j) => cpuStages.includes(j.metadata.labels[LABELS.stage]))) {
+            expect(j.spec.template.spec.tolerations, j.metadata.name).toEqual([{ key: "amd.com/gpu", operator: "Exists" }]);
+        }
+    });
     it("request one GPU for each fine-tune, sample and evaluation, none for downloads, generation and report", () => {
         for (const j of r.byKind("Job")) {
             const stage = j.metadata.labels[LABELS.stage];

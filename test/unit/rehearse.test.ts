@@ -184,6 +184,14 @@ describe("simulated nodes and scheduling verdicts", () => {
         expect(keysIn(taint)).toContain("cot-vr:cluster.tolerations");
     });
 
+    test("a CPU pod on GPU nodes only names cluster.cpuTolerations, the key that reaches it", () => {
+        const cpuPod = { metadata: { name: "d", labels: { [LABELS.stage]: "download" } }, spec: { containers: [{ resources: { requests: { cpu: "2", memory: "8Gi" } } }] } };
+        const gpuOnly = defaultNodes().filter((n) => n.allocatable["amd.com/gpu"]);
+        expect(keysToChange(neverSchedulable(cpuPod, gpuOnly, "amd.com/gpu")!)).toEqual(["cot-vr:cluster.cpuTolerations"]);
+        expect(neverSchedulable({ ...cpuPod, spec: { ...cpuPod.spec, tolerations: [{ key: "amd.com/gpu", operator: "Exists" }] } }, gpuOnly, "amd.com/gpu")).toBeUndefined();
+        expect(neverSchedulable(cpuPod, defaultNodes(), "amd.com/gpu")).toBeUndefined();
+    });
+
     test("a real node's shape: labels and taints kept, lifecycle taints and kubelet labels dropped", () => {
         const n = nodeShape({
             metadata: { name: "gpu-a", labels: { "kubernetes.io/hostname": "gpu-a", pool: "mi300x" } },

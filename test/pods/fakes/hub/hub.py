@@ -53,6 +53,13 @@ def entry(d: Path, rel: str) -> dict:
     return {"type": "file", "oid": etag(p), "size": p.stat().st_size, "path": rel}
 
 
+def sibling(d: Path, rel: str, blobs: bool) -> dict:
+    if not blobs:
+        return {"rfilename": rel}
+    size = (d / rel).stat().st_size
+    return {"rfilename": rel, "blobId": etag(d / rel), "size": size}
+
+
 class Hub(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -87,6 +94,9 @@ class Hub(BaseHTTPRequestHandler):
         return bool(re.match(r"Bearer hf_\S+$", self.headers.get("Authorization", "")))
 
     def repo_info(self, kind: str, repo: str):
+        # files_metadata=True asks ?blobs=True: the Hub then lists each file's size (what the download's
+        # progress total is summed from).
+        blobs = parse_qs(urlparse(self.path).query).get("blobs", [""])[0].lower() == "true"
         d = repo_dir(kind, repo)
         if not d.is_dir():
             return self.fail(404, "Repository not found", "RepoNotFound")
@@ -95,7 +105,7 @@ class Hub(BaseHTTPRequestHandler):
         self.send_json({
             "_id": repo, "id": repo, "modelId": repo, "sha": sha_of(d), "private": False, "gated": "manual" if kind == "models" else False,
             "disabled": False, "lastModified": "2024-09-25T00:00:00.000Z", "tags": [], "cardData": {},
-            "siblings": [{"rfilename": f} for f in files_of(d)],
+            "siblings": [sibling(d, f, blobs) for f in files_of(d)],
         })
 
     def send_file(self, kind: str, repo: str, rel: str):

@@ -5,10 +5,9 @@
 // DeadlineExceeded and records the exit in its failure annotation (ANNOTATIONS.failure); `status
 // --json` says why; the next `up` re-creates the Job. kwok runs no program: its Stage `pod-exit-code` (sim/kwok/stages.yaml)
 // makes a Job pod whose image contains "-exit3" exit 3 two seconds after it runs.
-import * as path from "path";
 import { beforeAll, describe, expect, test } from "vitest";
-import { ANNOTATIONS, EXIT_MEANINGS, LABELS, STAGE_NAMES } from "../../contract";
-import { initStack, kubectlJson, must, requireCluster, ROOT, runAsync, Stack, useE2eCluster } from "./helpers";
+import { ANNOTATIONS, EXIT_MEANINGS, LABELS } from "../../contract";
+import { downloadOnly, initStack, kubectlJson, must, requireCluster, Stack, statusJson, useE2eCluster } from "./helpers";
 
 const NS = "cot-vr-e2e-badinput";
 const STACK = "badinput";
@@ -26,22 +25,12 @@ describe("a stage that exits with a bad-input code", () => {
         requireCluster();
         st = initStack(STACK, { from: "smoke" });
         useE2eCluster(st, NS);
-        // The 11B's download and one sample of it (trainer image; the sample, which waits for the
-        // download, is never created): enough to stand for any stage's Job.
-        st.setConfigPaths({
-            ...Object.fromEntries(STAGE_NAMES.map((s) => [`stages.${s}`, String(s === "download" || s === "sample")])),
-            "sample.variants[0]": "base-11b",
-            "images.trainer": BAD,
-            "timing.download.timeout": TIMEOUT,
-        });
+        downloadOnly(st, BAD, TIMEOUT);
     });
 
     const jobs = () => (kubectlJson("-n", NS, "get", "jobs").items as any[]).filter((j) => j.metadata.labels?.[LABELS.stage] === "download");
     const pods = () => (kubectlJson("-n", NS, "get", "pods").items as any[]).filter((p) => p.metadata.labels?.[LABELS.stage] === "download");
-    const status = async () => {
-        const r = await runAsync(path.join(ROOT, "node_modules/.bin/tsx"), [path.join(ROOT, "scripts/status.ts"), "--config", path.join(st.dir, "stacks", `Pulumi.${STACK}.yaml`), "--json"]);
-        return { code: r.code, json: JSON.parse(r.stdout), out: r.out };
-    };
+    const status = () => statusJson(st);
     const checkFailed = () => {
         const js = jobs();
         expect(js.length, "download Jobs").toBeGreaterThan(0);

@@ -3,6 +3,7 @@
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
+import { STAGE_NAMES } from "../../contract";
 
 export const ROOT = path.resolve(__dirname, "../..");
 export const WORK = process.env.COT_E2E_WORK ?? "";
@@ -150,6 +151,27 @@ export function initStack(name: string, opts: { from?: string; stackFileText?: s
     };
     must(run("pulumi", ["stack", "init", name, "--non-interactive"], { cwd: dir }), `pulumi stack init ${name}`);
     return st;
+}
+
+/** `npm run status -- --config <the stack's file> --json` from the project copy's stack file. */
+export async function statusJson(st: Stack): Promise<{ code: Result["code"]; readonly json: any; out: string }> {
+    const r = await runAsync(path.join(ROOT, "node_modules/.bin/tsx"), [path.join(ROOT, "scripts/status.ts"), "--config", path.join(st.dir, "stacks", `Pulumi.${st.name}.yaml`), "--json"]);
+    // Parsed when read, so a caller can check the exit code (and show the output) first.
+    return { code: r.code, get json() { return JSON.parse(r.stdout); }, out: r.out };
+}
+
+/**
+ * Only the 11B's download and one sample of it (the sample waits for the download and is never
+ * created when it fails), on the given trainer image, with the download's timeout: enough to stand
+ * for any stage's Job.
+ */
+export function downloadOnly(st: Stack, trainerImage: string, downloadTimeout: string): void {
+    st.setConfigPaths({
+        ...Object.fromEntries(STAGE_NAMES.map((s) => [`stages.${s}`, String(s === "download" || s === "sample")])),
+        "sample.variants[0]": "base-11b",
+        "images.trainer": trainerImage,
+        "timing.download.timeout": downloadTimeout,
+    });
 }
 
 /** Point a stack at the e2e cluster (kubeconfig, context, namespace) and give it placeholder secrets. */

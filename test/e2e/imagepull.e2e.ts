@@ -3,10 +3,9 @@
 // re-creates the Job and succeeds. kwok pulls nothing: its Stage `pod-image-not-found`
 // (sim/kwok/stages.yaml) gives a pod whose image contains "does-not-exist" the kubelet's ErrImagePull /
 // ImagePullBackOff with a registry's "not found", as a real node would.
-import * as path from "path";
 import { beforeAll, describe, expect, test } from "vitest";
-import { ANNOTATIONS, LABELS, STAGE_NAMES } from "../../contract";
-import { initStack, kubectlJson, must, requireCluster, ROOT, runAsync, Stack, useE2eCluster } from "./helpers";
+import { ANNOTATIONS, LABELS } from "../../contract";
+import { downloadOnly, initStack, kubectlJson, must, requireCluster, Stack, statusJson, useE2eCluster } from "./helpers";
 
 const NS = "cot-vr-e2e-imagepull";
 const STACK = "imagepull";
@@ -25,20 +24,11 @@ describe("an image that does not exist", () => {
         requireCluster();
         st = initStack(STACK, { from: "smoke" });
         useE2eCluster(st, NS);
-        // The 11B's download and one sample of it (trainer image): enough to stand for any stage's Job.
-        st.setConfigPaths({
-            ...Object.fromEntries(STAGE_NAMES.map((s) => [`stages.${s}`, String(s === "download" || s === "sample")])),
-            "sample.variants[0]": "base-11b",
-            "images.trainer": BAD,
-            "timing.download.timeout": TIMEOUT,
-        });
+        downloadOnly(st, BAD, TIMEOUT);
     });
 
     const jobs = () => (kubectlJson("-n", NS, "get", "jobs").items as any[]).filter((j) => j.metadata.labels?.[LABELS.stage] === "download");
-    const status = async () => {
-        const r = await runAsync(path.join(ROOT, "node_modules/.bin/tsx"), [path.join(ROOT, "scripts/status.ts"), "--config", path.join(st.dir, "stacks", `Pulumi.${STACK}.yaml`), "--json"]);
-        return { code: r.code, json: JSON.parse(r.stdout), out: r.out };
-    };
+    const status = () => statusJson(st);
 
     test(`pulumi up fails within ${UP_BOUND_S} s (the timeout is ${TIMEOUT}), naming the image and the registry's answer`, async () => {
         const r = await st.pulumiAsync(["up", "--yes", "--skip-preview"]);

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from "vitest";
 import { LABELS, STAGE_NAMES } from "../../contract";
 import { applyStageDurations } from "../../sim/stages";
 import {
-    gpuRequest, initStack, KUBECONFIG, kubectl, kubectlJson, must, PodMonitor, requireCluster, ROOT, run, runAsync, Stack, ts,
+    gpuRequest, initStack, KUBECONFIG, kubectl, kubectlJson, must, PodMonitor, requireCluster, ROOT, run, Stack, statusJson, ts,
     useE2eCluster, WORK,
 } from "./helpers";
 import { writeHeadlineWhileReporting } from "./report";
@@ -405,9 +405,9 @@ describe("npm run status on the simulated cluster", () => {
 
     /** `npm run status -- --config <the stack's file> --json` from the project copy's stack file. */
     const status = async () => {
-        const r = await runAsync(path.join(ROOT, "node_modules/.bin/tsx"), [path.join(ROOT, "scripts/status.ts"), "--config", path.join(st.dir, "stacks", "Pulumi.status.yaml"), "--json"]);
+        const r = await statusJson(st);
         expect(r.code, r.out.slice(-3000)).toBe(0);
-        return JSON.parse(r.stdout);
+        return r.json;
     };
 
     test("status --json during and after the smoke stack's up: states and GPU-hours as the API server has them", async () => {

@@ -3,7 +3,7 @@
 # time-out loses that setting only), each setting started only while enough of the call's time is
 # left. Writes per-setting JSON and one log under $OUT (at most 8 files come back).
 #
-#   bash bench/run-device.sh 11b|90b|extra|fast|fast2|exact [seconds of budget, default 560]
+#   bash bench/run-device.sh 11b|90b|extra|fast|fast2|exact*|mfu|90b12 [seconds of budget, default 560]
 #
 # Needs torchtune 0.6.1 + torchao 0.11.0 and their import-time deps as wheels in .whl/ (the
 # device has no registry); see bench/README.md.
@@ -28,8 +28,9 @@ run() {  # run NAME MIN_SECONDS ARGS...: one process, killed when the call's bud
     echo "== $name (${l}s left): $*" >>"$LOG"
     local t0; t0=$(date +%s)
     local file="$OUT/$MODEL-$name.json"; [ "$MODEL" = extra ] && file="$OUT/$name.json"
-    case $MODEL in fast*|exact*) file="$OUT/11b-$MODEL-$name.json";; esac
-    timeout -k 5 $(( l - 8 )) $BENCH "$@" --json-out "$file" >>"$LOG" 2>&1
+    case $MODEL in fast*|exact*|mfu) file="$OUT/11b-$MODEL-$name.json";; 90b12*) file="$OUT/90b-$MODEL-$name.json";; esac
+    # RUN_ENV: inductor knobs for this setting only (the JSON records them as inductor_env)
+    timeout -k 5 $(( l - 8 )) env ${RUN_ENV:-} $BENCH "$@" --json-out "$file" >>"$LOG" 2>&1
     echo "== $name rc=$? in $(( $(date +%s) - t0 ))s" | tee -a "$LOG"
 }
 
@@ -88,6 +89,21 @@ exact3)  # static graphs per shape class (automatic dynamic shapes off) against 
     run blog 60 --config $C --settings blog:m16
     run best-m4-x-static 150 --config $C --settings best:m4:x --text-bucket 128 --no-flops --static-shapes
     run best-m4-x 70 --config $C --settings best:m4:x --text-bucket 128 --no-flops
+    ;;
+mfu)  # what is left between 39 % and 40 % MFU: pinned copies as the baseline, with a profile; Triton kernels tuned by coordinate descent; static graphs per shape class
+    C=bench/configs/lora-11b.yaml
+    run blog 60 --config $C --settings blog:m16
+    run best-m4-x-pin 90 --config $C --settings best:m4:x --text-bucket 128 --no-flops --pin-memory --profile
+    RUN_ENV=TORCHINDUCTOR_COORDINATE_DESCENT_TUNING=1 run best-m4-x-pin-cdt 120 --config $C --settings best:m4:x --text-bucket 128 --no-flops --pin-memory
+    run best-m4-x-pin-static 240 --config $C --settings best:m4:x --text-bucket 128 --no-flops --pin-memory --static-shapes
+    ;;
+90b12)  # the 90B at 12 timed steps (a blog step is 37 s: the blog's setting fills one call)
+    C=bench/configs/qlora-90b.yaml
+    run blog 480 --config $C --settings blog:m2 --steps 12 --flop-samples 2
+    ;;
+90b12c)  # the shipped 90B setting at 12 timed steps
+    C=bench/configs/qlora-90b.yaml
+    run compile-m2 300 --config $C --settings compile:m2 --steps 12 --no-flops
     ;;
 extra)  # the second look: 90B compile with checkpointing (NF4 + compile without it ran out of memory), 11B m8, static shapes
     run 90b-compile-m2 230 --config bench/configs/qlora-90b.yaml --settings compile:m2 --steps 3 --no-flops

@@ -767,7 +767,9 @@ def run_setting(name: str, m_override: int | None, cfg, args, device, dtype, rec
                            "compile_encoder": compile_enc, "micro_batch": m, "grad_accum": accum,
                            "group_tiles": group, "exact_tiles": exact_x, "text_bucket": bucket,
                            "static_shapes": bool(getattr(args, "static_shapes", False)),
-                           "pin_memory": bool(getattr(args, "pin_memory", False))}
+                           "pin_memory": bool(getattr(args, "pin_memory", False)),
+                           # Inductor knobs set through the environment (e.g. coordinate-descent tuning)
+                           "inductor_env": {k: v for k, v in sorted(os.environ.items()) if k.startswith("TORCHINDUCTOR_")}}
     free(device)
     t_build = time.perf_counter()
     b = None

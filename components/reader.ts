@@ -2,7 +2,7 @@
 // GPU and write one JSON to the results volume.
 import * as pulumi from "@pulumi/pulumi";
 import * as k8s from "@pulumi/kubernetes";
-import { ModelRef } from "../config";
+import { ModelRef, READER_MEMORY } from "../config";
 import { JobSpec, jobArgs } from "./job";
 import { jobName, labels, shortHash } from "./naming";
 import { checkpointOf, configFile, programCommand, readOutputPath } from "./paths";
@@ -48,7 +48,7 @@ export function readerJobArgs(ctx: StageContext, r: ReaderSpec, configMapName: p
                 "--variant", ref.name, "--out", readOutputPath(s, r.stage, ref), "--config-hash", hash, "--require", checkpointOf(s, ref).marker,
             ],
             env: hfEnv(s),
-            resources: resources(s, { gpus: 1, cpu: "8", memory: ref.size === "90b" ? "256Gi" : "64Gi" }),
+            resources: resources(s, { gpus: 1, cpu: s[r.stage].cpu, memory: s[r.stage].memory ?? READER_MEMORY[ref.size] }),
             volumeMounts,
         },
         volumes,

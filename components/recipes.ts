@@ -95,6 +95,8 @@ export function trainConfig(s: Settings, name: string, v: TrainVariant): string 
         enable_activation_checkpointing: v.activationCheckpointing,
         enable_activation_offloading: v.activationOffloading,
         metric_logger: metricLogger(v),
+        // Last: the user's own keys (config/schema.ts refuses the ones above that it owns).
+        ...v.recipeOverrides,
     });
 }
 
@@ -124,6 +126,7 @@ export function generationConfig(s: Settings, ref: ModelRef): string {
         max_new_tokens: x.maxNewTokens,
         temperature: x.temperature,
         top_k: x.topK,
+        ...x.recipeOverrides,
     });
 }
 
@@ -138,6 +141,7 @@ export function evaluationConfig(s: Settings, ref: ModelRef): string {
         // The wrapper around vision models is greedy and batch size 1 only.
         batch_size: 1,
         max_seq_length: e.maxSeqLength,
+        ...e.recipeOverrides,
     });
 }
 

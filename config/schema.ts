@@ -294,6 +294,71 @@ const generateSchema = z.strictObject({
  * effective batch of 16. */
 export const TRAIN_GPUS = [1, 2, 4, 8];
 
+/**
+ * torchtune config keys the stack sets from its own keys, and the key to use instead. A recipe
+ * override may not touch them (nor what is under them, nor a parent that holds them): paths are
+ * the contract between a stage and the stages that read its output, and the batch, epochs and
+ * levers are what the planner, the estimates and the resume logic count on.
+ */
+export const OWNED_RECIPE_KEYS: Record<"train" | "sample" | "evaluate", Record<string, string>> = {
+    train: {
+        output_dir: "the run's paths (run)",
+        "checkpointer.output_dir": "the run's paths (run)",
+        "checkpointer.checkpoint_dir": "models.11b / models.90b",
+        dataset: "generate.datasetName",
+        resume_from_checkpoint: "nothing: train.py resumes after a pod restart",
+        epochs: "train.variants.<v>.epochs",
+        max_steps_per_epoch: "train.variants.<v>.maxStepsPerEpoch",
+        batch_size: "train.variants.<v>.microBatchSize",
+        gradient_accumulation_steps: "train.variants.<v>.batchSize and gradientAccumulationSteps",
+        seed: "train.variants.<v>.seed",
+        compile: "train.variants.<v>.compile",
+        compile_encoder: "train.variants.<v>.compileEncoder",
+        exact_tiles: "train.variants.<v>.exactTiles",
+        enable_activation_checkpointing: "train.variants.<v>.activationCheckpointing",
+        enable_activation_offloading: "train.variants.<v>.activationOffloading",
+        metric_logger: "train.variants.<v>.metricLogger",
+        "model.lora_rank": "train.variants.<v>.loraRank",
+        "model.lora_alpha": "train.variants.<v>.loraAlpha",
+    },
+    sample: {
+        output_dir: "the run's paths (run)",
+        "checkpointer.checkpoint_dir": "sample.variants",
+        prompt: "sample.question / sample.imagePath / sample.systemPrompt",
+        max_new_tokens: "sample.maxNewTokens",
+        temperature: "sample.temperature",
+        top_k: "sample.topK",
+    },
+    evaluate: {
+        output_dir: "the run's paths (run)",
+        "checkpointer.checkpoint_dir": "evaluate.variants",
+        tasks: "evaluate.tasks",
+        limit: "evaluate.limit",
+        batch_size: "nothing: the vision evaluation wrapper runs batch size 1 only",
+        max_seq_length: "evaluate.maxSeqLength",
+    },
+};
+
+const recipeKey = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$/;
+
+/** `key=value` overrides of a rendered torchtune config (what `tune run ... key=value` does), set last. */
+function recipeOverridesSchema(stage: keyof typeof OWNED_RECIPE_KEYS, example: string) {
+    const owned = OWNED_RECIPE_KEYS[stage];
+    return z.record(z.string().regex(recipeKey, { message: 'must be a dotted torchtune config key such as "model._component_"' }), z.unknown())
+        .default({})
+        .superRefine((o, ctx) => {
+            for (const key of Object.keys(o)) {
+                const hit = Object.keys(owned).find((k) => key === k || key.startsWith(`${k}.`) || k.startsWith(`${key}.`));
+                if (hit) ctx.addIssue({ code: "custom", path: [key], message: `sets "${hit}", which the stack renders from ${owned[hit]}: set that instead` });
+            }
+        })
+        .meta({
+            description: "torchtune config keys (dotted, as `tune run ... key=value` takes them) set last on the rendered " +
+                `config, e.g. ${example}. Keys the stack renders from its own settings (paths, dataset, batch, epochs, levers) ` +
+                "are refused with the setting to use instead. @default none",
+        });
+}
+
 const trainVariantSchema = z.strictObject({
     enabled: z.boolean().default(true).meta({
         description: "Run this fine-tune in this update. false: defined only so evaluations can read its checkpoints from the volume.",
@@ -354,6 +419,7 @@ const trainVariantSchema = z.strictObject({
             "cluster.gpusPerNode): torchtune's lora_finetune_distributed (FSDP2) through torchrun, from the packaged " +
             "multi-device config, with the same effective batch (micro-batch x accumulation x gpus), epochs and schedule.",
     }),
+    recipeOverrides: recipeOverridesSchema("train", '`model._component_: mypkg.my_lora_builder` (a builder importable in the trainer image) or `optimizer.weight_decay: 0.01`'),
     cpu: cpuQuantity.default("16").meta({ description: "CPU request of the fine-tune pod." }),
     memory: quantity.optional().meta({
         description: "Memory request and limit of the fine-tune pod. @default 256Gi for one GPU; with N GPUs 256Gi plus " +
@@ -372,6 +438,18 @@ const trainSchema = z.strictObject({
         "qlora-90b": trainVariantSchema.parse({ model: "90b", method: "qlora", epochs: 3, batchSize: 2, gradientAccumulationSteps: 8 }),
     }).meta({ description: "Fine-tunes by name. Names appear in paths and Job names." }),
 }).prefault({});
+
+/** CPU and memory of the pods that read one model's checkpoint (sample, evaluate): the whole
+ * checkpoint is loaded into host memory before it goes to the GPU. */
+export const READER_MEMORY: Record<"11b" | "90b", string> = { "11b": "64Gi", "90b": "256Gi" };
+function readerResources(stage: "sample" | "evaluate") {
+    return {
+        cpu: cpuQuantity.default("8").meta({ description: `CPU request of each ${stage} pod.` }),
+        memory: quantity.optional().meta({
+            description: `Memory request and limit of each ${stage} pod. @default ${READER_MEMORY["11b"]} for an 11B model, ${READER_MEMORY["90b"]} for a 90B one`,
+        }),
+    };
+}
 
 /** base-11b / base-90b, or the name of a train variant (its last epoch). */
 const evalVariant = z.string().regex(/^(base-11b|base-90b|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$/, {
@@ -397,6 +475,8 @@ const sampleSchema = z.strictObject({
     systemPrompt: z.string().trim().min(1).optional().meta({
         description: "System prompt; default: the ChartQA answer rules the blog uses (manifests/prompts/chartqa-system.txt).",
     }),
+    recipeOverrides: recipeOverridesSchema("sample", "`model._component_` of a base builder importable in the trainer image"),
+    ...readerResources("sample"),
 }).prefault({});
 
 const evaluateSchema = z.strictObject({
@@ -406,6 +486,8 @@ const evaluateSchema = z.strictObject({
     tasks: z.array(z.string().min(1)).min(1).default(["chartqa"]).meta({ description: "lm-eval tasks." }),
     limit: posInt.optional().meta({ description: "Samples per task. @default the whole test split" }),
     maxSeqLength: posInt.default(8192).meta({ description: "Longest evaluation sequence (prompt and answer)." }),
+    recipeOverrides: recipeOverridesSchema("evaluate", "`model._component_` of a base builder importable in the trainer image"),
+    ...readerResources("evaluate"),
 }).prefault({});
 
 export const configSchema = z.strictObject({

@@ -107,3 +107,45 @@ describe("torchtune configs", async () => {
         expect(JSON.stringify(r2.objects)).not.toContain("wandb-secret");
     });
 });
+
+describe("recipe overrides", async () => {
+    const lora = { model: "11b", method: "lora", epochs: 1, batchSize: 2, gradientAccumulationSteps: 1, microBatchSize: 2 };
+    const r = await render(settings({
+        train: { variants: { "lora-11b": { ...lora, recipeOverrides: { "model._component_": "tiny.lora", "model.image_size": 112, device: "cpu", "optimizer.weight_decay": 0.01 } } } },
+        sample: { variants: ["base-11b", "lora-11b"], recipeOverrides: { "model._component_": "tiny.base", "tokenizer.image_size": 112 }, cpu: "1", memory: "3Gi" },
+        evaluate: { variants: ["base-11b", "lora-11b"], recipeOverrides: { device: "cpu" }, memory: "4Gi" },
+    }));
+    const cfg = (stage: string, variant: string, key: string) => YAML.parse(r.configOf(r.job(stage, variant))[key]);
+
+    it("set the keys last, next to what the stack renders", () => {
+        const t = cfg("train", "lora-11b", "train.yaml");
+        expect(t.model).toMatchObject({ _component_: "tiny.lora", image_size: 112, lora_rank: 16 });
+        expect(t.device).toBe("cpu");
+        expect(t.optimizer).toMatchObject({ _component_: "torch.optim.AdamW", weight_decay: 0.01, lr: 1e-4 });
+        expect(cfg("sample", "lora-11b", "generate.yaml").model._component_).toBe("tiny.base");
+        expect(cfg("sample", "base-11b", "generate.yaml").tokenizer).toMatchObject({ image_size: 112, path: "/models/Llama-3.2-11B-Vision-Instruct/original/tokenizer.model" });
+        expect(cfg("evaluate", "base-11b", "eval.yaml").device).toBe("cpu");
+    });
+    it("size the reader pods from sample/evaluate cpu and memory, else by model", () => {
+        expect(container(r.job("sample", "lora-11b")).resources.requests).toMatchObject({ cpu: "1", memory: "3Gi" });
+        expect(container(r.job("evaluate", "base-11b")).resources).toMatchObject({ requests: { cpu: "8", memory: "4Gi" }, limits: { memory: "4Gi" } });
+        const d = settings();
+        expect(d.sample.memory).toBeUndefined();
+    });
+    it("refuse keys the stack owns, naming the setting to use", () => {
+        const bad = (raw: Record<string, unknown>) => {
+            try {
+                settings(raw);
+            } catch (e) {
+                return String(e);
+            }
+            return "";
+        };
+        expect(bad({ train: { variants: { a: { ...lora, recipeOverrides: { "dataset.source": "/x" } } } } }))
+            .toMatch(/train\.variants\.a\.recipeOverrides\.dataset\.source: sets "dataset", which the stack renders from generate\.datasetName/);
+        expect(bad({ train: { variants: { a: { ...lora, recipeOverrides: { checkpointer: {} } } } } })).toMatch(/recipeOverrides\.checkpointer: sets "checkpointer\.output_dir"/);
+        expect(bad({ train: { variants: { a: { ...lora, recipeOverrides: { epochs: 2 } } } } })).toMatch(/train\.variants\.<v>\.epochs/);
+        expect(bad({ evaluate: { recipeOverrides: { limit: 2 } } })).toMatch(/evaluate\.recipeOverrides\.limit: .*evaluate\.limit/);
+        expect(bad({ sample: { recipeOverrides: { "bad key": 1 } } })).toMatch(/must be a dotted torchtune config key/);
+    });
+});

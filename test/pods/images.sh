@@ -19,7 +19,8 @@
 #   cot-vr-trainer    images/trainer/Dockerfile, BASE_IMAGE=cot-vr-torch-cpu, ACCEL=cpu (the CPU twin)
 #   cot-vr-datagen    images/datagen/Dockerfile, BASE_IMAGE=cot-vr-base-cpu (the CPU twin)
 #   cot-vr-vllm       test/pods/fakes/teacher: a fake `vllm serve` (the teacher's command, port, probes)
-#   cot-vr-hub        test/pods/fakes/hub: a fake Hugging Face hub with tiny model repos and a ChartQA look-alike
+#   cot-vr-hub        test/pods/fakes/hub: a fake Hugging Face hub with tiny model repos (the 11B: a real tiny
+#                     checkpoint of test/python/tinyvision.py) and a ChartQA look-alike
 # buildah keeps them in its own store under $COT_PODS_CACHE/buildah.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -48,7 +49,8 @@ tree_files() { find "$@" -type f ! -name '*.pyc' | sort; }
 TRAINER_KEY=$(hash_of "$TORCH_KEY" $(tree_files "$ROOT/images/trainer" "$ROOT/images/common"))
 DATAGEN_KEY=$(hash_of "$BASE_KEY" $(tree_files "$ROOT/images/datagen" "$ROOT/images/common"))
 VLLM_KEY=$(hash_of "$BASE_KEY" $(tree_files "$HERE/fakes/teacher"))
-HUB_KEY=$(hash_of "$BASE_KEY" $(tree_files "$HERE/fakes/hub"))
+# the hub's 11B repo is tinyvision's tiny model (make_content.py imports it): a change there rebuilds the hub
+HUB_KEY=$(hash_of "$BASE_KEY" $(tree_files "$HERE/fakes/hub") "$ROOT/test/python/tinyvision.py")
 ref() { # name -> local image reference
   case "$1" in
     base) echo "localhost/cot-vr-base-cpu:$BASE_KEY" ;;
@@ -98,7 +100,7 @@ bud() { # name context dockerfile build-args...
   log "  ... $((SECONDS - t0))s"
 }
 
-build_hub_context() { # the hub's files are made with the Python tier's venv (datasets, pillow)
+build_hub_context() { # the hub's files are made with the Python tier's venv (torchtune, datasets, pillow)
   local ctx="$1" py
   py=$(bash "$ROOT/test/python/run.sh" --print-python)
   mkdir -p "$ctx"

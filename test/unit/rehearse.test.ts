@@ -38,7 +38,8 @@ describe("duration estimates", () => {
             expect(e.basis).toContain(MI300X_CONVERSION);
         }
         // the 90B from a 90B measurement, not from the 11B
-        expect(est.get("train:qlora-90b")!.basis).toContain("h200-qlora-90b.json");
+        // the 12-step measurement: the first call's 3 timed steps are not a steady-state speed
+        expect(est.get("train:qlora-90b")!.basis).toContain("h200-qlora-90b-12steps.json compile:m2");
     });
 
     test("on the GPU it was measured on, the estimate is the benchmark's own projection (within 15%)", () => {
@@ -96,7 +97,7 @@ describe("duration estimates", () => {
         const s = withVariants({ x: lora() });
         const v = s.train.variants.x;
         const setting = { setting: "best:m4", micro_batch: v.microBatch, compile: v.compile, compile_encoder: v.compileEncoder, activation_checkpointing: v.activationCheckpointing, exact_tiles: v.exactTiles, samples_per_s: 6 };
-        const json = { device: "AMD Instinct MI300X", device_memory_gb: 191.5, peak_tflops: 1307, config_model: "torchtune.models.llama3_2_vision.lora_llama3_2_vision_11b", layers_scale: 1.0, results: [setting] };
+        const json = { device: "AMD Instinct MI300X", device_memory_gb: 191.5, peak_tflops: 1307, config_model: "torchtune.models.llama3_2_vision.lora_llama3_2_vision_11b", layers_scale: 1.0, steps: 12, results: [setting] };
         const f = parseBench(`noise\nCOTVR_BENCH ${JSON.stringify(json)}\n`, "bench.log");
         expect(f[0]).toMatchObject({ model: "11b", samplesPerS: 6, device: "AMD Instinct MI300X" });
         const withBench = estimateStages(s, { bench: f }).find((e) => e.id === "train:x")!;
@@ -105,6 +106,9 @@ describe("duration estimates", () => {
         expect(withBench.seconds).toBeGreaterThan(10 * 1768 * 16 / 6);
         const h100 = parseBench(JSON.stringify({ ...json, device: "NVIDIA H100 80GB HBM3", peak_tflops: 989 }), "h100.json");
         expect(estimateStages(s, { bench: h100 }).find((e) => e.id === "train:x")!.basis).toContain(MI300X_CONVERSION);
+        // fewer than 12 timed steps: not a steady-state speed, so bench/results/ is used instead
+        const short = parseBench(JSON.stringify({ ...json, steps: 3 }), "short.json");
+        expect(estimateStages(s, { bench: short }).find((e) => e.id === "train:x")!.basis).not.toContain("short.json");
         expect(() => parseBench(JSON.stringify({ ...json, layers_scale: 0.25 }), "f")).toThrow(/layer-scaled/);
         expect(() => parseBench(JSON.stringify({ ...json, results: [] }), "f")).toThrow(/no setting/);
         expect(() => parseBench("not json", "f")).toThrow(/COTVR_BENCH/);

@@ -75,6 +75,9 @@ TINY_VISION = {"hidden_size": 32, "image_size": 112, "max_num_tiles": 4,
                "supported_aspect_ratios": [[1, 1], [1, 2], [1, 3], [1, 4], [2, 1], [2, 2], [3, 1], [4, 1]]}
 
 
+SHARDS_11B = 5
+
+
 def shard_of(key: str) -> int:
     """Which of the 5 shards an HF key goes to (each gets some; the 11B's own split is by size)."""
     if key == "language_model.model.embed_tokens.weight":
@@ -82,8 +85,8 @@ def shard_of(key: str) -> int:
     if key.startswith("language_model.model.layers."):
         return 2 if int(key.split(".")[3]) < 2 else 3
     if key.startswith("language_model."):  # lm_head, final norm
-        return 5
-    return 4  # vision_model.*, multi_modal_projector.*
+        return SHARDS_11B
+    return SHARDS_11B - 1  # vision_model.*, multi_modal_projector.*
 
 
 def tiny_repo(out: Path, repo: str, shards: int) -> None:

@@ -17,6 +17,7 @@
 #                     /opt/venv as `python`, git, this machine's CA bundle (pip reaches PyPI from the builds)
 #   cot-vr-torch-cpu  + torch 2.6.0 and torchvision 0.21.0 (the ROCm base's versions): the CPU stand-in for rocm/pytorch
 #   cot-vr-trainer    images/trainer/Dockerfile, BASE_IMAGE=cot-vr-torch-cpu, ACCEL=cpu (the CPU twin)
+#   cot-vr-trainer-tiny  the trainer twin + test/python/tinyvision.py on PYTHONPATH (the tiny models' builders)
 #   cot-vr-datagen    images/datagen/Dockerfile, BASE_IMAGE=cot-vr-base-cpu (the CPU twin)
 #   cot-vr-vllm       test/pods/fakes/teacher: a fake `vllm serve` (the teacher's command, port, probes)
 #   cot-vr-hub        test/pods/fakes/hub: a fake Hugging Face hub with tiny model repos (the 11B: a real tiny
@@ -29,7 +30,7 @@ CACHE="${COT_PODS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/cot-vr-pods}"
 MIRROR="${COT_PODS_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 export BUILDAH_ISOLATION=chroot   # RUN steps in a chroot: no runc and no network namespace needed
 BUILDAH=(buildah --root "$CACHE/buildah/root" --runroot "$CACHE/buildah/run" --storage-driver overlay)
-NAMES=(trainer datagen vllm hub)
+NAMES=(trainer tiny datagen vllm hub)
 log() { printf '[images] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
@@ -47,6 +48,7 @@ BASE_KEY=$(hash_of base-v1 "$MIRROR" /etc/ssl/certs/ca-certificates.crt)
 TORCH_KEY=$(hash_of "$BASE_KEY" "${TORCH_PINS[@]}")
 tree_files() { find "$@" -type f ! -name '*.pyc' | sort; }
 TRAINER_KEY=$(hash_of "$TORCH_KEY" $(tree_files "$ROOT/images/trainer" "$ROOT/images/common"))
+TINY_KEY=$(hash_of "$TRAINER_KEY" "$ROOT/test/python/tinyvision.py")
 DATAGEN_KEY=$(hash_of "$BASE_KEY" $(tree_files "$ROOT/images/datagen" "$ROOT/images/common"))
 VLLM_KEY=$(hash_of "$BASE_KEY" $(tree_files "$HERE/fakes/teacher"))
 # the hub's 11B repo is tinyvision's tiny model (make_content.py imports it): a change there rebuilds the hub
@@ -56,6 +58,7 @@ ref() { # name -> local image reference
     base) echo "localhost/cot-vr-base-cpu:$BASE_KEY" ;;
     torch) echo "localhost/cot-vr-torch-cpu:$TORCH_KEY" ;;
     trainer) echo "localhost/cot-vr-trainer:cpu-$TRAINER_KEY" ;;
+    tiny) echo "localhost/cot-vr-trainer-tiny:cpu-$TINY_KEY" ;;
     datagen) echo "localhost/cot-vr-datagen:cpu-$DATAGEN_KEY" ;;
     vllm) echo "localhost/cot-vr-vllm:fake-$VLLM_KEY" ;;
     hub) echo "localhost/cot-vr-hub:fake-$HUB_KEY" ;;
@@ -91,6 +94,17 @@ build_torch() {
   "${BUILDAH[@]}" commit -q --rm "$c" "$(ref torch)" >/dev/null
 }
 
+build_tiny() {
+  # The trainer twin plus the tiny Llama 3.2 Vision builders (test/python/tinyvision.py) on its python
+  # path: stacks name them in recipeOverrides (model._component_), the pods run the shipped programs.
+  log "tiny: the trainer twin + tinyvision.py"
+  local c; c=$("${BUILDAH[@]}" from "$(ref trainer)")
+  "${BUILDAH[@]}" copy "$c" "$ROOT/test/python/tinyvision.py" /opt/cotvr-tiny/tinyvision.py >/dev/null
+  "${BUILDAH[@]}" config --env PYTHONPATH=/opt/cotvr-tiny "$c"
+  "${BUILDAH[@]}" run "$c" -- python -c "import tinyvision; tinyvision.tiny_lora_llama3_2_vision(['q_proj'])"
+  "${BUILDAH[@]}" commit -q --rm "$c" "$(ref tiny)" >/dev/null
+}
+
 bud() { # name context dockerfile build-args...
   local name="$1" ctx="$2" file="$3"; shift 3
   log "$name: buildah bud -f ${file#$ROOT/} ${*}"
@@ -115,6 +129,7 @@ build() {
   have "$(ref torch)" && log "torch: cached $(ref torch)" || build_torch
   have "$(ref trainer)" && log "trainer: cached $(ref trainer)" \
     || bud trainer "$ROOT/images" "$ROOT/images/trainer/Dockerfile" --build-arg "BASE_IMAGE=$(ref torch)" --build-arg ACCEL=cpu
+  have "$(ref tiny)" && log "tiny: cached $(ref tiny)" || build_tiny
   have "$(ref datagen)" && log "datagen: cached $(ref datagen)" \
     || bud datagen "$ROOT/images" "$ROOT/images/datagen/Dockerfile" --build-arg "BASE_IMAGE=$(ref base)"
   have "$(ref vllm)" && log "vllm: cached $(ref vllm)" \

@@ -3,9 +3,11 @@
 // Images: the CPU twins of images/trainer and images/datagen, a fake vLLM teacher and a fake Hugging
 // Face hub (test/pods/images.sh), pulled by containerd from the local registry.
 //
-// The stack has the blog's shape up to the dataset: the downloads (from the fake hub, through
-// models.endpoint), the teacher held by the generation's real teacher_scale.py through its Role,
-// synthetic-data-kit against the teacher's Service by its DNS name, the dataset check.
+// The stack has the blog's shape: the downloads (from the fake hub, through models.endpoint), the
+// teacher held by the generation's real teacher_scale.py through its Role, synthetic-data-kit against
+// the teacher's Service by its DNS name, the dataset check; then, on the tiny model of the hub's 11B
+// repo, the LoRA fine-tune with real torchtune (its pod deleted after the first epoch: it resumes),
+// sampling and lm-eval's chartqa for the base and tuned model, and the report.
 import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
@@ -54,7 +56,46 @@ function deployHub(): string {
     return `http://hub.${HUB_NS}.svc.cluster.local`;
 }
 
-function stackText(hub: string, o: { run: string; ns: string; dataset: string; teacherArgs?: string[] } = { run: RUN, ns: NS, dataset: "cot_chartqa_pods" }): string {
+/** Every stage after the dataset, on the tiny Llama 3.2 Vision of the fake hub's 11B repo: the trainer
+ * image's tiny twin has its builders (test/python/tinyvision.py), named through recipeOverrides; the
+ * images are 112 px tiles. CPU-sized pods, nothing compiled (the base image has no C compiler), 4 epochs
+ * of the 8 rows in micro-batches of 2 (so a pod deleted after the first can resume). */
+const TINY = { "tokenizer.image_size": 112, device: "cpu" };
+const LATER_STAGES = `  cot-vr:train:
+    variants:
+      lora-11b:
+        model: 11b
+        method: lora
+        epochs: 4
+        batchSize: 2
+        gradientAccumulationSteps: 1
+        microBatchSize: 2
+        warmupSteps: 1
+        compile: false
+        compileEncoder: false
+        activationCheckpointing: false
+        exactTiles: true
+        cpu: 500m
+        memory: 3Gi
+        shmSize: 256Mi
+        recipeOverrides: ${JSON.stringify({ "model._component_": "tinyvision.tiny_lora_llama3_2_vision", "model.image_size": 112, ...TINY })}
+  cot-vr:sample:
+    variants: [base-11b, lora-11b]
+    imageIndex: 1
+    maxNewTokens: 8
+    cpu: 500m
+    memory: 3Gi
+    recipeOverrides: ${JSON.stringify({ "model._component_": "tinyvision.tiny_llama3_2_vision", ...TINY })}
+  cot-vr:evaluate:
+    variants: [base-11b, lora-11b]
+    limit: 2
+    cpu: 500m
+    memory: 3Gi
+    # eot_bias: the random model ends its answer at once (a short evaluation)
+    recipeOverrides: ${JSON.stringify({ "model._component_": "tinyvision.tiny_llama3_2_vision", "model.eot_bias": 10000, ...TINY })}
+`;
+
+function stackText(hub: string, o: { run: string; ns: string; dataset: string; teacherArgs?: string[]; all?: boolean } = { run: RUN, ns: NS, dataset: "cot_chartqa_pods", all: true }): string {
     const extra = o.teacherArgs ? `, extraArgs: ${JSON.stringify(o.teacherArgs)}` : "";
     return `config:
   cot-vr:run: ${o.run}
@@ -66,23 +107,26 @@ function stackText(hub: string, o: { run: string; ns: string; dataset: string; t
     cpuTolerations: [{ key: amd.com/gpu }]
   # The sizes the config requires of the real models and data (a volume here is a folder: no quota).
   cot-vr:storage:
-    models: { size: 182Gi }
+    models: { size: 204Gi }
     data: { size: 10Gi }
-    checkpoints: { size: 1Gi }
+    checkpoints: { size: 90Gi }
     results: { size: 1Gi }
   cot-vr:images:
-    trainer: ${image("trainer")}
+    trainer: ${o.all ? image("tiny") : image("trainer")}
     datagen: ${image("datagen")}
     vllm: ${image("vllm")}
   cot-vr:models:
     endpoint: ${hub}
-  cot-vr:stages: { train: false, sample: false, evaluate: false, report: false }
-  cot-vr:teacher: { cpu: 250m, memory: 1Gi, shmSize: 64Mi${extra} }
+${o.all ? LATER_STAGES : "  cot-vr:stages: { train: false, sample: false, evaluate: false, report: false }\n"}  cot-vr:teacher: { cpu: 250m, memory: 1Gi, shmSize: 64Mi${extra} }
   cot-vr:generate: { datasetName: ${o.dataset}, limit: 8, batchSize: 4, cpu: 250m, memory: 2Gi }
   cot-vr:timing:
     download: { timeout: 5m }
     teacher: { timeout: 5m }
     generate: { timeout: 10m }
+    train: { timeout: 15m }
+    sample: { timeout: 10m }
+    evaluate: { timeout: 10m }
+    report: { timeout: 5m }
 `;
 }
 
@@ -91,6 +135,9 @@ const volume = volumeOf(NS, RUN);
 const readJson = (f: string) => JSON.parse(fs.readFileSync(f, "utf8"));
 const podUids = () => (kubectlJson("-n", NS, "get", "pods").items as any[]).map((p) => p.metadata.uid).sort();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A stage's pods, oldest first. */
+const podsOf = (ns: string, run: string, stage: string) => (kubectlJson("-n", ns, "get", "pods", "-l", selector({ [LABELS.run]: run, [LABELS.stage]: stage })).items as any[])
+    .sort((a, b) => a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp));
 
 /**
  * A run in a kept work dir (COT_PODS_KEEP=1, then vitest again) starts from nothing too: no stack, no
@@ -122,23 +169,35 @@ describe("the pipeline on real pods", () => {
         st.pulumi("destroy", "--yes");
     });
 
-    test("pulumi up runs download, teacher and generation for real and leaves the teacher at 0", async () => {
-        const up = await st.pulumiAsync(["up", "--yes", "--skip-preview"]);
-        if (up.code !== 0) {
+    test("pulumi up runs every stage for real; the fine-tune pod deleted mid-run resumes from its newest complete epoch", async () => {
+        const up = st.pulumiAsync(["up", "--yes", "--skip-preview"]);
+        let finished = false;
+        void up.then(() => (finished = true));
+        // The fault: once the recipe has saved its state after epoch_0 (it does after every epoch but the
+        // last), delete the fine-tune's pod, as a node drain or a user would.
+        const state = volume("checkpoints", RUN, "lora-11b", "recipe_state", "recipe_state.pt");
+        while (!fs.existsSync(state) && !finished) await sleep(100);
+        const victim = podsOf(NS, RUN, "train").find((p) => p.status.phase === "Running");
+        expect(victim, `a running fine-tune pod once ${state} exists`).toBeDefined();
+        must(kubectl("-n", NS, "delete", "pod", victim.metadata.name, "--wait=false"), "delete the fine-tune pod");
+
+        const result = await up;
+        if (result.code !== 0) {
             const pods = kubectl("-n", NS, "get", "pods", "-o", "wide").out;
             const logs = (kubectlJson("-n", NS, "get", "pods").items as any[])
                 .map((p) => `--- ${p.metadata.name}\n${kubectl("-n", NS, "logs", p.metadata.name, "--all-containers", "--tail=40").out}`).join("\n");
             const events = kubectl("-n", NS, "get", "events", "--sort-by=.lastTimestamp").out.slice(-4000);
-            throw new Error(`pulumi up failed:\n${up.out.slice(-5000)}\n${pods}\n${logs}\n--- events\n${events}`);
+            throw new Error(`pulumi up failed:\n${result.out.slice(-5000)}\n${pods}\n${logs}\n--- events\n${events}`);
         }
-        // The download: the teacher's model only (no stage here reads 11B), every shard from the hub,
-        // verified, and the marker.
-        const dir = volume("models", "Llama-3.2-90B-Vision-Instruct");
-        expect(fs.existsSync(path.join(dir, ".complete.json")), dir).toBe(true);
-        expect(fs.existsSync(path.join(dir, "config.json"))).toBe(true);
-        expect(fs.existsSync(path.join(dir, "original", "tokenizer.model"))).toBe(true);
-        expect(fs.readdirSync(dir).filter((f) => f.endsWith(".safetensors"))).toHaveLength(37);
-        expect(fs.existsSync(volume("models", "Llama-3.2-11B-Vision-Instruct"))).toBe(false);
+        // The downloads: every shard from the hub, verified, and the marker; the 11B is the tiny model's
+        // real checkpoint, the 90B (the teacher's, which the fake teacher does not read) dummy shards.
+        for (const [repo, shards] of [["Llama-3.2-11B-Vision-Instruct", 5], ["Llama-3.2-90B-Vision-Instruct", 37]] as const) {
+            const dir = volume("models", repo);
+            expect(fs.existsSync(path.join(dir, ".complete.json")), dir).toBe(true);
+            expect(fs.existsSync(path.join(dir, "config.json"))).toBe(true);
+            expect(fs.existsSync(path.join(dir, "original", "tokenizer.model"))).toBe(true);
+            expect(fs.readdirSync(dir).filter((f) => f.endsWith(".safetensors"))).toHaveLength(shards);
+        }
         // The dataset: 8 rows, checked, published with its marker.
         const marker = readJson(volume("data", "cot_chartqa_pods", ".complete.json"));
         expect(marker.rows).toBe(8);
@@ -147,6 +206,39 @@ describe("the pipeline on real pods", () => {
         expect(d.spec.replicas).toBe(0);
         const events = fs.readFileSync(volume("results", RUN, "gpu-time", "teacher.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
         expect(events.filter((e) => e.event === "scaled").map((e) => e.replicas)).toEqual([1, 0]);
+
+        // The fine-tune: the deleted pod's successor resumed after an epoch the first one completed, and
+        // trained only the epochs after it; every epoch's merged HF shards and adapter, and the marker.
+        const [first, second, ...more] = podsOf(NS, RUN, "train");
+        expect(more).toHaveLength(0);
+        expect(first.metadata.uid).toBe(victim.metadata.uid);
+        const log = kubectl("-n", NS, "logs", second.metadata.name).out;
+        const resumed = /resuming after epoch_(\d+) \((\d+)\/4 epochs done\)/.exec(log);
+        expect(resumed, log.slice(0, 3000)).not.toBeNull();
+        expect(Number(resumed![1])).toBeLessThan(3);
+        expect(second.status.phase).toBe("Succeeded");
+        const out = volume("checkpoints", RUN, "lora-11b");
+        for (let e = 0; e < 4; e++) {
+            expect(fs.readdirSync(path.join(out, `epoch_${e}`)).filter((f) => /^model-0000\d-of-00005\.safetensors$/.test(f)), `epoch_${e}`).toHaveLength(5);
+            expect(fs.existsSync(path.join(out, `epoch_${e}`, "adapter_model.pt")), `epoch_${e} adapter`).toBe(true);
+        }
+        expect(fs.existsSync(path.join(out, ".complete.json"))).toBe(true);
+
+        // Samples and evaluations of the base and the tuned model, from their real programs.
+        for (const model of ["base-11b", "lora-11b"]) {
+            const sample = readJson(volume("results", RUN, "samples", `${model}.json`));
+            expect(sample.variant).toBe(model);
+            expect(sample.answer.trim(), `${model}'s sampled answer`).not.toBe("");
+            const ev = readJson(volume("results", RUN, "eval", `${model}.json`));
+            expect(ev.results.chartqa, `${model}'s chartqa metrics`).toHaveProperty("exact_match");
+            expect(ev.n_samples.chartqa.effective).toBe(2);
+        }
+        // The report: its table and charts.
+        const report = volume("results", RUN, "report");
+        expect(fs.readFileSync(path.join(report, "report.md"), "utf8")).toMatch(/lora-11b/);
+        for (const png of ["exact_match.png", "gpu_timeline.png"]) {
+            expect(fs.readFileSync(path.join(report, png)).subarray(1, 4).toString(), png).toBe("PNG");
+        }
     });
 
     test("a second pulumi up changes nothing and re-runs nothing", async () => {
@@ -160,7 +252,8 @@ describe("the pipeline on real pods", () => {
         const r = await runAsync(path.join(ROOT, "node_modules/.bin/tsx"), [path.join(ROOT, "scripts/status.ts"), "--config", path.join(st.dir, "stacks", `Pulumi.${RUN}.yaml`), "--json"]);
         expect(r.code, r.out.slice(-3000)).toBe(0);
         const rows = JSON.parse(r.stdout).rows as any[];
-        for (const [stage, variant] of [["download", "90b"], ["generate", "cot"]]) {
+        for (const [stage, variant] of [["download", "11b"], ["download", "90b"], ["generate", "cot"], ["train", "lora-11b"],
+            ["sample", "base-11b"], ["sample", "lora-11b"], ["evaluate", "base-11b"], ["evaluate", "lora-11b"]]) {
             const row = rows.find((x) => x.stage === stage && x.variant === variant);
             expect(row, `${stage}/${variant} in ${r.stdout.slice(0, 2000)}`).toBeDefined();
             expect(row.state, row.name).toBe("complete");
@@ -171,6 +264,10 @@ describe("the pipeline on real pods", () => {
         }
         const gen = rows.find((x) => x.stage === "generate");
         expect([gen.progress.unit, gen.progress.total]).toEqual(["rows", 8]);
+        // the fine-tune's optimizer steps over its 4 epochs (the resumed pod's record counts the epochs before it)
+        const train = rows.find((x) => x.stage === "train");
+        expect([train.progress.unit, train.progress.total, train.progress.epochs]).toEqual(["steps", 16, 4]);
+        expect(rows.find((x) => x.stage === "report")?.state).toBe("complete");
     });
 
     test("tear-down keeps the data", () => {
@@ -179,6 +276,8 @@ describe("the pipeline on real pods", () => {
         expect(must(kubectl("-n", NS, "get", "jobs,deployments,services", "-o", "name"), "list workloads").stdout.trim()).toBe("");
         expect(readJson(volume("data", "cot_chartqa_pods", ".complete.json")).rows).toBe(8);
         expect(fs.existsSync(volume("models", "Llama-3.2-90B-Vision-Instruct", ".complete.json"))).toBe(true);
+        expect(fs.existsSync(volume("checkpoints", RUN, "lora-11b", ".complete.json"))).toBe(true);
+        expect(fs.existsSync(volume("results", RUN, "report", "report.md"))).toBe(true);
     });
 });
 
@@ -218,8 +317,6 @@ describe("a generation pod killed mid-run", () => {
         }
         return found;
     };
-    const podsOf = (stage: string) => (kubectlJson("-n", FNS, "get", "pods", "-l", selector({ [LABELS.run]: FRUN, [LABELS.stage]: stage })).items as any[])
-        .sort((a, b) => a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp));
 
     test("is retried by its Job and asks the teacher only for the rows not answered yet", async () => {
         const up = st.pulumiAsync(["up", "--yes", "--skip-preview"]);
@@ -230,7 +327,7 @@ describe("a generation pod killed mid-run", () => {
             if (Date.now() > deadline) throw new Error(`no answer journaled in 8 min:\n${(await up).out.slice(-3000)}`);
             await sleep(100);
         }
-        const victim = podsOf("generate").find((p) => p.status.phase === "Running");
+        const victim = podsOf(FNS, FRUN, "generate").find((p) => p.status.phase === "Running");
         expect(victim, "a running generation pod").toBeDefined();
         const id = must(run("crictl", ["ps", "-q", "--name", "^main$", "--label", `io.kubernetes.pod.uid=${victim.metadata.uid}`]), "crictl ps").stdout.trim();
         const pid = JSON.parse(must(run("crictl", ["inspect", id]), "crictl inspect").stdout).info.pid;
@@ -239,7 +336,7 @@ describe("a generation pod killed mid-run", () => {
         expect(answered.size, "the kill came after the last batch: nothing left to resume").toBeLessThan(8);
 
         // Every question the teacher got, with when it arrived (its log, streamed until it is scaled down).
-        const teacher = podsOf("teacher")[0];
+        const teacher = podsOf(FNS, FRUN, "teacher")[0];
         const stream = spawn("kubectl", ["-n", FNS, "logs", "-f", "-c", "vllm", teacher.metadata.name], { env: process.env });
         let log = "";
         stream.stdout.on("data", (d) => (log += d));
@@ -250,7 +347,7 @@ describe("a generation pod killed mid-run", () => {
         await Promise.race([streamed, sleep(60_000)]);
         stream.kill();
 
-        const [first, second, ...more] = podsOf("generate");
+        const [first, second, ...more] = podsOf(FNS, FRUN, "generate");
         expect(more).toHaveLength(0);
         // Requests reach the teacher from the pod's own address (no SNAT between pods of one node): the
         // retried pod's are told apart by it. (By time they are not: requests the killed pod had already

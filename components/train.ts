@@ -35,7 +35,9 @@ export function trainJobArgs(ctx: StageContext, node: RenderedNode<"train">, con
     const { variant: name, train: v, identity: hash } = node;
     const { volumes, volumeMounts } = storageVolumes(
         ctx,
-        { models: "ro", data: "ro", checkpoints: "rw" },
+        // data rw: the recipe reads the dataset through `datasets`, which takes a lock file in its cache
+        // (HF_HOME on the data volume, shared with every stage); read-only, it fails before the first step.
+        { models: "ro", data: "rw", checkpoints: "rw" },
         { configMap: configMapName, shmSize: v.shmSize, hfToken: true },
     );
     const env = [...hfEnv(s)];

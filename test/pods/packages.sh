@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Debian packages of the pods tier (a node, an image builder, a registry), installed when missing.
+# Debian packages of the pods tier (a node, an image builder, a registry and its htpasswd), installed when missing.
 set -euo pipefail
-PKGS=(containerd runc containernetworking-plugins iptables conntrack iproute2 umoci skopeo buildah docker-registry debootstrap busybox-static)
+PKGS=(containerd runc containernetworking-plugins iptables conntrack iproute2 umoci skopeo buildah docker-registry debootstrap busybox-static apache2-utils)
 missing=()
 for p in "${PKGS[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p"); done
 if ((${#missing[@]})); then

@@ -12,8 +12,8 @@ import { spawn } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { afterAll, beforeAll, describe, expect, test } from "vitest";
-import { LABELS, selector } from "../../contract";
-import { initStack, KUBECONFIG, kubectl, kubectlJson, must, projectCopy, ROOT, run, runAsync, Stack, WORK } from "../e2e/helpers";
+import { ANNOTATIONS, LABELS, selector } from "../../contract";
+import { downloadOnly, initStack, KUBECONFIG, kubectl, kubectlJson, must, projectCopy, ROOT, run, runAsync, Stack, statusJson, WORK } from "../e2e/helpers";
 
 const NS = "cot-vr-pods";
 const RUN = "pods";
@@ -25,8 +25,34 @@ const image = (name: string): string => {
     return v;
 };
 
+/**
+ * The tier's registry wants a password (images.sh registry start --auth): a namespace's pods pull with
+ * a dockerconfigjson Secret, made here as a user would (`kubectl create secret docker-registry`), and
+ * named by the stacks in cluster.imagePullSecrets. Returns the Secret's name, or none without auth.
+ */
+const PULL_SECRET = "pods-registry";
+function pullSecret(ns: string): string[] {
+    const { COT_PODS_REGISTRY: server, COT_PODS_REGISTRY_USER: username, COT_PODS_REGISTRY_PASSWORD: password } = process.env;
+    if (!server || !username || !password) return [];
+    const auth = Buffer.from(`${username}:${password}`).toString("base64");
+    const f = path.join(WORK, `pull-secret-${ns}.json`);
+    fs.writeFileSync(f, JSON.stringify({
+        apiVersion: "v1", kind: "List", items: [
+            { apiVersion: "v1", kind: "Namespace", metadata: { name: ns } },
+            {
+                apiVersion: "v1", kind: "Secret", type: "kubernetes.io/dockerconfigjson", metadata: { name: PULL_SECRET, namespace: ns },
+                data: { ".dockerconfigjson": Buffer.from(JSON.stringify({ auths: { [server]: { username, password, auth } } })).toString("base64") },
+            },
+        ],
+    }), { mode: 0o600 });
+    must(kubectl("apply", "-f", f), `pull secret in ${ns}`);
+    fs.rmSync(f);
+    return [PULL_SECRET];
+}
+
 /** The fake Hugging Face hub as a Deployment and Service of the cluster (tolerating the GPU taint). */
 function deployHub(): string {
+    const secrets = pullSecret(HUB_NS).map((name) => ({ name }));
     const f = path.join(WORK, "hub.json");
     const labels = { app: "fake-hub" };
     fs.writeFileSync(f, JSON.stringify({
@@ -40,6 +66,7 @@ function deployHub(): string {
                         metadata: { labels },
                         spec: {
                             tolerations: [{ key: "amd.com/gpu", operator: "Exists", effect: "NoSchedule" }],
+                            imagePullSecrets: secrets.length ? secrets : undefined,
                             containers: [{
                                 name: "hub", image: image("hub"), ports: [{ name: "http", containerPort: 8080 }],
                                 readinessProbe: { httpGet: { path: "/health", port: "http" }, periodSeconds: 2 },
@@ -78,7 +105,8 @@ const LATER_STAGES = `  cot-vr:train:
         cpu: 500m
         memory: 3Gi
         shmSize: 256Mi
-        recipeOverrides: ${JSON.stringify({ "model._component_": "tinyvision.tiny_lora_llama3_2_vision", "model.image_size": 112, ...TINY })}
+        # on CPU: no fused AdamW, no CUDA memory statistics
+        recipeOverrides: ${JSON.stringify({ "model._component_": "tinyvision.tiny_lora_llama3_2_vision", "model.image_size": 112, ...TINY, "optimizer.fused": false, log_peak_memory_stats: false })}
   cot-vr:sample:
     variants: [base-11b, lora-11b]
     imageIndex: 1
@@ -105,6 +133,7 @@ function stackText(hub: string, o: { run: string; ns: string; dataset: string; t
     context: e2e
     # The node is the cluster: the CPU pods (downloads, generation) must tolerate its GPU taint.
     cpuTolerations: [{ key: amd.com/gpu }]
+    imagePullSecrets: ${JSON.stringify(pullSecret(o.ns))}
   # The sizes the config requires of the real models and data (a volume here is a folder: no quota).
   cot-vr:storage:
     models: { size: 204Gi }
@@ -135,6 +164,15 @@ const volume = volumeOf(NS, RUN);
 const readJson = (f: string) => JSON.parse(fs.readFileSync(f, "utf8"));
 const podUids = () => (kubectlJson("-n", NS, "get", "pods").items as any[]).map((p) => p.metadata.uid).sort();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** The namespace's pods, the end of each one's log, and its events: what a failed test shows. */
+function diagnose(ns: string): string {
+    const pods = kubectl("-n", ns, "get", "pods", "-o", "wide").out;
+    const logs = (kubectlJson("-n", ns, "get", "pods").items as any[])
+        .map((p) => `--- ${p.metadata.name}\n${kubectl("-n", ns, "logs", p.metadata.name, "--all-containers", "--tail=60").out}`).join("\n");
+    const events = kubectl("-n", ns, "get", "events", "--sort-by=.lastTimestamp").out.slice(-4000);
+    return `${pods}\n${logs}\n--- events\n${events}`;
+}
+
 /** A stage's pods, oldest first. */
 const podsOf = (ns: string, run: string, stage: string) => (kubectlJson("-n", ns, "get", "pods", "-l", selector({ [LABELS.run]: run, [LABELS.stage]: stage })).items as any[])
     .sort((a, b) => a.metadata.creationTimestamp.localeCompare(b.metadata.creationTimestamp));
@@ -178,17 +216,11 @@ describe("the pipeline on real pods", () => {
         const state = volume("checkpoints", RUN, "lora-11b", "recipe_state", "recipe_state.pt");
         while (!fs.existsSync(state) && !finished) await sleep(100);
         const victim = podsOf(NS, RUN, "train").find((p) => p.status.phase === "Running");
-        expect(victim, `a running fine-tune pod once ${state} exists`).toBeDefined();
+        if (!victim) throw new Error(`no running fine-tune pod once ${state} exists:\n${(await up).out.slice(-3000)}\n${diagnose(NS)}`);
         must(kubectl("-n", NS, "delete", "pod", victim.metadata.name, "--wait=false"), "delete the fine-tune pod");
 
         const result = await up;
-        if (result.code !== 0) {
-            const pods = kubectl("-n", NS, "get", "pods", "-o", "wide").out;
-            const logs = (kubectlJson("-n", NS, "get", "pods").items as any[])
-                .map((p) => `--- ${p.metadata.name}\n${kubectl("-n", NS, "logs", p.metadata.name, "--all-containers", "--tail=40").out}`).join("\n");
-            const events = kubectl("-n", NS, "get", "events", "--sort-by=.lastTimestamp").out.slice(-4000);
-            throw new Error(`pulumi up failed:\n${result.out.slice(-5000)}\n${pods}\n${logs}\n--- events\n${events}`);
-        }
+        if (result.code !== 0) throw new Error(`pulumi up failed:\n${result.out.slice(-5000)}\n${diagnose(NS)}`);
         // The downloads: every shard from the hub, verified, and the marker; the 11B is the tiny model's
         // real checkpoint, the 90B (the teacher's, which the fake teacher does not read) dummy shards.
         for (const [repo, shards] of [["Llama-3.2-11B-Vision-Instruct", 5], ["Llama-3.2-90B-Vision-Instruct", 37]] as const) {
@@ -369,5 +401,59 @@ describe("a generation pod killed mid-run", () => {
         expect(kubectl("-n", FNS, "logs", second.metadata.name).out).toContain(`${answered.size} of 8 rows already answered, asking for ${8 - answered.size}`);
         expect(readJson(fvolume("data", "cot_fault", ".complete.json")).rows).toBe(8);
         expect(kubectlJson("-n", FNS, "get", "deployment", `${FRUN}-teacher`).spec.replicas).toBe(0);
+    });
+});
+
+// An image that does not exist, pulled by the real kubelet from the local registry: the registry
+// answers "manifest unknown", containerd "not found", and the Job fails in seconds, not after the
+// stage's timeout (4h here); `status` says why.
+describe("an image that does not exist, on the real node", () => {
+    const IRUN = "podsimage";
+    const INS = "cot-vr-pods-image";
+    const TIMEOUT = "4h";
+    let st: Stack;
+    let bad: string;
+    beforeAll(() => {
+        // the tier's registry, a tag it never had
+        bad = image("trainer").replace(/:[^:/]+$/, ":cpu-does-not-exist");
+        const dir = projectCopy(IRUN);
+        startFresh(dir, IRUN, INS);
+        st = initStack(IRUN, {
+            copy: dir, stackFileText: `config:
+  cot-vr:run: ${IRUN}
+  cot-vr:cluster: { namespace: ${INS}, kubeconfig: ${KUBECONFIG}, context: e2e, cpuTolerations: [{ key: amd.com/gpu }], imagePullSecrets: ${JSON.stringify(pullSecret(INS))} }
+  cot-vr:models: { endpoint: http://hub.${HUB_NS}.svc.cluster.local }
+`,
+        });
+        st.setConfig("hfToken", "hf_pods_placeholder_token", { secret: true });
+        downloadOnly(st, bad, TIMEOUT);
+    });
+    afterAll(() => {
+        if (st) st.pulumi("destroy", "--yes");
+    });
+
+    test("fails pulumi up within 2 minutes, naming the image and the registry's answer; status says why", async () => {
+        const r = await st.pulumiAsync(["up", "--yes", "--skip-preview"]);
+        expect(r.code, r.out.slice(-4000)).not.toBe(0);
+        expect(r.seconds, r.out.slice(-4000)).toBeLessThan(120);
+        expect(r.out).toContain(`image "${bad}" cannot be pulled: `);
+        expect(r.out).toMatch(/not found/);
+        const jobs = (kubectlJson("-n", INS, "get", "jobs").items as any[]).filter((j) => j.metadata.labels?.[LABELS.stage] === "download");
+        expect(jobs.length).toBeGreaterThan(0);
+        for (const j of jobs) {
+            const failed = j.status.conditions?.find((c: any) => c.type === "Failed" && c.status === "True");
+            expect(failed?.reason, j.metadata.name).toBe("DeadlineExceeded");
+            expect(JSON.parse(j.metadata.annotations[ANNOTATIONS.failure])).toMatchObject({ image: bad, container: "main", kind: "fatal", stage: "download" });
+        }
+        expect((kubectlJson("-n", INS, "get", "pods").items as any[]).filter((p) => p.status.phase === "Pending")).toEqual([]);
+
+        const s = await statusJson(st);
+        expect(s.code, s.out.slice(-3000)).toBe(1);
+        for (const row of (s.json.rows as any[]).filter((x) => x.stage === "download")) {
+            expect(row.state).toBe("failed");
+            expect(row.imagePull).toMatchObject({ image: bad, kind: "fatal" });
+            expect(row.failure.reason).toMatch(/image pull failed, so pulumi up failed the Job: .*not found/);
+            expect(row.failure.next).toMatch(/^fix cot-vr:images\.trainer in the stack config/);
+        }
     });
 });

@@ -68,7 +68,8 @@ if [[ "${COT_PODS_PIPELINE:-1}" != 0 ]]; then
   phase "images"
   bash "$HERE/images.sh" build
   phase "registry"
-  eval "$(bash "$HERE/images.sh" registry start "$WORK/registry")"   # exports COT_PODS_REGISTRY
+  # behind htpasswd auth, as a private registry is: every namespace's pods pull with a pull Secret
+  eval "$(bash "$HERE/images.sh" registry start "$WORK/registry" --auth)"   # exports COT_PODS_REGISTRY(_USER, _PASSWORD)
   eval "$(bash "$HERE/images.sh" push)"                                   # exports COT_PODS_IMAGE_<NAME>
 fi
 

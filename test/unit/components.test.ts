@@ -45,6 +45,13 @@ describe("secrets", async () => {
         expect(job.spec.template.spec.volumes).toContainEqual({ name: "hf-token", secret: { secretName: "blog-secrets", items: [{ key: "HF_TOKEN", path: "token" }], optional: true } });
         expect(container(job).volumeMounts).toContainEqual({ name: "hf-token", mountPath: "/var/run/secrets/cotvr/hf", readOnly: true });
     });
+    it("every pod that reads a dataset through `datasets` can write its cache's lock files (HF_HOME on the data volume)", () => {
+        for (const [stage, variant] of [["train", "lora-11b"], ["sample", "base-11b"], ["evaluate", "lora-11b"], ["generate", "cot"]]) {
+            const c = container(r.job(stage, variant));
+            expect(c.env, `${stage}`).toContainEqual({ name: "HF_HOME", value: "/data/hf-home" });
+            expect(c.volumeMounts, `${stage}`).toContainEqual({ name: "data", mountPath: "/data", readOnly: false });
+        }
+    });
     it("every pod that reads the Hub gets the configured endpoint, and none by default", async () => {
         expect(JSON.stringify(r.objects)).not.toContain("HF_ENDPOINT");
         const m = await render(settings({ models: { endpoint: "http://hub.mirror.local:8080" } }));

@@ -48,7 +48,7 @@ BASE_KEY=$(hash_of base-v1 "$MIRROR" /etc/ssl/certs/ca-certificates.crt)
 TORCH_KEY=$(hash_of "$BASE_KEY" "${TORCH_PINS[@]}")
 tree_files() { find "$@" -type f ! -name '*.pyc' | sort; }
 TRAINER_KEY=$(hash_of "$TORCH_KEY" $(tree_files "$ROOT/images/trainer" "$ROOT/images/common"))
-TINY_KEY=$(hash_of "$TRAINER_KEY" "$ROOT/test/python/tinyvision.py")
+TINY_KEY=$(hash_of tiny-v2 "$TRAINER_KEY" "$ROOT/test/python/tinyvision.py")
 DATAGEN_KEY=$(hash_of "$BASE_KEY" $(tree_files "$ROOT/images/datagen" "$ROOT/images/common"))
 VLLM_KEY=$(hash_of "$BASE_KEY" $(tree_files "$HERE/fakes/teacher"))
 # the hub's 11B repo is tinyvision's tiny model (make_content.py imports it): a change there rebuilds the hub
@@ -102,7 +102,9 @@ build_tiny() {
   "${BUILDAH[@]}" copy "$c" "$ROOT/test/python/tinyvision.py" /opt/cotvr-tiny/tinyvision.py >/dev/null
   "${BUILDAH[@]}" config --env PYTHONPATH=/opt/cotvr-tiny "$c"
   "${BUILDAH[@]}" run "$c" -- python -c "import tinyvision; tinyvision.tiny_lora_llama3_2_vision(['q_proj'])"
-  "${BUILDAH[@]}" commit -q --rm "$c" "$(ref tiny)" >/dev/null
+  # docker format, as bud --format docker writes the others: push's "already there" check asks for a
+  # docker manifest, which the registry cannot make of an OCI one (it would push again every run)
+  "${BUILDAH[@]}" commit -q --rm --format docker "$c" "$(ref tiny)" >/dev/null
 }
 
 bud() { # name context dockerfile build-args...

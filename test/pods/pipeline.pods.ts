@@ -138,7 +138,7 @@ function stackText(hub: string, o: { run: string; ns: string; dataset: string; t
   cot-vr:storage:
     models: { size: 204Gi }
     data: { size: 10Gi }
-    checkpoints: { size: 90Gi }
+    checkpoints: { size: 180Gi }
     results: { size: 1Gi }
   cot-vr:images:
     trainer: ${o.all ? image("tiny") : image("trainer")}

@@ -37,9 +37,11 @@ die() { log "ERROR: $*"; exit 1; }
 # torch/torchvision of the CPU twin: the version the ROCm base ships (rocm/pytorch ..._pytorch_release_2.6.0,
 # which the trainer's lock is resolved against: e.g. its sympy pin is torch 2.6's) and its torchvision.
 TORCH_PINS=(torch==2.6.0 torchvision==0.21.0)
-hash_of() { # files and strings -> 16 hex
+hash_of() { # files and strings -> 16 hex; a file in the checkout by its path in it, so a clone elsewhere hits the cache
   local x
-  for x in "$@"; do if [[ -f "$x" ]]; then sha256sum "$x"; else echo "$x"; fi; done | sha256sum | cut -c1-16
+  for x in "$@"; do
+    if [[ -f "$x" ]]; then (cd "$ROOT" && sha256sum "${x#"$ROOT"/}"); else echo "$x"; fi
+  done | sha256sum | cut -c1-16
 }
 have() { "${BUILDAH[@]}" inspect --type image "$1" >/dev/null 2>&1; }
 timed() { local t0=$SECONDS rc=0; "$@" || rc=$?; log "  ... $((SECONDS - t0))s"; return $rc; }
